@@ -1,0 +1,104 @@
+// Decode stages: the byte streams between a job file and its header reader.
+//
+// A stored packet may be plain, zstd-compressed, OpenPGP-encrypted (and
+// signed), any stack of those, or encoded by something only an external
+// command understands. Each stage is a pull `Reader`; stages nest
+// (OpenPGP -> zstd -> packet is the common stack). `--decode auto` looks at
+// the first bytes of each layer to pick the next stage.
+//
+// EOF is a promise: libzstd and GPGME report corruption only at the end of
+// the stream, after bad bytes were produced. So read() returning 0 means
+// "no more bytes", and only finish() says "and they were all good". The
+// hand-off closes the consumer's pipe cleanly only after finish() returned.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "safespool/fd.hpp"
+
+namespace safespool {
+
+/// A pull stream of bytes. Not thread-safe, except cancel().
+class Reader {
+ public:
+  virtual ~Reader() = default;
+  /// Reads up to buf.size() bytes (at least 1 unless at the end); returns 0
+  /// only at the end of the stream. Never reads ahead of what the caller
+  /// asks from the *underlying file* when the stream is plain. Throws
+  /// FormatError (corrupt input) or Error/SysError, naming the source.
+  virtual size_t read(std::span<std::byte> buf) = 0;
+  /// After read() returned 0: confirms the stream was complete and intact
+  /// (zstd frame finished and checksummed, OpenPGP decryption and signature
+  /// checks passed, external decoder exited 0). Throws otherwise.
+  virtual void finish() = 0;
+  /// Thread-safe: makes a read() blocked in another thread return soon
+  /// (kills external decoders, aborts GPGME). Later reads may throw.
+  virtual void cancel() {}
+  /// Short description of this stage and those below it, e.g. "zstd < file".
+  virtual std::string describe() const = 0;
+};
+
+/// What the first bytes of a stream look like.
+enum class Encoding { Packet, Zstd, OpenPgp, Unknown };
+
+/// Pure guess from the first bytes (give at least 16 when available):
+/// "*FILESPOOLER" -> Packet, 28 B5 2F FD or a skippable frame 5? 2A 4D 18
+/// -> Zstd, a plausible OpenPGP packet tag (1, 3, 8, 4, 2 with bit 7 set)
+/// or "-----BEGIN PGP " -> OpenPgp. A guess: confirmed only by decoding.
+Encoding detect_encoding(std::span<const std::byte> head);
+
+/// Name for messages: "packet", "zstd", "OpenPGP", "unknown".
+const char* encoding_name(Encoding e);
+
+/// Which stages to apply (the --decode option).
+enum class DecodeMode { Auto, None, Zstd, Gpg };
+
+/// Parses "auto", "none", "zstd", "gpg"/"openpgp" (case-insensitive);
+/// throws UsageError with the accepted values otherwise.
+DecodeMode parse_decode_mode(const std::string& s);
+
+/// How to open a job's decoded stream.
+struct DecodeOptions {
+  DecodeMode mode = DecodeMode::Auto;
+  /// -d/--decoder: a shell command (run as `$SHELL -c CMD`, stdin = the job
+  /// file) whose stdout is the packet. When set, `mode` is not consulted.
+  std::optional<std::string> external;
+  /// GnuPG home for OpenPGP stages; nullopt = the user's default.
+  std::optional<std::string> gnupg_home;
+  /// Largest number of stacked stages auto-detection will open.
+  int max_depth = 4;
+};
+
+/// A decoded stream of a job file.
+struct Decoded {
+  std::unique_ptr<Reader> reader;
+  /// True when no stage was applied: `reader` reads the job file directly,
+  /// so after the header was read through it the file offset is exactly at
+  /// the first payload byte and the file itself can be the consumer's stdin.
+  bool plain = false;
+  /// The file (only when plain): the same descriptor `reader` reads.
+  int plain_fd = -1;
+};
+
+/// Opens `file` (positioned at its start; a regular file or a pipe) named
+/// `name` in messages, applying the stages `opts` asks for. Detection peeks
+/// with pread() on regular files, so a plain packet is read from offset 0.
+/// Throws FormatError "NAME: not a packet (first bytes: 1f 8b 08 ...); if
+/// it is encoded, try --decoder" when auto-detection finds nothing it knows.
+Decoded open_decoded(Fd file, const std::string& name, const DecodeOptions& opts);
+
+/// Individual stages, for tests and for explicit stacks.
+std::unique_ptr<Reader> make_fd_reader(Fd fd, std::string name);
+std::unique_ptr<Reader> make_zstd_reader(std::unique_ptr<Reader> inner);
+std::unique_ptr<Reader> make_gpg_reader(std::unique_ptr<Reader> inner,
+                                        const std::optional<std::string>& gnupg_home);
+/// Runs `$SHELL -c command` (SHELL unset: /bin/sh) with stdin = `input`.
+std::unique_ptr<Reader> make_external_reader(Fd input, const std::string& command,
+                                             std::string name);
+
+}  // namespace safespool

@@ -1,0 +1,76 @@
+// Spawning children precisely.
+//
+// Children are started with posix_spawn(p), never fork+exec by hand and
+// never through Boost.Process (see docs/design/spawning.md for the defects
+// that ruled it out). A child gets exactly fds 0-2 (addclosefrom_np(3)),
+// its own process group, default signal dispositions and an empty signal
+// mask. Exec failure comes back as an exception carrying errno, never as a
+// fake exit status 127, and leaves no zombie. Each child is watched through
+// a pidfd so it can be awaited on an event loop.
+#pragma once
+
+#include <sys/types.h>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "safespool/fd.hpp"
+
+namespace safespool {
+
+/// How a child ended. Never a combined wait status.
+struct ExitStatus {
+  bool signaled = false;  ///< true: killed by signal `value`; false: exit(value)
+  int value = 0;
+  bool success() const { return !signaled && value == 0; }
+  /// "exit status 3" or "killed by signal 9 (Killed)".
+  std::string describe() const;
+  static ExitStatus from_wait_status(int status);
+};
+
+/// What to start.
+struct SpawnSpec {
+  std::vector<std::string> argv;               ///< argv[0] is searched in PATH
+  std::optional<std::vector<std::string>> env; ///< "K=V" strings; nullopt = inherit
+  int stdin_fd = 0;                            ///< becomes the child's fd 0
+  int stdout_fd = 1;                           ///< becomes the child's fd 1
+  int stderr_fd = 2;                           ///< becomes the child's fd 2
+};
+
+/// A running (or exited, not yet reaped) child in its own process group.
+/// Move-only. The destructor of a child never waited for SIGKILLs its group
+/// and reaps it, so no zombie and no orphan outlives its owner.
+class Child {
+ public:
+  Child() = default;
+  Child(pid_t pid, Fd pidfd) : pid_(pid), pidfd_(std::move(pidfd)) {}
+  Child(Child&& o) noexcept;
+  Child& operator=(Child&& o) noexcept;
+  ~Child();
+
+  pid_t pid() const { return pid_; }
+  /// A pidfd (O_CLOEXEC) that becomes readable when the child exits.
+  int pidfd() const { return pidfd_.get(); }
+  bool running() const { return pid_ > 0 && !status_; }
+
+  /// Sends `sig` to the child's whole process group (ignores ESRCH).
+  void kill_group(int sig) const;
+  /// Blocks until the child exits and reaps it.
+  ExitStatus wait();
+  /// Reaps the child if it has exited.
+  std::optional<ExitStatus> try_wait();
+  /// SIGTERM to the group, up to `grace_ms` for it to exit, then SIGKILL; reaps.
+  ExitStatus terminate(int grace_ms);
+
+ private:
+  pid_t pid_ = -1;
+  Fd pidfd_;
+  std::optional<ExitStatus> status_;
+};
+
+/// Starts a child. Throws SysError("cannot run 'argv0'", errno) when the
+/// command cannot be executed (not found, not executable).
+Child spawn(const SpawnSpec& spec);
+
+}  // namespace safespool

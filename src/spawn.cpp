@@ -1,0 +1,149 @@
+#include "safespool/spawn.hpp"
+
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <memory>
+
+#include "safespool/error.hpp"
+
+extern char** environ;
+
+namespace safespool {
+
+std::string ExitStatus::describe() const {
+  if (!signaled) return "exit status " + std::to_string(value);
+  return "killed by signal " + std::to_string(value) + " (" + strsignal(value) + ")";
+}
+
+ExitStatus ExitStatus::from_wait_status(int status) {
+  if (WIFSIGNALED(status)) return {true, WTERMSIG(status)};
+  return {false, WEXITSTATUS(status)};
+}
+
+Child::Child(Child&& o) noexcept
+    : pid_(std::exchange(o.pid_, -1)), pidfd_(std::move(o.pidfd_)), status_(o.status_) {}
+
+Child& Child::operator=(Child&& o) noexcept {
+  if (this != &o) {
+    if (running()) terminate(0);
+    pid_ = std::exchange(o.pid_, -1);
+    pidfd_ = std::move(o.pidfd_);
+    status_ = o.status_;
+  }
+  return *this;
+}
+
+Child::~Child() {
+  if (running()) terminate(0);
+}
+
+void Child::kill_group(int sig) const {
+  if (pid_ > 0) ::kill(-pid_, sig);
+}
+
+ExitStatus Child::wait() {
+  if (status_) return *status_;
+  int st = 0;
+  while (::waitpid(pid_, &st, 0) < 0) {
+    if (errno != EINTR) throw_errno("cannot wait for process " + std::to_string(pid_));
+  }
+  status_ = ExitStatus::from_wait_status(st);
+  return *status_;
+}
+
+std::optional<ExitStatus> Child::try_wait() {
+  if (status_ || pid_ <= 0) return status_;
+  int st = 0;
+  pid_t r = ::waitpid(pid_, &st, WNOHANG);
+  if (r == pid_) status_ = ExitStatus::from_wait_status(st);
+  return status_;
+}
+
+ExitStatus Child::terminate(int grace_ms) {
+  if (!running()) return status_ ? *status_ : ExitStatus{};
+  if (grace_ms > 0) {
+    kill_group(SIGTERM);
+    pollfd p{pidfd_.get(), POLLIN, 0};
+    while (::poll(&p, 1, grace_ms) < 0 && errno == EINTR) {
+    }
+  }
+  if (!try_wait()) {
+    kill_group(SIGKILL);
+    wait();
+  }
+  // Whatever is left of the group (grandchildren) goes too.
+  kill_group(SIGKILL);
+  return *status_;
+}
+
+namespace {
+
+struct FileActions {
+  posix_spawn_file_actions_t fa;
+  FileActions() { posix_spawn_file_actions_init(&fa); }
+  ~FileActions() { posix_spawn_file_actions_destroy(&fa); }
+};
+
+struct Attr {
+  posix_spawnattr_t a;
+  Attr() { posix_spawnattr_init(&a); }
+  ~Attr() { posix_spawnattr_destroy(&a); }
+};
+
+std::vector<char*> c_strings(const std::vector<std::string>& v) {
+  std::vector<char*> out;
+  out.reserve(v.size() + 1);
+  for (const auto& s : v) out.push_back(const_cast<char*>(s.c_str()));
+  out.push_back(nullptr);
+  return out;
+}
+
+}  // namespace
+
+Child spawn(const SpawnSpec& spec) {
+  if (spec.argv.empty()) throw UsageError("no command given");
+  FileActions fa;
+  // dup2 onto itself is a no-op that would keep CLOEXEC; glibc's adddup2
+  // with equal fds clears FD_CLOEXEC, which is what we want.
+  posix_spawn_file_actions_adddup2(&fa.fa, spec.stdin_fd, 0);
+  posix_spawn_file_actions_adddup2(&fa.fa, spec.stdout_fd, 1);
+  posix_spawn_file_actions_adddup2(&fa.fa, spec.stderr_fd, 2);
+  posix_spawn_file_actions_addclosefrom_np(&fa.fa, 3);
+
+  Attr attr;
+  sigset_t all, none;
+  sigfillset(&all);
+  sigemptyset(&none);
+  posix_spawnattr_setsigdefault(&attr.a, &all);
+  posix_spawnattr_setsigmask(&attr.a, &none);
+  posix_spawnattr_setpgroup(&attr.a, 0);
+  posix_spawnattr_setflags(&attr.a, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF |
+                                        POSIX_SPAWN_SETSIGMASK);
+
+  auto argv = c_strings(spec.argv);
+  std::vector<char*> envp;
+  if (spec.env) envp = c_strings(*spec.env);
+  pid_t pid = -1;
+  int rc = ::posix_spawnp(&pid, argv[0], &fa.fa, &attr.a, argv.data(),
+                          spec.env ? envp.data() : environ);
+  if (rc != 0) throw SysError("cannot run '" + spec.argv[0] + "'", rc);
+  int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  if (pidfd < 0) {
+    int err = errno;
+    ::kill(-pid, SIGKILL);
+    int st;
+    ::waitpid(pid, &st, 0);
+    throw SysError("cannot watch process " + std::to_string(pid) + " (pidfd_open)", err);
+  }
+  // pidfd_open sets O_CLOEXEC by default.
+  return Child(pid, Fd(pidfd));
+}
+
+}  // namespace safespool
