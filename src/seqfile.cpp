@@ -1,1 +1,118 @@
-// under construction
+#include "safespool/seqfile.hpp"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <thread>
+
+#include "safespool/error.hpp"
+
+namespace safespool {
+namespace {
+
+std::string dir_of(const std::string& path) {
+  auto slash = path.rfind('/');
+  if (slash == std::string::npos) return ".";
+  if (slash == 0) return "/";
+  return path.substr(0, slash);
+}
+
+Fd open_lock(const std::string& lock_path, bool create) {
+  int flags = O_RDWR | O_CLOEXEC | O_NOFOLLOW | (create ? O_CREAT : 0);
+  Fd fd(::open(lock_path.c_str(), flags, 0666));
+  if (!fd) {
+    int err = errno;
+    std::string hint = err == ENOENT ? " (an append-only queue has no seqfile)" : "";
+    throw SysError("cannot open lock file " + lock_path + hint, err);
+  }
+  return fd;
+}
+
+}  // namespace
+
+uint64_t parse_u64(const std::string& text, const std::string& what) {
+  size_t b = text.find_first_not_of(" \t\r\n");
+  size_t e = text.find_last_not_of(" \t\r\n");
+  std::string t = b == std::string::npos ? "" : text.substr(b, e - b + 1);
+  if (t.empty() || t.find_first_not_of("0123456789") != std::string::npos || t.size() > 20)
+    throw UsageError(what + ": \"" + text + "\" is not a number");
+  errno = 0;
+  unsigned long long v = std::strtoull(t.c_str(), nullptr, 10);
+  if (errno == ERANGE) throw UsageError(what + ": \"" + text + "\" is out of range");
+  return v;
+}
+
+void fsync_dir(const std::string& path, bool is_dir) {
+  std::string dir = is_dir ? path : dir_of(path);
+  Fd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!fd) throw_errno("cannot open directory " + dir);
+  if (::fsync(fd.get()) != 0 && errno != EINVAL) throw_errno("cannot fsync directory " + dir);
+}
+
+void replace_file(const std::string& path, const std::string& content) {
+  std::string temp = path + ".temp";
+  {
+    Fd fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0666));
+    if (!fd) throw_errno("cannot create " + temp);
+    write_all(fd.get(), content, temp);
+    if (::fsync(fd.get()) != 0) throw_errno("cannot fsync " + temp);
+  }
+  if (::rename(temp.c_str(), path.c_str()) != 0) throw_errno("cannot rename " + temp + " to " + path);
+  fsync_dir(path);
+}
+
+std::optional<SeqFile> SeqFile::try_open(const std::string& path, bool create) {
+  Fd lock = open_lock(path + ".lock", create);
+  if (::flock(lock.get(), LOCK_EX | LOCK_NB) != 0) {
+    if (errno == EWOULDBLOCK) return std::nullopt;
+    throw_errno("cannot lock " + path + ".lock");
+  }
+  SeqFile sf(path, std::move(lock));
+  sf.load(create);
+  return sf;
+}
+
+std::optional<SeqFile> SeqFile::open_waiting(const std::string& path, bool create,
+                                             double wait_seconds) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(wait_seconds);
+  for (;;) {
+    auto sf = try_open(path, create);
+    if (sf || std::chrono::steady_clock::now() >= deadline) return sf;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+}
+
+void SeqFile::load(bool create) {
+  Fd fd(::open(path_.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+  if (!fd) {
+    if (errno == ENOENT && create) return set(1);
+    throw_errno("cannot open seqfile " + path_);
+  }
+  std::string text(64, '\0');
+  size_t n = read_full(fd.get(), std::as_writable_bytes(std::span(text)), "seqfile " + path_);
+  bool full = n == text.size();
+  text.resize(n);
+  size_t nl = text.find('\n');
+  if (full && nl == std::string::npos) throw Error("seqfile " + path_ + " is not a number", kExitDataErr);
+  try {
+    next_ = parse_u64(text.substr(0, nl), "seqfile " + path_);
+  } catch (const UsageError& e) {
+    throw Error(e.what(), kExitDataErr);
+  }
+}
+
+void SeqFile::set(uint64_t value) {
+  replace_file(path_, std::to_string(value) + "\n");
+  next_ = value;
+}
+
+uint64_t SeqFile::increment() {
+  uint64_t prev = next_;
+  set(next_ + 1);
+  return prev;
+}
+
+}  // namespace safespool

@@ -1,0 +1,68 @@
+// Running jobs: one packet (stdin-process) or a whole queue (queue-process).
+//
+// queue-process holds the queue lock for the whole run, scans jobs/, and
+// runs the job whose seq equals nextseq, then the next, strictly in order,
+// stopping at the first gap. After a job succeeds (or fails under
+// --on-error delete/leave) nextseq is advanced durably *before* the job
+// file is deleted: a crash in between leaves a stale file below nextseq,
+// never a job run twice after success was recorded, and never a skipped
+// one. A job whose payload fails to decode stops the run whatever
+// --on-error says: the packet is kept and nextseq is not advanced, since a
+// corrupt packet is not a verdict on the job.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "safespool/decode.hpp"
+#include "safespool/handoff.hpp"
+#include "safespool/packet.hpp"
+#include "safespool/queue.hpp"
+
+namespace safespool {
+
+enum class OnError { Retry, Delete, Leave };
+enum class OrderBy { Sequence, Timestamp };
+enum class OutputTo { PassBoth, SaveBoth };
+
+/// Options shared by stdin-process and queue-process.
+struct JobOptions {
+  std::vector<std::string> command;  ///< COMMAND followed by its -- PARAMS
+  bool allow_job_params = false;
+  bool ignore_payload = false;
+  HandoffOptions handoff;
+};
+
+/// Options of queue-process.
+struct ProcessOptions {
+  JobOptions job;
+  DecodeOptions decode;
+  std::optional<uint64_t> maxjobs;
+  bool never_delete = false;
+  OrderBy order_by = OrderBy::Sequence;
+  OnError on_error = OnError::Retry;
+  OutputTo output_to = OutputTo::PassBoth;
+  double lock_wait_seconds = 0;
+};
+
+/// Where a job came from, for the FSPL_JOB_* variables.
+struct JobOrigin {
+  const std::string* filename = nullptr;  ///< name within jobs/
+  const std::string* queuedir = nullptr;  ///< as given with -q
+};
+
+/// Runs one job whose header was already read from `decoded`. NOP succeeds
+/// and Fail fails without running anything. Throws Error (exit 69) when the
+/// command cannot be started, FormatError for params/env that cannot be
+/// passed to a process (NUL bytes, '=' in a name).
+HandoffResult run_job(const Meta& meta, Decoded& decoded, const JobOptions& opts,
+                      JobOrigin origin, int stdout_fd = 1, int stderr_fd = 2);
+
+/// The whole queue-process run. Returns the exit code (0: done or nothing
+/// to do, 1: a job failed under --on-error retry, 130: interrupted); throws
+/// Error for everything else (lock busy: exit 75).
+int process_queue(const Queue& queue, const ProcessOptions& opts);
+
+}  // namespace safespool

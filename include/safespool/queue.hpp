@@ -1,0 +1,88 @@
+// The queue directory.
+//
+//   queuedir/nextseq        the next sequence number to run (see seqfile.hpp)
+//   queuedir/nextseq.lock   flock'd by the processor
+//   queuedir/jobs/          job files, fspl-*.fspl
+//
+// A file whose name matches fspl-*.fspl is complete by convention: writers
+// use another name until the file is whole, then rename. Anything else in
+// jobs/ is ignored. Job files are opened with O_NOFOLLOW|O_NONBLOCK and
+// only regular files are read, so a symlink, FIFO or directory wearing a
+// job's name is skipped, never followed or blocked on.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "safespool/decode.hpp"
+#include "safespool/fd.hpp"
+#include "safespool/packet.hpp"
+
+namespace safespool {
+
+/// One job file whose header was read.
+struct JobEntry {
+  std::string filename;  ///< name within jobs/
+  Meta meta;
+};
+
+/// A file in jobs/ that looked like a job but could not be read as one.
+struct SkippedFile {
+  std::string filename;
+  std::string reason;
+};
+
+/// The outcome of a scan.
+struct ScanResult {
+  std::vector<JobEntry> jobs;       ///< in directory order
+  std::vector<SkippedFile> skipped; ///< unreadable, not a packet, not a regular file
+  /// Logs the skipped files once at warn level (count and first one) and
+  /// each at debug level.
+  void warn_skipped(const std::string& queuedir) const;
+};
+
+/// True for names of the form fspl-*.fspl.
+bool is_job_name(std::string_view name);
+
+/// A random (v4) UUID, lower-case hyphenated.
+std::string gen_uuid();
+
+/// "fspl-<uuid>.fspl".
+std::string gen_job_filename();
+
+/// A queue directory. Cheap to construct; nothing is touched until asked.
+class Queue {
+ public:
+  explicit Queue(std::string dir) : dir_(std::move(dir)) {}
+
+  /// Creates DIR, DIR/jobs and (unless append_only) nextseq = 1 and its
+  /// lock. Throws SysError if DIR already exists, as fspl does.
+  static void init(const std::string& dir, bool append_only);
+
+  const std::string& dir() const { return dir_; }
+  std::string jobs_dir() const { return dir_ + "/jobs"; }
+  std::string seqfile_path() const { return dir_ + "/nextseq"; }
+  std::string job_path(const std::string& filename) const { return jobs_dir() + "/" + filename; }
+
+  /// Throws Error (exit 66) when DIR/jobs is not a directory.
+  void check_exists() const;
+
+  /// Reads the header of every job file. Never throws for a single bad
+  /// file (it lands in `skipped`); throws when jobs/ cannot be listed.
+  ScanResult scan(const DecodeOptions& decode) const;
+
+  /// Opens a job file read-only, refusing symlinks and anything that is not
+  /// a regular file. Throws SysError/Error naming the file.
+  Fd open_job(const std::string& filename) const;
+
+  /// Copies `in` to a temporary name in jobs/, fsyncs it, renames it to a
+  /// fresh fspl-<uuid>.fspl and fsyncs jobs/. On any failure the temporary
+  /// file is removed and nothing appears under a job name. Returns the name.
+  std::string write(int in_fd) const;
+
+ private:
+  std::string dir_;
+};
+
+}  // namespace safespool

@@ -1,0 +1,64 @@
+// The sequence file and its lock.
+//
+// A seqfile holds one decimal line: the next sequence number (on the
+// sender, the seq the next `prepare` stamps; in a queue, the seq
+// `queue-process` runs next). Beside it, PATH.lock is held with
+// flock(LOCK_EX|LOCK_NB) while the number is read or changed — the same
+// lock fspl takes, so the two tools exclude each other on one queue.
+//
+// Updates are durable: write PATH.temp, fsync, rename over PATH, fsync the
+// directory. A crash leaves either the old or the new number, never a torn
+// one.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "safespool/fd.hpp"
+
+namespace safespool {
+
+/// An open, locked seqfile. Move-only; the lock is released on destruction.
+class SeqFile {
+ public:
+  /// Locks PATH.lock and reads PATH. With `create`, a missing lock file
+  /// and a missing PATH are created (PATH starts at 1), as `prepare` and
+  /// `queue-init` need. Returns nullopt when another process holds the
+  /// lock; throws Error naming the file on any other problem (missing lock
+  /// file without `create`, unreadable or non-numeric PATH).
+  static std::optional<SeqFile> try_open(const std::string& path, bool create);
+
+  /// Like try_open, but waits up to `wait_seconds` for the lock (polling).
+  static std::optional<SeqFile> open_waiting(const std::string& path, bool create,
+                                             double wait_seconds);
+
+  uint64_t next() const { return next_; }
+  /// Durably stores `value` as the next number.
+  void set(uint64_t value);
+  /// Durably stores next()+1; returns the previous value.
+  uint64_t increment();
+
+  const std::string& path() const { return path_; }
+
+ private:
+  SeqFile(std::string path, Fd lock) : path_(std::move(path)), lock_(std::move(lock)) {}
+  void load(bool create);
+
+  std::string path_;
+  Fd lock_;
+  uint64_t next_ = 1;
+};
+
+/// Parses a decimal u64 (surrounding whitespace allowed). Throws UsageError
+/// naming `what` when it is not one.
+uint64_t parse_u64(const std::string& text, const std::string& what);
+
+/// Durably replaces `path` with `content`: PATH.temp,
+/// fsync, rename, fsync of the directory.
+void replace_file(const std::string& path, const std::string& content);
+
+/// fsync()s the directory holding `path` (or `path` itself if `is_dir`).
+void fsync_dir(const std::string& path, bool is_dir = false);
+
+}  // namespace safespool

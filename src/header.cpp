@@ -1,0 +1,47 @@
+// Reading a packet header from a (possibly decoded) stream.
+#include <array>
+#include <vector>
+
+#include "safespool/decode.hpp"
+#include "safespool/error.hpp"
+#include "safespool/packet.hpp"
+
+namespace safespool {
+namespace {
+
+// Reads exactly buf.size() bytes unless the stream ends first.
+size_t read_exact(Reader& in, std::span<std::byte> buf) {
+  size_t got = 0;
+  while (got < buf.size()) {
+    size_t n = in.read(buf.subspan(got));
+    if (n == 0) break;
+    got += n;
+  }
+  return got;
+}
+
+}  // namespace
+
+Meta read_header(Reader& in, const std::string& name) {
+  auto fail = [&](const std::string& why) { return FormatError(name + ": " + why); };
+  std::array<std::byte, kPrefixSize> prefix_bytes;
+  size_t got = read_exact(in, prefix_bytes);
+  if (got == 0) throw fail("empty input, not a packet");
+  Prefix prefix;
+  try {
+    prefix = parse_prefix(std::span(prefix_bytes).first(got));
+  } catch (const FormatError& e) {
+    throw fail(e.what());
+  }
+  // Bounded by parse_prefix: at most kMaxMetadataSize.
+  std::vector<std::byte> meta(prefix.meta_len);
+  if (read_exact(in, meta) != meta.size())
+    throw fail("truncated metadata (" + std::to_string(prefix.meta_len) + " bytes announced)");
+  try {
+    return parse_metadata(meta, prefix.meta_crc);
+  } catch (const FormatError& e) {
+    throw fail(e.what());
+  }
+}
+
+}  // namespace safespool

@@ -1,0 +1,161 @@
+// Seqfile locking and durability; queue init, write and scan on real dirs.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "safespool/error.hpp"
+#include "safespool/queue.hpp"
+#include "safespool/seqfile.hpp"
+
+using namespace safespool;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    char tmpl[] = "/tmp/safespool-test-XXXXXX";
+    path = ::mkdtemp(tmpl);
+  }
+  ~TempDir() { fs::remove_all(path); }
+};
+
+void put(const fs::path& p, const std::string& content) {
+  std::ofstream(p, std::ios::binary) << content;
+}
+
+std::string get(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), {}};
+}
+
+std::string packet(uint64_t seq) {
+  Meta m;
+  m.seq = seq;
+  m.ctime_secs = 1700000000;
+  return encode_header(m) + "payload";
+}
+
+}  // namespace
+
+TEST(SeqFile, CreatesStartsAtOneAndIncrementsDurably) {
+  TempDir d;
+  std::string path = d.path / "seq";
+  {
+    auto sf = SeqFile::try_open(path, true);
+    ASSERT_TRUE(sf);
+    EXPECT_EQ(sf->next(), 1u);
+    EXPECT_EQ(sf->increment(), 1u);
+    EXPECT_EQ(sf->increment(), 2u);
+  }
+  EXPECT_EQ(get(path), "3\n");
+  EXPECT_FALSE(fs::exists(path + ".temp"));
+}
+
+TEST(SeqFile, LockExcludesAnotherOpenAndFlockUsers) {
+  TempDir d;
+  std::string path = d.path / "seq";
+  auto first = SeqFile::try_open(path, true);
+  ASSERT_TRUE(first);
+  EXPECT_FALSE(SeqFile::try_open(path, false));
+  first.reset();
+  // An flock holder (as fspl is) excludes us too.
+  int fd = ::open((path + ".lock").c_str(), O_RDWR | O_CLOEXEC);
+  ASSERT_EQ(::flock(fd, LOCK_EX), 0);
+  EXPECT_FALSE(SeqFile::try_open(path, false));
+  ::close(fd);
+  EXPECT_TRUE(SeqFile::try_open(path, false));
+}
+
+TEST(SeqFile, GarbageAndMissingLockAreErrors) {
+  TempDir d;
+  std::string path = d.path / "seq";
+  EXPECT_THROW(SeqFile::try_open(path, false), SysError);  // no lock file
+  put(path + ".lock", "");
+  put(path, "twelve\n");
+  try {
+    SeqFile::try_open(path, false);
+    FAIL() << "no error for a non-numeric seqfile";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.exit_code(), kExitDataErr);
+    EXPECT_NE(std::string(e.what()).find("is not a number"), std::string::npos) << e.what();
+  }
+}
+
+TEST(ParseU64, AcceptsNumbersOnly) {
+  EXPECT_EQ(parse_u64(" 18446744073709551615\n", "x"), UINT64_MAX);
+  EXPECT_THROW(parse_u64("18446744073709551616", "x"), UsageError);
+  EXPECT_THROW(parse_u64("-1", "x"), UsageError);
+  EXPECT_THROW(parse_u64("", "x"), UsageError);
+  EXPECT_THROW(parse_u64("12a", "x"), UsageError);
+}
+
+TEST(Queue, InitCreatesLayoutAndRefusesExisting) {
+  TempDir d;
+  std::string q = d.path / "q";
+  Queue::init(q, false);
+  EXPECT_TRUE(fs::is_directory(q + "/jobs"));
+  EXPECT_EQ(get(q + "/nextseq"), "1\n");
+  EXPECT_TRUE(fs::exists(q + "/nextseq.lock"));
+  EXPECT_THROW(Queue::init(q, false), SysError);
+  std::string ao = d.path / "ao";
+  Queue::init(ao, true);
+  EXPECT_FALSE(fs::exists(ao + "/nextseq"));
+  EXPECT_FALSE(fs::exists(ao + "/nextseq.lock"));
+}
+
+TEST(Queue, WriteLeavesOnlyAJobNamedFile) {
+  TempDir d;
+  std::string q = d.path / "q";
+  Queue::init(q, false);
+  put(d.path / "in", packet(5));
+  int fd = ::open((d.path / "in").c_str(), O_RDONLY | O_CLOEXEC);
+  std::string name = Queue(q).write(fd);
+  ::close(fd);
+  EXPECT_TRUE(is_job_name(name)) << name;
+  int files = 0;
+  for (auto& e : fs::directory_iterator(q + "/jobs")) {
+    ++files;
+    EXPECT_EQ(e.path().filename(), name);
+  }
+  EXPECT_EQ(files, 1);
+  EXPECT_EQ(get(q + "/jobs/" + name), packet(5));
+}
+
+TEST(Queue, ScanSkipsBadFilesWithReasonsAndNeverBlocks) {
+  TempDir d;
+  std::string q = d.path / "q";
+  Queue::init(q, false);
+  fs::path jobs = q + "/jobs";
+  put(jobs / "fspl-good.fspl", packet(1));
+  put(jobs / "fspl-bad.fspl", "garbage that is long enough to fill a prefix....");
+  put(jobs / "not-a-job.txt", packet(2));
+  put(d.path / "target.fspl", packet(3));
+  fs::create_symlink(d.path / "target.fspl", jobs / "fspl-link.fspl");
+  ASSERT_EQ(::mkfifo((jobs / "fspl-fifo.fspl").c_str(), 0600), 0);
+  fs::create_directory(jobs / "fspl-dir.fspl");
+  ScanResult r = Queue(q).scan(DecodeOptions{DecodeMode::None});
+  ASSERT_EQ(r.jobs.size(), 1u);
+  EXPECT_EQ(r.jobs[0].filename, "fspl-good.fspl");
+  std::map<std::string, std::string> why;
+  for (auto& s : r.skipped) why[s.filename] = s.reason;
+  EXPECT_EQ(why.size(), 4u);
+  EXPECT_NE(why["fspl-bad.fspl"].find("not a packet"), std::string::npos) << why["fspl-bad.fspl"];
+  EXPECT_NE(why["fspl-link.fspl"].find("symbolic link"), std::string::npos) << why["fspl-link.fspl"];
+  EXPECT_NE(why["fspl-fifo.fspl"].find("not a regular file"), std::string::npos);
+  EXPECT_NE(why["fspl-dir.fspl"].find("not a regular file"), std::string::npos);
+}
+
+TEST(Queue, UuidsAreVersion4) {
+  std::string u = gen_uuid();
+  ASSERT_EQ(u.size(), 36u);
+  EXPECT_EQ(u[14], '4');
+  EXPECT_NE(std::string("89ab").find(u[19]), std::string::npos);
+  EXPECT_NE(gen_uuid(), u);
+}
