@@ -1,1 +1,80 @@
-int main() { return 0; }
+// safespool: a Filespooler-compatible spool queue processor.
+//
+// main() is the table of contents: set up signals and logging, parse the
+// command line into one Action, run it, and turn whatever it threw into
+// one error line and a documented exit code (docs/exit-codes.md).
+#include <signal.h>
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+#include "common.hpp"
+#include "safespool/error.hpp"
+#include "safespool/signals.hpp"
+
+using namespace safespool;
+
+namespace {
+
+const cli::Choices<spdlog::level::level_enum> kLogLevels = {
+    {"trace", spdlog::level::trace}, {"debug", spdlog::level::debug},
+    {"info", spdlog::level::info},   {"warn", spdlog::level::warn},
+    {"error", spdlog::level::err}};
+
+void setup_logging() {
+  auto logger = spdlog::stderr_logger_st("safespool");
+  logger->set_pattern("safespool: %l: %v");
+  spdlog::set_default_logger(logger);
+  spdlog::set_level(spdlog::level::info);
+}
+
+// Unknown subcommands get a suggestion before CLI11's generic message.
+void check_subcommand(const CLI::App& app, int argc, char** argv) {
+  std::vector<std::string> names;
+  for (const auto* sub : app.get_subcommands([](const CLI::App*) { return true; }))
+    names.push_back(sub->get_name());
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "-l" || a == "--log-level") { ++i; continue; }
+    if (a.starts_with("-")) continue;
+    if (std::find(names.begin(), names.end(), a) != names.end()) return;
+    std::string hint = cli::did_you_mean(a, names);
+    throw UsageError("unknown subcommand '" + a + "'" + (hint.empty() ? "" : "; did you mean '" + hint + "'?"));
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  ::signal(SIGPIPE, SIG_IGN);  // a closed pipe is an error to report, not a death
+  CLI::App app{"SafeSpool: sequential, distributed job queue processing (fspl-compatible)", "safespool"};
+  app.set_version_flag("-V,--version", "safespool " SAFESPOOL_VERSION);
+  app.require_subcommand(1);
+  std::string log_level = "info";
+  app.add_option("-l,--log-level", log_level, "trace, debug, info (default), warn, error");
+  cli::Action action;
+  cli::register_prepare(app, action);
+  cli::register_queue(app, action);
+  cli::register_process(app, action);
+  cli::register_misc(app, action);
+  setup_logging();
+  try {
+    check_subcommand(app, argc, argv);
+    app.parse(argc, argv);
+    spdlog::set_level(cli::parse_choice(kLogLevels, log_level, "--log-level"));
+    install_interrupt_fd();
+    return action();
+  } catch (const CLI::Success& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return kExitUsage;
+  } catch (const Error& e) {
+    spdlog::error("{}", e.what());
+    return e.exit_code();
+  } catch (const std::exception& e) {
+    spdlog::error("internal error: {}", e.what());
+    return kExitSoftware;
+  }
+}

@@ -1,1 +1,136 @@
-// under construction
+// queue-process, stdin-process, stdin-info, stdin-payload.
+#include <fcntl.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <cmath>
+
+#include "common.hpp"
+#include "safespool/error.hpp"
+#include "safespool/processor.hpp"
+#include "safespool/seqfile.hpp"
+
+namespace safespool::cli {
+namespace {
+
+const Choices<OnError> kOnError = {{"Retry", OnError::Retry}, {"Delete", OnError::Delete}, {"Leave", OnError::Leave}};
+const Choices<OrderBy> kOrderBy = {{"Sequence", OrderBy::Sequence}, {"Timestamp", OrderBy::Timestamp}};
+const Choices<OutputTo> kOutputTo = {{"PassBoth", OutputTo::PassBoth}, {"SaveBoth", OutputTo::SaveBoth}};
+
+struct ProcessArgs {
+  std::string queuedir;
+  DecodeFlags decode;
+  std::string command;
+  std::vector<std::string> params;
+  bool allow_job_params = false;
+  bool ignore_payload = false;
+  double timeout = 0, stall_timeout = 0, lock_wait = 0;
+  std::string pipe_size;
+  std::string maxjobs;
+  bool never_delete = false;
+  std::string on_error = "Retry", order_by = "Sequence", output_to = "PassBoth";
+};
+
+std::chrono::milliseconds to_ms(double seconds, const char* option) {
+  if (!(seconds > 0) || !std::isfinite(seconds)) throw UsageError(std::string(option) + " must be a positive number of seconds");
+  return std::chrono::milliseconds(static_cast<int64_t>(std::llround(seconds * 1000)));
+}
+
+void add_job_flags(CLI::App* sub, ProcessArgs& a) {
+  sub->add_flag("--allow-job-params", a.allow_job_params, "Append the job's parameters to COMMAND");
+  sub->add_flag("--ignore-payload", a.ignore_payload, "Do not pass the payload (stdin is /dev/null)");
+  sub->add_option("--timeout", a.timeout, "Terminate the command after SECONDS");
+  sub->add_option("--stall-timeout", a.stall_timeout, "Fail the job when no payload byte moves for SECONDS");
+  sub->add_option("--pipe-size", a.pipe_size, "Size of the consumer's stdin pipe (default: pipe-max-size)");
+  sub->add_option("COMMAND", a.command, "The command to run (no shell)")->required();
+  sub->add_option("PARAMS", a.params, "-- PARAMS... given to COMMAND, before any job parameters");
+  a.decode.add_to(sub);
+}
+
+JobOptions job_options(const ProcessArgs& a) {
+  JobOptions o;
+  o.command = {a.command};
+  o.command.insert(o.command.end(), a.params.begin(), a.params.end());
+  o.allow_job_params = a.allow_job_params;
+  o.ignore_payload = a.ignore_payload;
+  if (a.timeout != 0) o.handoff.timeout = to_ms(a.timeout, "--timeout");
+  if (a.stall_timeout != 0) o.handoff.stall_timeout = to_ms(a.stall_timeout, "--stall-timeout");
+  if (!a.pipe_size.empty()) o.handoff.pipe_size = parse_u64(a.pipe_size, "--pipe-size");
+  o.handoff.progress = ::isatty(2);
+  return o;
+}
+
+int run_queue_process(const ProcessArgs& a) {
+  ProcessOptions o;
+  o.job = job_options(a);
+  o.decode = a.decode.finish();
+  if (!a.maxjobs.empty()) o.maxjobs = parse_u64(a.maxjobs, "--maxjobs");
+  o.never_delete = a.never_delete;
+  o.on_error = parse_choice(kOnError, a.on_error, "--on-error");
+  o.order_by = parse_choice(kOrderBy, a.order_by, "--order-by");
+  o.output_to = parse_choice(kOutputTo, a.output_to, "--output-to");
+  o.lock_wait_seconds = a.lock_wait;
+  return process_queue(Queue(a.queuedir), o);
+}
+
+Decoded open_stdin(const DecodeOptions& d) {
+  Fd in(::fcntl(0, F_DUPFD_CLOEXEC, 3));
+  if (!in) throw_errno("cannot use standard input");
+  return open_decoded(std::move(in), "standard input", d);
+}
+
+int run_stdin_process(const ProcessArgs& a) {
+  JobOptions o = job_options(a);
+  Decoded dec = open_stdin(a.decode.finish());
+  Meta meta = read_header(*dec.reader, "standard input");
+  o.handoff.job_name = "seq " + std::to_string(meta.seq) + " (standard input)";
+  HandoffResult r = run_job(meta, dec, o, JobOrigin{});
+  if (r.success()) return kExitOk;
+  if (r.kind == HandoffResult::Kind::Interrupted) return kExitInterrupted;
+  if (r.kind == HandoffResult::Kind::DecodeFailed) throw FormatError(r.message);
+  spdlog::error("job {} failed: {}", meta.seq, r.describe());
+  return kExitJobFailed;
+}
+
+}  // namespace
+
+void register_process(CLI::App& app, Action& action) {
+  auto a = std::make_shared<ProcessArgs>();
+  auto* qp = app.add_subcommand("queue-process", "Process a queue");
+  qp->add_option("-q,--queuedir", a->queuedir, "Path to the queue directory")->required();
+  add_job_flags(qp, *a);
+  qp->add_option("-n,--maxjobs", a->maxjobs, "Maximum number of jobs to process");
+  qp->add_flag("--never-delete", a->never_delete, "Never delete processed job files");
+  qp->add_option("--on-error", a->on_error, "Retry (default), Delete or Leave");
+  qp->add_option("--order-by", a->order_by, "Sequence (default) or Timestamp");
+  qp->add_option("--output-to", a->output_to, "PassBoth (default) or SaveBoth");
+  qp->add_option("--lock-wait", a->lock_wait, "Wait up to SECONDS for the queue lock");
+  qp->callback([&action, a] { action = [a] { return run_queue_process(*a); }; });
+
+  auto* sp = app.add_subcommand("stdin-process", "Process a command from a job packet read from stdin");
+  add_job_flags(sp, *a);
+  sp->callback([&action, a] { action = [a] { return run_stdin_process(*a); }; });
+
+  auto* si = app.add_subcommand("stdin-info", "Get information about a packet piped to filespooler on stdin");
+  a->decode.add_to(si);
+  si->callback([&action, a] {
+    action = [a] {
+      Decoded dec = open_stdin(a->decode.finish());
+      print_env(job_env(read_header(*dec.reader, "standard input"), nullptr, nullptr));
+      return kExitOk;
+    };
+  });
+
+  auto* pl = app.add_subcommand("stdin-payload", "Dumps the payload from the packet on stdin to stdout");
+  a->decode.add_to(pl);
+  pl->callback([&action, a] {
+    action = [a] {
+      Decoded dec = open_stdin(a->decode.finish());
+      read_header(*dec.reader, "standard input");
+      copy_payload_to_stdout(*dec.reader);
+      return kExitOk;
+    };
+  });
+}
+
+}  // namespace safespool::cli

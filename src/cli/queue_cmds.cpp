@@ -1,1 +1,144 @@
-// under construction
+// queue-init, queue-write, queue-ls, queue-info, queue-payload,
+// queue-get-next, queue-set-next.
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cstdio>
+
+#include "common.hpp"
+#include "safespool/error.hpp"
+#include "safespool/queue.hpp"
+#include "safespool/seqfile.hpp"
+
+namespace safespool::cli {
+namespace {
+
+struct QueueArgs {
+  std::string queuedir;
+  DecodeFlags decode;
+  std::string job;
+  std::string id;
+  bool append_only = false;
+};
+
+CLI::App* add_queuedir(CLI::App* sub, QueueArgs& a) {
+  sub->add_option("-q,--queuedir", a.queuedir, "Path to the queue directory")->required();
+  return sub;
+}
+
+SeqFile lock_queue(const Queue& q) {
+  q.check_exists();
+  auto sf = SeqFile::try_open(q.seqfile_path(), false);
+  if (!sf) throw Error("queue " + q.dir() + " is locked by another process", kExitTempFail);
+  return std::move(*sf);
+}
+
+std::vector<JobEntry> scan_sorted(const Queue& q, const DecodeOptions& d) {
+  q.check_exists();
+  ScanResult scan = q.scan(d);
+  scan.warn_skipped(q.dir());
+  std::stable_sort(scan.jobs.begin(), scan.jobs.end(),
+                   [](const JobEntry& a, const JobEntry& b) { return a.meta.seq < b.meta.seq; });
+  return std::move(scan.jobs);
+}
+
+int run_ls(const QueueArgs& a) {
+  Queue q(a.queuedir);
+  auto jobs = scan_sorted(q, a.decode.finish());
+  char line[128];
+  snprintf(line, sizeof line, "%-20s %-27s filename\n", "ID", "creation timestamp");
+  std::string out = line;
+  for (const auto& j : jobs) {
+    snprintf(line, sizeof line, "%-20llu %-27s ", static_cast<unsigned long long>(j.meta.seq),
+             rfc3339_local(j.meta.ctime_secs).c_str());
+    out += line + j.filename + "\n";
+  }
+  write_all(1, out, "standard output");
+  return kExitOk;
+}
+
+// The one job with sequence `id`; a missing or ambiguous id is an error.
+JobEntry find_job(const Queue& q, const DecodeOptions& d, const std::string& id_text) {
+  uint64_t id = parse_u64(id_text, "--job");
+  std::vector<JobEntry> found;
+  for (auto& j : scan_sorted(q, d))
+    if (j.meta.seq == id) found.push_back(std::move(j));
+  if (found.empty()) throw Error("job " + id_text + " not found in queue " + q.dir(), kExitNoInput);
+  if (found.size() > 1)
+    throw Error("job " + id_text + " is in two files: jobs/" + found[0].filename + " and jobs/" +
+                    found[1].filename, kExitDataErr);
+  return std::move(found.front());
+}
+
+int run_info(const QueueArgs& a) {
+  Queue q(a.queuedir);
+  JobEntry j = find_job(q, a.decode.finish(), a.job);
+  print_env(job_env(j.meta, &j.filename, &q.dir()));
+  return kExitOk;
+}
+
+int run_payload(const QueueArgs& a) {
+  Queue q(a.queuedir);
+  DecodeOptions d = a.decode.finish();
+  JobEntry j = find_job(q, d, a.job);
+  Decoded dec = open_decoded(q.open_job(j.filename), "jobs/" + j.filename, d);
+  read_header(*dec.reader, "jobs/" + j.filename);
+  copy_payload_to_stdout(*dec.reader);
+  return kExitOk;
+}
+
+void add_job_cmd(CLI::App& app, Action& action, const char* name, const char* help,
+                 int (*run)(const QueueArgs&)) {
+  auto a = std::make_shared<QueueArgs>();
+  auto* sub = add_queuedir(app.add_subcommand(name, help), *a);
+  a->decode.add_to(sub);
+  sub->add_option("-j,--job", a->job, "The job ID (sequence number)")->required();
+  sub->callback([&action, a, run] { action = [a, run] { return run(*a); }; });
+}
+
+}  // namespace
+
+void register_queue(CLI::App& app, Action& action) {
+  auto a = std::make_shared<QueueArgs>();
+  auto* init = add_queuedir(app.add_subcommand("queue-init", "Initialize a queue"), *a);
+  init->add_flag("--append-only", a->append_only, "Create a write-only queue (no seqfile)");
+  init->callback([&action, a] {
+    action = [a] { Queue::init(a->queuedir, a->append_only); return kExitOk; };
+  });
+
+  auto* write = add_queuedir(app.add_subcommand("queue-write", "Save a packet from stdin to a queue"), *a);
+  write->callback([&action, a] {
+    action = [a] {
+      std::string name = Queue(a->queuedir).write(0);
+      spdlog::debug("wrote jobs/{}", name);
+      return kExitOk;
+    };
+  });
+
+  auto* ls = add_queuedir(app.add_subcommand("queue-ls", "Gets information about the jobs in a queue"), *a);
+  a->decode.add_to(ls);
+  ls->callback([&action, a] { action = [a] { return run_ls(*a); }; });
+
+  add_job_cmd(app, action, "queue-info", "Show information about a specific job ID in a queue", run_info);
+  add_job_cmd(app, action, "queue-payload", "Dump the payload of a job to stdout", run_payload);
+
+  auto* get = add_queuedir(app.add_subcommand("queue-get-next", "Prints the next sequence number for the queue"), *a);
+  get->callback([&action, a] {
+    action = [a] {
+      write_all(1, std::to_string(lock_queue(Queue(a->queuedir)).next()) + "\n", "standard output");
+      return kExitOk;
+    };
+  });
+
+  auto* set = add_queuedir(app.add_subcommand("queue-set-next", "Sets the next sequence number for the queue"), *a);
+  set->add_option("ID", a->id, "The next sequence number")->required();
+  set->callback([&action, a] {
+    action = [a] {
+      uint64_t v = parse_u64(a->id, "ID");
+      lock_queue(Queue(a->queuedir)).set(v);
+      return kExitOk;
+    };
+  });
+}
+
+}  // namespace safespool::cli
