@@ -1,1 +1,299 @@
-// under construction
+// Decode stages: detection, the plain file stage, and the auto-detecting
+// stack builder. The zstd, OpenPGP and external stages live in their own
+// files; see docs/design/decoding.md.
+//
+// A plain packet in a regular file is the fast path: the file itself becomes
+// the consumer's stdin, so detection must not move its offset (pread) and
+// the reader must never read past what the header reader asks for.
+#include "safespool/decode.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+
+#include "safespool/error.hpp"
+
+namespace safespool {
+namespace {
+
+/// Bytes looked at to guess an encoding: the 12-byte packet tag and the
+/// 15-byte armor line both fit.
+constexpr size_t kPeekSize = 16;
+
+bool starts_with(std::span<const std::byte> head, std::string_view s) {
+  return head.size() >= s.size() && std::memcmp(head.data(), s.data(), s.size()) == 0;
+}
+
+bool is_zstd_magic(std::span<const std::byte> head) {
+  if (head.size() < 4) return false;
+  auto b = [&](size_t i) { return std::to_integer<uint8_t>(head[i]); };
+  uint32_t le = b(0) | b(1) << 8 | b(2) << 16 | uint32_t(b(3)) << 24;
+  return le == 0xFD2FB528u || (le & 0xFFFFFFF0u) == 0x184D2A50u;
+}
+
+/// The packet tag of an OpenPGP packet header byte (new or old format).
+int openpgp_tag(uint8_t b) { return (b & 0x40) ? (b & 0x3f) : ((b >> 2) & 0x0f); }
+
+bool is_openpgp_tag(uint8_t b) {
+  if (!(b & 0x80)) return false;
+  int tag = openpgp_tag(b);
+  // PKESK, SKESK (encrypted), compressed, one-pass signature, signature.
+  return tag == 1 || tag == 3 || tag == 8 || tag == 4 || tag == 2;
+}
+
+/// "1f 8b 08 00 ..." for messages.
+std::string hex_head(std::span<const std::byte> head) {
+  if (head.empty()) return "none, the stream is empty";
+  std::string out;
+  char buf[4];
+  for (std::byte b : head) {
+    std::snprintf(buf, sizeof buf, "%02x", std::to_integer<unsigned>(b));
+    if (!out.empty()) out += ' ';
+    out += buf;
+  }
+  if (head.size() >= kPeekSize) out += " ...";
+  return out;
+}
+
+/// Reads a file descriptor. On anything but a regular file, a read may
+/// block for ever (a stalled pipe), so it polls an eventfd that cancel()
+/// signals.
+class FdReader : public Reader {
+ public:
+  FdReader(Fd fd, std::string name) : fd_(std::move(fd)), name_(std::move(name)) {
+    struct stat st {};
+    if (::fstat(fd_.get(), &st) != 0) throw_errno("cannot stat " + name_);
+    if (!S_ISREG(st.st_mode)) {
+      cancel_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+      if (!cancel_) throw_errno("cannot create eventfd for " + name_);
+    }
+  }
+
+  size_t read(std::span<std::byte> buf) override {
+    if (buf.empty()) return 0;
+    for (;;) {
+      if (cancel_) wait_readable();
+      ssize_t n = ::read(fd_.get(), buf.data(), buf.size());
+      if (n >= 0) return static_cast<size_t>(n);
+      if (errno != EINTR && errno != EAGAIN) throw_errno("cannot read " + name_);
+    }
+  }
+
+  void finish() override {}
+
+  void cancel() override {
+    cancelled_ = true;
+    if (cancel_) {
+      uint64_t one = 1;
+      [[maybe_unused]] ssize_t n = ::write(cancel_.get(), &one, sizeof one);
+    }
+  }
+
+  std::string describe() const override { return name_; }
+
+ private:
+  void wait_readable() {
+    pollfd p[2] = {{fd_.get(), POLLIN, 0}, {cancel_.get(), POLLIN, 0}};
+    while (::poll(p, 2, -1) < 0) {
+      if (errno != EINTR) throw_errno("cannot poll " + name_);
+    }
+    if (cancelled_) throw Error(name_ + ": reading was cancelled");
+  }
+
+  Fd fd_;
+  std::string name_;
+  Fd cancel_;
+  std::atomic<bool> cancelled_{false};
+};
+
+/// Serves bytes already taken from `inner` (a peek), then the rest of it.
+class PrefixReader : public Reader {
+ public:
+  PrefixReader(std::vector<std::byte> prefix, std::unique_ptr<Reader> inner)
+      : prefix_(std::move(prefix)), inner_(std::move(inner)) {}
+
+  size_t read(std::span<std::byte> buf) override {
+    if (pos_ < prefix_.size() && !buf.empty()) {
+      size_t n = std::min(buf.size(), prefix_.size() - pos_);
+      std::memcpy(buf.data(), prefix_.data() + pos_, n);
+      pos_ += n;
+      return n;
+    }
+    return inner_->read(buf);
+  }
+  void finish() override { inner_->finish(); }
+  void cancel() override { inner_->cancel(); }
+  std::string describe() const override { return inner_->describe(); }
+  std::string source() const override { return inner_->source(); }
+  std::vector<Signature> signatures() const override { return inner_->signatures(); }
+
+ private:
+  std::vector<std::byte> prefix_;
+  size_t pos_ = 0;
+  std::unique_ptr<Reader> inner_;
+};
+
+/// Reads up to kPeekSize bytes from `r` (fewer only at its end).
+std::vector<std::byte> peek_reader(Reader& r) {
+  std::vector<std::byte> head(kPeekSize);
+  size_t got = 0;
+  while (got < head.size()) {
+    size_t n = r.read(std::span(head).subspan(got));
+    if (n == 0) break;
+    got += n;
+  }
+  head.resize(got);
+  return head;
+}
+
+/// Peeks a regular file without moving its offset.
+std::vector<std::byte> pread_head(int fd, const std::string& name) {
+  off_t at = ::lseek(fd, 0, SEEK_CUR);
+  if (at < 0) throw_errno("cannot seek " + name);
+  std::vector<std::byte> head(kPeekSize);
+  size_t got = 0;
+  while (got < head.size()) {
+    ssize_t n = ::pread(fd, head.data() + got, head.size() - got, at + off_t(got));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw_errno("cannot read " + name);
+    if (n == 0) break;
+    got += static_cast<size_t>(n);
+  }
+  head.resize(got);
+  return head;
+}
+
+/// Peeks a pipe: the bytes are consumed, the caller keeps them in front.
+std::vector<std::byte> read_head(int fd, const std::string& name) {
+  std::vector<std::byte> head(kPeekSize);
+  head.resize(read_full(fd, head, name));
+  return head;
+}
+
+bool is_regular(int fd, const std::string& name) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) throw_errno("cannot stat " + name);
+  return S_ISREG(st.st_mode);
+}
+
+std::unique_ptr<Reader> apply_stage(Encoding e, std::unique_ptr<Reader> r,
+                                    const DecodeOptions& opts) {
+  if (e == Encoding::Zstd) return make_zstd_reader(std::move(r));
+  return make_gpg_reader(std::move(r), opts.gnupg_home);
+}
+
+[[noreturn]] void throw_not_a_packet(const std::string& name, std::span<const std::byte> head,
+                                     const Reader* stages) {
+  if (!stages) {
+    throw FormatError(name + ": not a packet (first bytes: " + hex_head(head) +
+                      "); if it is encoded, try --decoder");
+  }
+  throw FormatError(name + ": decoded by " + stages->describe() + " is not a packet (first bytes: " +
+                    hex_head(head) + ")");
+}
+
+/// --decode auto: peel stages off until the packet tag shows.
+Decoded open_auto(Fd file, const std::string& name, const DecodeOptions& opts) {
+  const bool regular = is_regular(file.get(), name);
+  std::vector<std::byte> head = regular ? pread_head(file.get(), name) : read_head(file.get(), name);
+  Encoding e = detect_encoding(head);
+  if (e == Encoding::Unknown) throw_not_a_packet(name, head, nullptr);
+  const int fd = file.get();
+  std::unique_ptr<Reader> r = make_fd_reader(std::move(file), name);
+  if (e == Encoding::Packet && regular) return Decoded{std::move(r), true, fd};
+  if (!regular) r = std::make_unique<PrefixReader>(head, std::move(r));
+  for (int depth = 0; e != Encoding::Packet; ++depth) {
+    if (depth >= opts.max_depth) {
+      throw FormatError(name + ": more than " + std::to_string(opts.max_depth) +
+                        " encoding layers (next: " + encoding_name(e) + ")");
+    }
+    r = apply_stage(e, std::move(r), opts);
+    head = peek_reader(*r);
+    e = detect_encoding(head);
+    if (e == Encoding::Unknown) throw_not_a_packet(name, head, r.get());
+    r = std::make_unique<PrefixReader>(head, std::move(r));
+  }
+  return Decoded{std::move(r), false, -1};
+}
+
+}  // namespace
+
+Encoding detect_encoding(std::span<const std::byte> head) {
+  if (starts_with(head, "*FILESPOOLER")) return Encoding::Packet;
+  if (is_zstd_magic(head)) return Encoding::Zstd;
+  if (starts_with(head, "-----BEGIN PGP ")) return Encoding::OpenPgp;
+  if (!head.empty() && is_openpgp_tag(std::to_integer<uint8_t>(head[0]))) return Encoding::OpenPgp;
+  return Encoding::Unknown;
+}
+
+std::optional<bool> openpgp_encrypted(std::span<const std::byte> head) {
+  std::string_view s(reinterpret_cast<const char*>(head.data()), head.size());
+  if (!starts_with(head, "-----BEGIN PGP ")) {
+    if (s.empty()) return std::nullopt;
+    return openpgp_tag(std::to_integer<uint8_t>(head[0])) == 1 ||
+           openpgp_tag(std::to_integer<uint8_t>(head[0])) == 3;
+  }
+  // Armor: header lines, an empty line, then base64 of the binary message.
+  size_t body = s.find("\n\n");
+  size_t crlf = s.find("\r\n\r\n");
+  if (crlf != std::string_view::npos && crlf < body) body = crlf + 4;
+  else if (body != std::string_view::npos) body += 2;
+  if (body == std::string_view::npos || s.size() < body + 2) return std::nullopt;
+  constexpr std::string_view kB64 =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  size_t hi = kB64.find(s[body]), lo = kB64.find(s[body + 1]);
+  if (hi == std::string_view::npos || lo == std::string_view::npos) return false;
+  uint8_t first = static_cast<uint8_t>(hi << 2 | lo >> 4);
+  return openpgp_tag(first) == 1 || openpgp_tag(first) == 3;
+}
+
+const char* encoding_name(Encoding e) {
+  switch (e) {
+    case Encoding::Packet: return "packet";
+    case Encoding::Zstd: return "zstd";
+    case Encoding::OpenPgp: return "OpenPGP";
+    case Encoding::Unknown: break;
+  }
+  return "unknown";
+}
+
+DecodeMode parse_decode_mode(const std::string& s) {
+  std::string v = s;
+  std::transform(v.begin(), v.end(), v.begin(), [](unsigned char c) { return std::tolower(c); });
+  if (v == "auto") return DecodeMode::Auto;
+  if (v == "none") return DecodeMode::None;
+  if (v == "zstd") return DecodeMode::Zstd;
+  if (v == "gpg" || v == "openpgp") return DecodeMode::Gpg;
+  throw UsageError("invalid --decode value '" + s + "' (expected auto, none, zstd, gpg or openpgp)");
+}
+
+std::unique_ptr<Reader> make_fd_reader(Fd fd, std::string name) {
+  return std::make_unique<FdReader>(std::move(fd), std::move(name));
+}
+
+Decoded open_decoded(Fd file, const std::string& name, const DecodeOptions& opts) {
+  if (opts.external) return Decoded{make_external_reader(std::move(file), *opts.external, name)};
+  switch (opts.mode) {
+    case DecodeMode::Auto: return open_auto(std::move(file), name, opts);
+    case DecodeMode::Zstd: return Decoded{make_zstd_reader(make_fd_reader(std::move(file), name))};
+    case DecodeMode::Gpg:
+      return Decoded{make_gpg_reader(make_fd_reader(std::move(file), name), opts.gnupg_home)};
+    case DecodeMode::None: break;
+  }
+  // Only a regular file can be the consumer's stdin: a pipe would be one
+  // that another process writes into (see the hand-off invariant).
+  const int fd = file.get();
+  const bool regular = is_regular(fd, name);
+  return Decoded{make_fd_reader(std::move(file), name), regular, regular ? fd : -1};
+}
+
+}  // namespace safespool

@@ -1,1 +1,105 @@
-// under construction
+// The zstd stage: libzstd streaming decompression in constant memory.
+//
+// One input buffer (ZSTD_DStreamInSize, ~128 KiB) and the frame's window
+// are all we hold. Concatenated frames decode as concatenated output and
+// skippable frames are skipped, as the zstd CLI does. Corruption shows up
+// late: a checksum mismatch only at the end of its frame, after the bad
+// bytes were produced, and truncation only at the end of the input. So the
+// stream is "good" only once read() returned 0 without throwing.
+#include <zstd.h>
+
+#include <memory>
+
+#include "safespool/decode.hpp"
+#include "safespool/error.hpp"
+
+namespace safespool {
+namespace {
+
+/// `zstd --long=31` writes frames with a 2 GiB window; libzstd refuses
+/// anything above 2^27 by default ("Frame requires too much memory").
+constexpr int kWindowLogMax = 31;
+
+struct DCtxDeleter {
+  void operator()(ZSTD_DCtx* d) const { ZSTD_freeDCtx(d); }
+};
+
+class ZstdReader : public Reader {
+ public:
+  explicit ZstdReader(std::unique_ptr<Reader> inner)
+      : inner_(std::move(inner)), dctx_(ZSTD_createDCtx()), in_buf_(ZSTD_DStreamInSize()) {
+    if (!dctx_) throw Error(inner_->source() + ": zstd: cannot allocate a decompression context");
+    check(ZSTD_DCtx_setParameter(dctx_.get(), ZSTD_d_windowLogMax, kWindowLogMax));
+  }
+
+  size_t read(std::span<std::byte> buf) override {
+    if (buf.empty() || done_) return 0;
+    for (;;) {
+      // Refill only when libzstd has nothing left to flush from a full
+      // output buffer; otherwise the next call drains it.
+      if (in_.pos == in_.size && !inner_eof_ && !pending_) refill();
+      ZSTD_outBuffer out{buf.data(), buf.size(), 0};
+      const size_t before = in_.pos;
+      const size_t ret = ZSTD_decompressStream(dctx_.get(), &out, &in_);
+      check(ret);
+      // A call that moved nothing says nothing: at a frame boundary it
+      // returns the next header's size, which is not truncation.
+      if (in_.pos > before || out.pos > 0) last_ = ret;
+      if (in_.pos > before) fed_ = true;
+      pending_ = out.pos == out.size;
+      if (out.pos > 0) return out.pos;
+      if (in_.pos == in_.size && inner_eof_) return end_of_input();
+    }
+  }
+
+  void finish() override {
+    if (!done_) fail("finish() before the end of the stream");
+    inner_->finish();
+  }
+
+  void cancel() override { inner_->cancel(); }
+  std::string describe() const override { return "zstd < " + inner_->describe(); }
+  std::string source() const override { return inner_->source(); }
+  std::vector<Signature> signatures() const override { return inner_->signatures(); }
+
+ private:
+  void refill() {
+    size_t n = inner_->read(std::span(in_buf_));
+    in_ = ZSTD_inBuffer{in_buf_.data(), n, 0};
+    if (n == 0) inner_eof_ = true;
+  }
+
+  /// EOF is a promise: only a complete last frame ends the stream.
+  size_t end_of_input() {
+    if (!fed_) fail("no zstd frame (empty input)");
+    if (last_ != 0) fail("truncated input");
+    done_ = true;
+    return 0;
+  }
+
+  void check(size_t ret) const {
+    if (ZSTD_isError(ret)) fail(ZSTD_getErrorName(ret));
+  }
+
+  [[noreturn]] void fail(const std::string& why) const {
+    throw FormatError(inner_->source() + ": zstd: " + why);
+  }
+
+  std::unique_ptr<Reader> inner_;
+  std::unique_ptr<ZSTD_DCtx, DCtxDeleter> dctx_;
+  std::vector<std::byte> in_buf_;
+  ZSTD_inBuffer in_{nullptr, 0, 0};
+  size_t last_ = 0;       ///< last ZSTD_decompressStream hint; 0 = frame complete
+  bool inner_eof_ = false;
+  bool pending_ = false;  ///< output was full: libzstd may hold more bytes
+  bool fed_ = false;      ///< some input was consumed (at least one frame)
+  bool done_ = false;
+};
+
+}  // namespace
+
+std::unique_ptr<Reader> make_zstd_reader(std::unique_ptr<Reader> inner) {
+  return std::make_unique<ZstdReader>(std::move(inner));
+}
+
+}  // namespace safespool

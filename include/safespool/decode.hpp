@@ -23,6 +23,20 @@
 
 namespace safespool {
 
+/// One OpenPGP signature found while decoding. Recorded, not judged: a
+/// signer policy (an allowlist of fingerprints) is applied above this layer.
+struct Signature {
+  /// Fingerprint of the signing key's *primary* key when the key is in the
+  /// keyring (a subkey signature is mapped to its primary); otherwise what
+  /// gpg reported (subkey fingerprint or key id).
+  std::string fingerprint;
+  /// gpg's status was 0: the signature is cryptographically valid and made
+  /// by a key in the keyring. Says nothing about trust.
+  bool good = false;
+  /// Human reason: "good signature", "bad signature", "no public key", ...
+  std::string summary;
+};
+
 /// A pull stream of bytes. Not thread-safe, except cancel().
 class Reader {
  public:
@@ -41,6 +55,12 @@ class Reader {
   virtual void cancel() {}
   /// Short description of this stage and those below it, e.g. "zstd < file".
   virtual std::string describe() const = 0;
+  /// The object at the bottom of the stack (the job file's name), for
+  /// messages such as "fspl-x.fspl: zstd: truncated input".
+  virtual std::string source() const { return describe(); }
+  /// Signatures checked by this stage and those below it, innermost
+  /// OpenPGP layer last. Complete only after finish() returned.
+  virtual std::vector<Signature> signatures() const { return {}; }
 };
 
 /// What the first bytes of a stream look like.
@@ -51,6 +71,12 @@ enum class Encoding { Packet, Zstd, OpenPgp, Unknown };
 /// -> Zstd, a plausible OpenPGP packet tag (1, 3, 8, 4, 2 with bit 7 set)
 /// or "-----BEGIN PGP " -> OpenPgp. A guess: confirmed only by decoding.
 Encoding detect_encoding(std::span<const std::byte> head);
+
+/// For a stream detect_encoding() calls OpenPgp (binary or armored): true
+/// when it starts with a session-key packet (an encrypted message), false
+/// when it is signed only; nullopt when `head` is too short to tell (armor
+/// needs its header lines and the first 4 base64 characters).
+std::optional<bool> openpgp_encrypted(std::span<const std::byte> head);
 
 /// Name for messages: "packet", "zstd", "OpenPGP", "unknown".
 const char* encoding_name(Encoding e);
