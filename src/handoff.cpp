@@ -1,1 +1,390 @@
-// under construction
+// The hand-off: picks the consumer's stdin, spawns it, and supervises it.
+//
+// The supervisor is one Asio event loop on the calling thread. It waits on
+// the consumer's pidfd (exit), the interrupt signalfd, a --timeout timer, a
+// grace timer and a periodic tick (stall detection, progress), and on the
+// relay thread's "done" notice. Every ending funnels through the same steps:
+// stop the relay, signal the process group, reap the consumer, kill what is
+// left of its group before the pipe's write end is closed, join the relay.
+// See docs/design/handoff.md.
+#include "safespool/handoff.hpp"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <utility>  // before Asio: Boost 1.74 under C++20 needs it first
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <spdlog/spdlog.h>
+
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <mutex>
+
+#include "safespool/error.hpp"
+#include "safespool/relay.hpp"
+#include "safespool/signals.hpp"
+#include "safespool/spawn.hpp"
+
+namespace safespool {
+namespace {
+
+namespace asio = boost::asio;
+using Clock = std::chrono::steady_clock;
+using Kind = HandoffResult::Kind;
+using namespace std::chrono_literals;
+
+/// Below this, a progress line would only flicker.
+constexpr uint64_t kProgressMinBytes = 4 << 20;
+/// Without --stall-timeout a stall is reported this often, never fatal.
+constexpr auto kStallWarnEvery = 60s;
+
+std::string seconds_text(std::chrono::milliseconds d) {
+  return fmt::format("{:g} s", static_cast<double>(d.count()) / 1000.0);
+}
+
+std::string human_bytes(double b) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  int u = 0;
+  while (b >= 1024 && u < 4) b /= 1024, ++u;
+  return fmt::format("{:.1f} {}", b, units[u]);
+}
+
+/// A consumer gets default SIGPIPE (spawn resets it); we must not die of
+/// it when the consumer quits early, so EPIPE comes back from write().
+void ignore_sigpipe() {
+  static std::once_flag once;
+  std::call_once(once, [] { ::signal(SIGPIPE, SIG_IGN); });
+}
+
+/// Waits for readability of a descriptor owned elsewhere (the Child's
+/// pidfd, the process-wide signalfd): releases it instead of closing it.
+class Watch {
+ public:
+  Watch(asio::io_context& io, int fd) : d_(io) {
+    if (fd >= 0) d_.assign(fd);
+  }
+  ~Watch() {
+    if (d_.is_open()) d_.release();
+  }
+  bool open() const { return d_.is_open(); }
+  void cancel() {
+    if (d_.is_open()) d_.cancel();
+  }
+  void wait(std::function<void()> f) {
+    d_.async_wait(asio::posix::descriptor_base::wait_read,
+                  [f = std::move(f)](boost::system::error_code ec) {
+                    if (ec == asio::error::operation_aborted) return;
+                    // Failing loudly beats never noticing the consumer's exit.
+                    if (ec) throw SysError("cannot wait on descriptor", ec.value());
+                    f();
+                  });
+  }
+
+ private:
+  asio::posix::stream_descriptor d_;
+};
+
+/// Runs the event loop for one started consumer and builds the result.
+class Supervisor {
+ public:
+  Supervisor(Child& child, Relay* relay, std::function<uint64_t()> bytes,
+             const HandoffOptions& opts)
+      : opts_(opts), child_(child), relay_(relay), bytes_(std::move(bytes)),
+        child_watch_(io_, child.pidfd()), signal_watch_(io_, interrupt_fd()),
+        timeout_(io_), grace_(io_), tick_(io_) {}
+  ~Supervisor() {
+    // Exception path: the relay thread posts to io_, so it must end first.
+    if (relay_) {
+      relay_->stop();
+      relay_->join();
+    }
+  }
+  HandoffResult run();
+
+ private:
+  void arm();
+  void arm_tick();
+  void on_child_exit();
+  void on_relay_done();
+  void on_interrupt();
+  void on_tick();
+  void check_stall(Clock::duration idle);
+  void abort(Kind kind, std::string message);
+  void kill_now(const char* why);
+  void clean_up();
+  void show_progress(bool final);
+  HandoffResult make_result() const;
+
+  const HandoffOptions& opts_;
+  Child& child_;
+  Relay* relay_;
+  std::function<uint64_t()> bytes_;
+  asio::io_context io_;
+  Watch child_watch_, signal_watch_;
+  asio::steady_timer timeout_, grace_, tick_;
+  Clock::time_point start_ = Clock::now();
+  Clock::time_point last_shown_ = start_;
+  std::optional<ExitStatus> status_;
+  std::optional<Kind> abort_kind_;
+  std::string abort_message_;
+  int signal_ = 0;
+  int stall_warnings_ = 0;
+  bool progress_shown_ = false;
+};
+
+HandoffResult Supervisor::run() {
+  if (relay_)
+    relay_->start([this] { asio::post(io_, [this] { on_relay_done(); }); });
+  arm();
+  io_.run();
+  clean_up();
+  show_progress(true);
+  return make_result();
+}
+
+void Supervisor::arm() {
+  child_watch_.wait([this] { on_child_exit(); });
+  if (signal_watch_.open()) signal_watch_.wait([this] { on_interrupt(); });
+  if (opts_.timeout) {
+    timeout_.expires_after(*opts_.timeout);
+    timeout_.async_wait([this](boost::system::error_code ec) {
+      if (!ec) abort(Kind::TimedOut, "timed out after " + seconds_text(*opts_.timeout));
+    });
+  }
+  arm_tick();
+}
+
+void Supervisor::arm_tick() {
+  tick_.expires_after(std::max<std::chrono::milliseconds>(opts_.tick, 10ms));
+  tick_.async_wait([this](boost::system::error_code ec) {
+    if (!ec) on_tick();
+  });
+}
+
+void Supervisor::on_child_exit() {
+  // A readable pidfd means it has exited: this cannot block for long, and
+  // re-arming instead could wait forever for an edge that already passed.
+  status_ = child_.try_wait();
+  if (!status_) status_ = child_.wait();
+  spdlog::debug("{}: consumer {} ended: {}", opts_.job_name, child_.pid(), status_->describe());
+  // Nothing else can change the outcome now: let io_.run() return.
+  timeout_.cancel();
+  grace_.cancel();
+  tick_.cancel();
+  signal_watch_.cancel();
+}
+
+void Supervisor::on_relay_done() {
+  if (status_ || !relay_) return;  // consumer already reaped; run() cleans up
+  switch (relay_->outcome()) {
+    case Relay::Outcome::Failed:
+      relay_->join();
+      abort(Kind::DecodeFailed, relay_->error());
+      break;
+    case Relay::Outcome::Eof:
+      spdlog::debug("{}: payload complete, EOF after {} bytes", opts_.job_name, relay_->bytes());
+      break;
+    default:
+      break;  // ConsumerGone: its exit status is the answer; Stopped: ours
+  }
+}
+
+void Supervisor::on_interrupt() {
+  while (int sig = take_interrupt()) {
+    spdlog::debug("{}: got signal {}", opts_.job_name, sig);
+    if (abort_kind_) {
+      kill_now("second interrupt");
+    } else {
+      signal_ = sig;
+      abort(Kind::Interrupted, std::string("interrupted by SIG") + sigabbrev_np(sig));
+    }
+  }
+  if (!status_) signal_watch_.wait([this] { on_interrupt(); });
+}
+
+void Supervisor::on_tick() {
+  show_progress(false);
+  if (relay_ && !relay_->finished() && !abort_kind_)
+    check_stall(Clock::now() - relay_->last_progress());
+  if (!status_) arm_tick();
+}
+
+void Supervisor::check_stall(Clock::duration idle) {
+  if (opts_.stall_timeout && idle >= *opts_.stall_timeout) {
+    spdlog::error("{}: stalled: {}; consumer {}", opts_.job_name, relay_->describe_pipe(),
+                  describe_process(child_.pid()));
+    abort(Kind::Stalled, "stalled: no payload byte moved for " +
+                             seconds_text(*opts_.stall_timeout));
+  } else if (!opts_.stall_timeout && idle >= (stall_warnings_ + 1) * kStallWarnEvery) {
+    ++stall_warnings_;
+    spdlog::warn("{}: no payload byte moved for {} s: {}; consumer {}", opts_.job_name,
+                 std::chrono::duration_cast<std::chrono::seconds>(idle).count(),
+                 relay_->describe_pipe(), describe_process(child_.pid()));
+  } else if (idle < kStallWarnEvery) {
+    stall_warnings_ = 0;
+  }
+}
+
+void Supervisor::abort(Kind kind, std::string message) {
+  if (abort_kind_ || status_) return;
+  abort_kind_ = kind;
+  abort_message_ = std::move(message);
+  timeout_.cancel();
+  if (relay_) relay_->stop();
+  if (kind == Kind::DecodeFailed) {
+    // EOF is a promise: kill first, so the consumer cannot read the
+    // closed pipe as a complete stream, then close.
+    kill_now("payload stream failed");
+    if (relay_) relay_->close_write();
+    return;
+  }
+  spdlog::debug("{}: {}: SIGTERM to group {}, grace {}", opts_.job_name, abort_message_,
+                child_.pid(), seconds_text(opts_.grace));
+  child_.kill_group(SIGTERM);
+  grace_.expires_after(opts_.grace);
+  grace_.async_wait([this](boost::system::error_code ec) {
+    if (!ec) kill_now("grace period over");
+  });
+}
+
+void Supervisor::kill_now(const char* why) {
+  spdlog::debug("{}: {}: SIGKILL to group {}", opts_.job_name, why, child_.pid());
+  child_.kill_group(SIGKILL);
+}
+
+void Supervisor::clean_up() {
+  bool clean = !abort_kind_;
+  if (relay_) {
+    relay_->stop();
+    relay_->join();
+    clean = clean && relay_->outcome() == Relay::Outcome::Eof;
+  }
+  // Aborted, or the payload was cut short: what is left of the group
+  // (grandchildren that ignored SIGTERM, holders of the read end) dies
+  // before our close could look like the end of the payload.
+  if (!clean) child_.kill_group(SIGKILL);
+  if (relay_) relay_->close_write();
+}
+
+void Supervisor::show_progress(bool final) {
+  if (!opts_.progress) return;
+  auto now = Clock::now();
+  uint64_t b = bytes_();
+  if (final) {
+    if (progress_shown_) std::fputs("\n", stderr);
+    return;
+  }
+  if (b < kProgressMinBytes || now - last_shown_ < 1s) return;
+  last_shown_ = now;
+  double secs = std::chrono::duration<double>(now - start_).count();
+  std::string line = fmt::format("\r{}: {} ({}/s)   ", opts_.job_name, human_bytes(b),
+                                 human_bytes(b / std::max(secs, 1e-3)));
+  std::fputs(line.c_str(), stderr);
+  progress_shown_ = true;
+}
+
+HandoffResult Supervisor::make_result() const {
+  HandoffResult r;
+  ExitStatus st = status_.value_or(ExitStatus{});
+  r.status = st.value;
+  r.bytes = bytes_();
+  r.seconds = std::chrono::duration<double>(Clock::now() - start_).count();
+  r.signal_received = signal_;
+  if (abort_kind_) {
+    r.kind = *abort_kind_;
+    r.message = abort_message_;
+  } else {
+    r.kind = st.signaled ? Kind::Signaled : Kind::Exited;
+  }
+  return r;
+}
+
+/// The payload's file offset, for counting what a plain-file consumer read.
+uint64_t offset_of(int fd) {
+  off_t off = ::lseek(fd, 0, SEEK_CUR);
+  return off > 0 ? static_cast<uint64_t>(off) : 0;
+}
+
+Fd open_dev_null() {
+  int fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw_errno("cannot open /dev/null");
+  return Fd(fd);
+}
+
+/// A fresh pipe, sized before any byte can enter it, write end non-blocking.
+Pipe make_consumer_pipe(const HandoffOptions& opts) {
+  Pipe p = make_pipe();
+  size_t want = target_pipe_size(opts.pipe_size);
+  size_t got = size_pipe(p.write.get(), want);
+  if (got < want)
+    spdlog::warn("{}: consumer pipe is {} bytes, wanted {}", opts.job_name, got, want);
+  else
+    spdlog::debug("{}: consumer pipe sized to {} bytes", opts.job_name, got);
+  int fl = ::fcntl(p.write.get(), F_GETFL);
+  if (fl < 0 || ::fcntl(p.write.get(), F_SETFL, fl | O_NONBLOCK) < 0)
+    throw_errno("cannot make the consumer pipe non-blocking");
+  return p;
+}
+
+void log_result(const HandoffOptions& opts, const HandoffResult& r) {
+  spdlog::info("{}: {} bytes in {:.1f} s ({}/s): {}", opts.job_name, r.bytes, r.seconds,
+               human_bytes(r.bytes / std::max(r.seconds, 1e-3)), r.describe());
+}
+
+}  // namespace
+
+std::string HandoffResult::describe() const {
+  switch (kind) {
+    case Kind::Exited: return ExitStatus{false, status}.describe();
+    case Kind::Signaled: return ExitStatus{true, status}.describe();
+    default: return message;
+  }
+}
+
+size_t target_pipe_size(size_t requested) {
+  if (requested > 0) return requested;
+  std::ifstream in("/proc/sys/fs/pipe-max-size");
+  size_t max = 0;
+  if (in >> max && max > 0) return max;
+  return 1 << 20;  // the kernel's default pipe-max-size
+}
+
+HandoffResult run_consumer(const ConsumerSpec& consumer, PayloadSource payload,
+                           const HandoffOptions& opts) {
+  ignore_sigpipe();
+  SpawnSpec spec{consumer.argv, consumer.env, -1, consumer.stdout_fd, consumer.stderr_fd};
+  Pipe pipe;
+  std::unique_ptr<Relay> relay;  // declared before the child: outlives it
+  Fd dev_null;
+  uint64_t start_offset = 0;
+  if (payload.stream) {
+    pipe = make_consumer_pipe(opts);
+    relay = std::make_unique<Relay>(*payload.stream, std::move(pipe.write), opts.tick);
+    spec.stdin_fd = pipe.read.get();
+  } else if (payload.file) {
+    start_offset = offset_of(payload.file.get());
+    spec.stdin_fd = payload.file.get();
+  } else {
+    dev_null = open_dev_null();
+    spec.stdin_fd = dev_null.get();
+  }
+  Child child = spawn(spec);  // throws SysError; posix_spawn leaves no zombie
+  pipe.read.reset();          // only the consumer may hold the read end
+  spdlog::debug("{}: started consumer {} ({})", opts.job_name, child.pid(), consumer.argv[0]);
+  std::function<uint64_t()> bytes = [] { return uint64_t{0}; };
+  if (relay) bytes = [r = relay.get()] { return r->bytes(); };
+  if (payload.file)
+    bytes = [fd = payload.file.get(), start_offset] { return offset_of(fd) - start_offset; };
+  HandoffResult result = Supervisor(child, relay.get(), bytes, opts).run();
+  log_result(opts, result);
+  return result;
+}
+
+}  // namespace safespool

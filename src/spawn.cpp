@@ -74,13 +74,11 @@ ExitStatus Child::terminate(int grace_ms) {
     while (::poll(&p, 1, grace_ms) < 0 && errno == EINTR) {
     }
   }
-  if (!try_wait()) {
-    kill_group(SIGKILL);
-    wait();
-  }
-  // Whatever is left of the group (grandchildren) goes too.
+  // SIGKILL the whole group while the leader is still unreaped (alive or a
+  // zombie): its pid, hence the group id, cannot have been reused yet, and
+  // grandchildren go too.
   kill_group(SIGKILL);
-  return *status_;
+  return wait();
 }
 
 namespace {
@@ -119,7 +117,10 @@ Child spawn(const SpawnSpec& spec) {
 
   Attr attr;
   sigset_t all, none;
-  sigfillset(&all);
+  // Every bit, not sigfillset(): glibc's sigfillset leaves out its internal
+  // signals 32 and 33, and posix_spawn then sets those to SIG_IGN in the
+  // child, which exec keeps (SigIgn 0000000180000000 in the consumer).
+  std::memset(&all, 0xff, sizeof all);
   sigemptyset(&none);
   posix_spawnattr_setsigdefault(&attr.a, &all);
   posix_spawnattr_setsigmask(&attr.a, &none);

@@ -3,7 +3,9 @@
 // main() is the table of contents: set up signals and logging, parse the
 // command line into one Action, run it, and turn whatever it threw into
 // one error line and a documented exit code (docs/exit-codes.md).
+#include <fcntl.h>
 #include <signal.h>
+#include <unistd.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
@@ -44,9 +46,17 @@ void check_subcommand(const CLI::App& app, int argc, char** argv) {
   }
 }
 
+// A child must find fds 0-2 where it expects them: if we were started with
+// one closed, the next pipe or file we open would take its number.
+void ensure_standard_fds() {
+  for (int fd = 0; fd <= 2; ++fd)
+    if (::fcntl(fd, F_GETFD) < 0 && ::open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY) < 0) ::_exit(kExitOsErr);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  ensure_standard_fds();
   ::signal(SIGPIPE, SIG_IGN);  // a closed pipe is an error to report, not a death
   CLI::App app{"SafeSpool: sequential, distributed job queue processing (fspl-compatible)", "safespool"};
   app.set_version_flag("-V,--version", "safespool " SAFESPOOL_VERSION);
