@@ -24,9 +24,10 @@ Fd open_lock(const std::string& lock_path, bool create) {
   int flags = O_RDWR | O_CLOEXEC | O_NOFOLLOW | (create ? O_CREAT : 0);
   Fd fd(::open(lock_path.c_str(), flags, 0666));
   if (!fd) {
-    int err = errno;
-    std::string hint = err == ENOENT ? " (an append-only queue has no seqfile)" : "";
-    throw SysError("cannot open lock file " + lock_path + hint, err);
+    if (errno == ENOENT)
+      throw Error("cannot open lock file " + lock_path + ": missing (an append-only queue has no seqfile)",
+                  kExitConfig);
+    throw_errno("cannot open lock file " + lock_path);
   }
   return fd;
 }

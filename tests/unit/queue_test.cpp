@@ -76,7 +76,7 @@ TEST(SeqFile, LockExcludesAnotherOpenAndFlockUsers) {
 TEST(SeqFile, GarbageAndMissingLockAreErrors) {
   TempDir d;
   std::string path = d.path / "seq";
-  EXPECT_THROW(SeqFile::try_open(path, false), SysError);  // no lock file
+  EXPECT_THROW(SeqFile::try_open(path, false), Error);  // no lock file
   put(path + ".lock", "");
   put(path, "twelve\n");
   try {
