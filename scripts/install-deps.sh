@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages SafeSpool needs to build, test and demo.
+# Only what is missing is installed; `apt-get update` runs only then.
+#
+# Usage: scripts/install-deps.sh [EXTRA_PACKAGE...]
+# Env:   SAFESPOOL_SKIP_DEPS=1  do nothing (e.g. on a machine without apt).
+set -euo pipefail
+
+readonly kPackages=(
+  build-essential cmake pkg-config
+  libboost-dev libzstd-dev zstd libgpgme-dev gnupg
+  nlohmann-json3-dev libspdlog-dev libcli11-dev
+  libgtest-dev googletest
+  filespooler xxd
+  util-linux coreutils   # flock, timeout, sha256sum: used by the e2e tests
+)
+
+if [[ "${SAFESPOOL_SKIP_DEPS:-0}" == 1 ]]; then
+  exit 0
+fi
+
+missing=()
+for pkg in "${kPackages[@]}" "$@"; do
+  # dpkg -s also answers for removed-but-configured packages; check the status.
+  if ! dpkg -s "$pkg" 2>/dev/null | grep -q '^Status: install ok installed$'; then
+    missing+=("$pkg")
+  fi
+done
+
+if ((${#missing[@]} == 0)); then
+  exit 0
+fi
+
+echo "install-deps: installing ${missing[*]}" >&2
+sudo_cmd=()
+if ((EUID != 0)); then
+  sudo_cmd=(sudo)
+fi
+export DEBIAN_FRONTEND=noninteractive
+"${sudo_cmd[@]}" apt-get update -q
+"${sudo_cmd[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
