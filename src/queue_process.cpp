@@ -7,27 +7,13 @@
 #include <map>
 
 #include "safespool/error.hpp"
+#include "safespool/ordering.hpp"
 #include "safespool/processor.hpp"
 #include "safespool/seqfile.hpp"
 #include "safespool/signals.hpp"
 
 namespace safespool {
 namespace {
-
-// The jobs to run, in order. Sequence order looks jobs up by nextseq as it
-// goes, so it keeps a map; timestamp order is a sorted list.
-std::map<uint64_t, JobEntry> index_by_seq(std::vector<JobEntry> jobs, uint64_t next) {
-  std::map<uint64_t, JobEntry> by_seq;
-  for (auto& j : jobs) {
-    if (j.meta.seq < next) continue;  // stale: already processed
-    auto [it, fresh] = by_seq.emplace(j.meta.seq, j);
-    if (!fresh)
-      throw Error("two job files have sequence " + std::to_string(j.meta.seq) + ": jobs/" +
-                      it->second.filename + " and jobs/" + j.filename,
-                  kExitDataErr);
-  }
-  return by_seq;
-}
 
 Fd open_output(const Queue& q, const std::string& filename) {
   std::string path = q.job_path(filename) + ".out";
@@ -54,12 +40,6 @@ HandoffResult run_entry(const Queue& q, const JobEntry& entry, const ProcessOpti
   return run_job(meta, dec, job, origin);
 }
 
-void remove_job(const Queue& q, const std::string& filename) {
-  std::string path = q.job_path(filename);
-  spdlog::debug("deleting {}", path);
-  if (::unlink(path.c_str()) != 0 && errno != ENOENT) throw_errno("cannot delete " + path);
-}
-
 enum class Verdict { Continue, Stop };
 
 // Applies --on-error and records progress. Returns whether to go on.
@@ -70,9 +50,10 @@ Verdict settle(const Queue& q, const JobEntry& e, const HandoffResult& r, SeqFil
   bool ok = r.success();
   if (!ok) spdlog::error("job {} ({}) failed: {}", e.meta.seq, e.filename, r.describe());
   if (!ok && opts.on_error == OnError::Retry) return Verdict::Stop;
-  if (seq) seq->increment();
   bool keep = opts.never_delete || (!ok && opts.on_error == OnError::Leave);
-  if (!keep) remove_job(q, e.filename);
+  if (!keep && seq) record_completion(q, e.meta.seq, e.filename);
+  if (seq) seq->increment();
+  if (!keep) remove_job_file(q, e.filename);
   return Verdict::Continue;
 }
 
@@ -97,6 +78,22 @@ std::vector<JobEntry> by_timestamp(std::vector<JobEntry> jobs) {
   return jobs;
 }
 
+// Finishes a previous run's interrupted delete and handles stale files.
+void tidy(const Queue& q, const std::vector<JobEntry>& jobs, uint64_t next, const ProcessOptions& opts) {
+  if (!opts.never_delete) finish_recorded_completion(q, next, opts.decode);
+  auto stale = stale_jobs(jobs, next);
+  if (stale.empty()) return;
+  if (opts.delete_stale && !opts.never_delete) {
+    for (const auto& j : stale) {
+      spdlog::info("removing stale jobs/{} (seq {} < next {})", j.filename, j.meta.seq, next);
+      remove_job_file(q, j.filename);
+    }
+  } else {
+    spdlog::debug("{} stale job file(s) below sequence {}, e.g. jobs/{}; --delete-stale removes them",
+                  stale.size(), next, stale.front().filename);
+  }
+}
+
 }  // namespace
 
 int process_queue(const Queue& q, const ProcessOptions& opts) {
@@ -106,7 +103,9 @@ int process_queue(const Queue& q, const ProcessOptions& opts) {
   ScanResult scan = q.scan(opts.decode);
   scan.warn_skipped(q.dir());
   bool by_seq = opts.order_by == OrderBy::Sequence;
-  auto pending = by_seq ? index_by_seq(std::move(scan.jobs), seq->next()) : std::map<uint64_t, JobEntry>{};
+  if (by_seq) tidy(q, scan.jobs, seq->next(), opts);
+  auto pending = by_seq ? index_by_seq(q, scan.jobs, seq->next(), opts.never_delete)
+                        : std::map<uint64_t, JobEntry>{};
   auto ordered = by_seq ? std::vector<JobEntry>{} : by_timestamp(std::move(scan.jobs));
   uint64_t done = 0;
   for (size_t i = 0;; ++i) {

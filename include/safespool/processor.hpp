@@ -41,6 +41,7 @@ struct ProcessOptions {
   DecodeOptions decode;
   std::optional<uint64_t> maxjobs;
   bool never_delete = false;
+  bool delete_stale = false;  ///< remove packets whose seq is below nextseq
   OrderBy order_by = OrderBy::Sequence;
   OnError on_error = OnError::Retry;
   OutputTo output_to = OutputTo::PassBoth;

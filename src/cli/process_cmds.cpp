@@ -28,6 +28,7 @@ struct ProcessArgs {
   std::string pipe_size;
   std::string maxjobs;
   bool never_delete = false;
+  bool delete_stale = false;
   std::string on_error = "Retry", order_by = "Sequence", output_to = "PassBoth";
 };
 
@@ -66,6 +67,7 @@ int run_queue_process(const ProcessArgs& a) {
   o.decode = a.decode.finish();
   if (!a.maxjobs.empty()) o.maxjobs = parse_u64(a.maxjobs, "--maxjobs");
   o.never_delete = a.never_delete;
+  o.delete_stale = a.delete_stale;
   o.on_error = parse_choice(kOnError, a.on_error, "--on-error");
   o.order_by = parse_choice(kOrderBy, a.order_by, "--order-by");
   o.output_to = parse_choice(kOutputTo, a.output_to, "--output-to");
@@ -101,6 +103,7 @@ void register_process(CLI::App& app, Action& action) {
   add_job_flags(qp, *a);
   qp->add_option("-n,--maxjobs", a->maxjobs, "Maximum number of jobs to process");
   qp->add_flag("--never-delete", a->never_delete, "Never delete processed job files");
+  qp->add_flag("--delete-stale", a->delete_stale, "Remove packets whose sequence is below nextseq");
   qp->add_option("--on-error", a->on_error, "Retry (default), Delete or Leave");
   qp->add_option("--order-by", a->order_by, "Sequence (default) or Timestamp");
   qp->add_option("--output-to", a->output_to, "PassBoth (default) or SaveBoth");

@@ -140,7 +140,9 @@ TEST(Queue, ScanSkipsBadFilesWithReasonsAndNeverBlocks) {
   fs::create_symlink(d.path / "target.fspl", jobs / "fspl-link.fspl");
   ASSERT_EQ(::mkfifo((jobs / "fspl-fifo.fspl").c_str(), 0600), 0);
   fs::create_directory(jobs / "fspl-dir.fspl");
-  ScanResult r = Queue(q).scan(DecodeOptions{DecodeMode::None});
+  DecodeOptions plain;
+  plain.mode = DecodeMode::None;
+  ScanResult r = Queue(q).scan(plain);
   ASSERT_EQ(r.jobs.size(), 1u);
   EXPECT_EQ(r.jobs[0].filename, "fspl-good.fspl");
   std::map<std::string, std::string> why;

@@ -1,0 +1,50 @@
+// Which job runs next, and tidying what sneakernet delivery leaves behind.
+//
+// Media deliver packets late, twice, or out of order. A packet delivered
+// twice (same sequence, same bytes) is a twin: one runs, the other is
+// removed, and the queue does not stall as fspl's does. Two different
+// packets claiming one sequence number are a real conflict and stop the
+// run. A packet whose sequence is below nextseq is stale: already
+// processed (or skipped by an operator); it is reported, and removed only
+// on request (--delete-stale).
+//
+// The completion record closes the one window where a crash leaves a
+// finished job's file behind: nextseq is advanced durably, then the file is
+// deleted. Just before advancing, the processor notes "seq N is done, file
+// F" in queuedir/.safespool-done (atomically renamed, not fsynced: losing
+// it on power failure only leaves a stale file, as fspl would). The next
+// run deletes F if nextseq moved past N and F still holds seq N.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "safespool/queue.hpp"
+
+namespace safespool {
+
+/// Jobs with seq >= `next`, keyed by seq. Twins are collapsed (the extra
+/// file is removed unless `keep_files`); a different packet under a seq
+/// already seen throws Error (exit 65) naming both files.
+std::map<uint64_t, JobEntry> index_by_seq(const Queue& q, const std::vector<JobEntry>& jobs,
+                                          uint64_t next, bool keep_files);
+
+/// Jobs with seq < `next`.
+std::vector<JobEntry> stale_jobs(const std::vector<JobEntry>& jobs, uint64_t next);
+
+/// True when the two job files hold the same bytes.
+bool same_content(const Queue& q, const std::string& a, const std::string& b);
+
+/// Notes that `filename` (seq `seq`) is done and about to be deleted.
+void record_completion(const Queue& q, uint64_t seq, const std::string& filename);
+
+/// Deletes the file a previous run recorded as done if it is still there,
+/// still holds that seq, and nextseq has moved past it.
+void finish_recorded_completion(const Queue& q, uint64_t next, const DecodeOptions& decode);
+
+/// Removes jobs/`filename`; a file already gone is fine.
+void remove_job_file(const Queue& q, const std::string& filename);
+
+}  // namespace safespool

@@ -1,0 +1,96 @@
+#include "safespool/ordering.hpp"
+
+#include <fcntl.h>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <sstream>
+
+#include "safespool/error.hpp"
+#include "safespool/seqfile.hpp"
+
+namespace safespool {
+namespace {
+
+std::string done_path(const Queue& q) { return q.dir() + "/.safespool-done"; }
+
+}  // namespace
+
+bool same_content(const Queue& q, const std::string& a, const std::string& b) {
+  Fd fa = q.open_job(a), fb = q.open_job(b);
+  struct stat sa, sb;
+  if (::fstat(fa.get(), &sa) != 0 || ::fstat(fb.get(), &sb) != 0) throw_errno("cannot stat job files");
+  if (sa.st_size != sb.st_size) return false;
+  std::vector<std::byte> ba(1 << 16), bb(1 << 16);
+  for (;;) {
+    size_t na = read_full(fa.get(), ba, "jobs/" + a);
+    size_t nb = read_full(fb.get(), bb, "jobs/" + b);
+    if (na != nb || std::memcmp(ba.data(), bb.data(), na) != 0) return false;
+    if (na == 0) return true;
+  }
+}
+
+void remove_job_file(const Queue& q, const std::string& filename) {
+  std::string path = q.job_path(filename);
+  spdlog::debug("deleting {}", path);
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT) throw_errno("cannot delete " + path);
+}
+
+std::map<uint64_t, JobEntry> index_by_seq(const Queue& q, const std::vector<JobEntry>& jobs,
+                                          uint64_t next, bool keep_files) {
+  std::map<uint64_t, JobEntry> by_seq;
+  for (const auto& j : jobs) {
+    if (j.meta.seq < next) continue;
+    auto [it, fresh] = by_seq.emplace(j.meta.seq, j);
+    if (fresh) continue;
+    const std::string& first = it->second.filename;
+    if (!same_content(q, first, j.filename))
+      throw Error("two different job files have sequence " + std::to_string(j.meta.seq) + ": jobs/" +
+                      first + " and jobs/" + j.filename, kExitDataErr);
+    spdlog::info("jobs/{} is an identical copy of jobs/{} (seq {}){}", j.filename, first,
+                 j.meta.seq, keep_files ? "; ignoring it" : "; removing it");
+    if (!keep_files) remove_job_file(q, j.filename);
+  }
+  return by_seq;
+}
+
+std::vector<JobEntry> stale_jobs(const std::vector<JobEntry>& jobs, uint64_t next) {
+  std::vector<JobEntry> out;
+  for (const auto& j : jobs)
+    if (j.meta.seq < next) out.push_back(j);
+  return out;
+}
+
+void record_completion(const Queue& q, uint64_t seq, const std::string& filename) {
+  std::string path = done_path(q), temp = path + ".temp";
+  Fd fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0666));
+  if (!fd) throw_errno("cannot create " + temp);
+  write_all(fd.get(), std::to_string(seq) + " " + filename + "\n", temp);
+  fd.reset();
+  if (::rename(temp.c_str(), path.c_str()) != 0) throw_errno("cannot rename " + temp);
+}
+
+void finish_recorded_completion(const Queue& q, uint64_t next, const DecodeOptions& decode) {
+  Fd fd(::open(done_path(q).c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+  if (!fd) return;
+  std::string text(512, '\0');
+  text.resize(read_full(fd.get(), std::as_writable_bytes(std::span(text)), done_path(q)));
+  std::istringstream in(text);
+  uint64_t seq = 0;
+  std::string name;
+  if (!(in >> seq >> name) || !is_job_name(name) || name.find('/') != std::string::npos) return;
+  if (seq >= next) return;  // the advance did not happen: the job runs again
+  try {
+    Decoded dec = open_decoded(q.open_job(name), "jobs/" + name, decode);
+    if (read_header(*dec.reader, "jobs/" + name).seq != seq) return;
+  } catch (const Error&) {
+    return;  // gone or unreadable: nothing of ours to finish
+  }
+  spdlog::info("removing jobs/{} (seq {}), completed by a run that stopped before deleting it", name, seq);
+  remove_job_file(q, name);
+}
+
+}  // namespace safespool
