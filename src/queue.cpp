@@ -43,9 +43,10 @@ std::string gen_job_filename() { return "fspl-" + gen_uuid() + ".fspl"; }
 
 void ScanResult::warn_skipped(const std::string& queuedir) const {
   if (skipped.empty()) return;
-  for (const auto& s : skipped) spdlog::debug("skipped {}/jobs/{}: {}", queuedir, s.filename, s.reason);
-  spdlog::warn("{} file(s) in {}/jobs are not readable packets and were skipped; first: {}: {}",
-               skipped.size(), queuedir, skipped.front().filename, skipped.front().reason);
+  // Each reason already names its file.
+  for (const auto& s : skipped) spdlog::debug("skipped: {}", s.reason);
+  spdlog::warn("{} file(s) in {}/jobs are not readable packets and were skipped; first: {}",
+               skipped.size(), queuedir, skipped.front().reason);
 }
 
 void Queue::init(const std::string& dir, bool append_only) {

@@ -11,6 +11,7 @@
 #include "safespool/processor.hpp"
 #include "safespool/seqfile.hpp"
 #include "safespool/signals.hpp"
+#include "safespool/status.hpp"
 
 namespace safespool {
 namespace {
@@ -40,6 +41,10 @@ HandoffResult run_entry(const Queue& q, const JobEntry& entry, const ProcessOpti
   return run_job(meta, dec, job, origin);
 }
 
+std::string reason(const HandoffResult& r) {
+  return r.kind == HandoffResult::Kind::Exited && !r.message.empty() ? r.message : r.describe();
+}
+
 enum class Verdict { Continue, Stop };
 
 // Applies --on-error and records progress. Returns whether to go on.
@@ -48,7 +53,7 @@ Verdict settle(const Queue& q, const JobEntry& e, const HandoffResult& r, SeqFil
   using K = HandoffResult::Kind;
   if (r.kind == K::Interrupted || r.kind == K::DecodeFailed) return Verdict::Stop;
   bool ok = r.success();
-  if (!ok) spdlog::error("job {} ({}) failed: {}", e.meta.seq, e.filename, r.describe());
+  if (!ok) spdlog::error("job {} ({}) failed: {}", e.meta.seq, e.filename, reason(r));
   if (!ok && opts.on_error == OnError::Retry) return Verdict::Stop;
   bool keep = opts.never_delete || (!ok && opts.on_error == OnError::Leave);
   if (!keep && seq) record_completion(q, e.meta.seq, e.filename);
@@ -68,6 +73,38 @@ int exit_for(const HandoffResult& r) {
     return kExitDataErr;
   }
   return kExitJobFailed;
+}
+
+
+// Counts a job's outcome in the run record; a success of the failing job clears it.
+void note(RunRecord& rec, const JobEntry& e, const HandoffResult& r) {
+  rec.bytes += r.bytes;
+  if (r.success()) {
+    ++rec.jobs_ok;
+    if (rec.failed_seq == e.meta.seq) rec.failed_seq.reset();
+    return;
+  }
+  ++rec.jobs_failed;
+  if (r.kind == HandoffResult::Kind::Interrupted) return;
+  rec.failed_seq = e.meta.seq;
+  rec.failed_file = e.filename;
+  rec.failed_reason = reason(r);
+}
+
+// Stores the run record and, when asked, the metrics file. Monitoring must
+// never turn a good run into a failed one: problems here are logged.
+void finish_record(const Queue& q, const ProcessOptions& opts, RunRecord& rec, int rc) {
+  rec.last_run = now_ctime().first;
+  if (rc == kExitOk && rec.jobs_failed == 0) rec.last_success = rec.last_run;
+  try {
+    write_run_record(q, rec);
+    if (!opts.metrics_file.empty()) {
+      QueueStatus st = queue_status(q, opts.decode);
+      replace_file(opts.metrics_file, status_metrics(st));
+    }
+  } catch (const std::exception& e) {
+    spdlog::warn("cannot record the run's status: {}", e.what());
+  }
 }
 
 std::vector<JobEntry> by_timestamp(std::vector<JobEntry> jobs) {
@@ -94,9 +131,8 @@ void tidy(const Queue& q, const std::vector<JobEntry>& jobs, uint64_t next, cons
   }
 }
 
-}  // namespace
 
-int process_queue(const Queue& q, const ProcessOptions& opts) {
+int run_pass(const Queue& q, const ProcessOptions& opts, RunRecord& record) {
   q.check_exists();
   auto seq = SeqFile::open_waiting(q.seqfile_path(), false, opts.lock_wait_seconds);
   if (!seq) throw Error("queue " + q.dir() + " is locked by another process", kExitTempFail);
@@ -127,8 +163,25 @@ int process_queue(const Queue& q, const ProcessOptions& opts) {
     }
     ++done;
     HandoffResult r = run_entry(q, *entry, opts);
+    note(record, *entry, r);
     if (settle(q, *entry, r, by_seq ? &*seq : nullptr, opts) == Verdict::Stop) return exit_for(r);
   }
+}
+
+}  // namespace
+
+int process_one_pass(const Queue& q, const ProcessOptions& opts) {
+  RunRecord record = read_run_record(q);
+  record.jobs_ok = record.jobs_failed = record.bytes = 0;
+  int rc = kExitSoftware;
+  try {
+    rc = run_pass(q, opts, record);
+  } catch (const Error& e) {
+    if (e.exit_code() != kExitTempFail) finish_record(q, opts, record, e.exit_code());
+    throw;
+  }
+  finish_record(q, opts, record, rc);
+  return rc;
 }
 
 }  // namespace safespool

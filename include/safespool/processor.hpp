@@ -46,6 +46,9 @@ struct ProcessOptions {
   OnError on_error = OnError::Retry;
   OutputTo output_to = OutputTo::PassBoth;
   double lock_wait_seconds = 0;
+  std::string metrics_file;   ///< Prometheus textfile written after each pass
+  bool watch = false;         ///< keep running, processing jobs as they land
+  int rescan_seconds = 300;   ///< --watch: rescan this often even without events
 };
 
 /// Where a job came from, for the FSPL_JOB_* variables.
@@ -61,9 +64,16 @@ struct JobOrigin {
 HandoffResult run_job(const Meta& meta, Decoded& decoded, const JobOptions& opts,
                       JobOrigin origin, int stdout_fd = 1, int stderr_fd = 2);
 
-/// The whole queue-process run. Returns the exit code (0: done or nothing
-/// to do, 1: a job failed under --on-error retry, 130: interrupted); throws
-/// Error for everything else (lock busy: exit 75).
+/// One queue-process pass: lock, scan, run jobs in order until none is
+/// ready. Returns the exit code (0: done or nothing to do, 1: a job failed
+/// under --on-error retry, 65: a payload failed to decode, 130:
+/// interrupted); throws Error for everything else (lock busy: exit 75).
+/// Records the run in queuedir/.safespool-status and the metrics file.
+int process_one_pass(const Queue& queue, const ProcessOptions& opts);
+
+/// queue-process: one pass, or with opts.watch, passes whenever jobs/
+/// changes (inotify) and every rescan_seconds, until SIGTERM/SIGINT/SIGHUP.
+/// In watch mode failures are logged and waited out, not fatal.
 int process_queue(const Queue& queue, const ProcessOptions& opts);
 
 }  // namespace safespool

@@ -9,6 +9,7 @@
 #include "safespool/error.hpp"
 #include "safespool/processor.hpp"
 #include "safespool/seqfile.hpp"
+#include "safespool/status.hpp"
 
 namespace safespool::cli {
 namespace {
@@ -29,6 +30,10 @@ struct ProcessArgs {
   std::string maxjobs;
   bool never_delete = false;
   bool delete_stale = false;
+  bool watch = false;
+  int rescan = 300;
+  std::string metrics_file;
+  bool json = false;
   std::string on_error = "Retry", order_by = "Sequence", output_to = "PassBoth";
 };
 
@@ -68,6 +73,9 @@ int run_queue_process(const ProcessArgs& a) {
   if (!a.maxjobs.empty()) o.maxjobs = parse_u64(a.maxjobs, "--maxjobs");
   o.never_delete = a.never_delete;
   o.delete_stale = a.delete_stale;
+  o.watch = a.watch;
+  o.rescan_seconds = a.rescan;
+  o.metrics_file = a.metrics_file;
   o.on_error = parse_choice(kOnError, a.on_error, "--on-error");
   o.order_by = parse_choice(kOrderBy, a.order_by, "--order-by");
   o.output_to = parse_choice(kOutputTo, a.output_to, "--output-to");
@@ -108,6 +116,10 @@ void register_process(CLI::App& app, Action& action) {
   qp->add_option("--order-by", a->order_by, "Sequence (default) or Timestamp");
   qp->add_option("--output-to", a->output_to, "PassBoth (default) or SaveBoth");
   qp->add_option("--lock-wait", a->lock_wait, "Wait up to SECONDS for the queue lock");
+  qp->add_flag("--watch", a->watch, "Keep running; process jobs as they land (inotify)");
+  qp->add_option("--rescan", a->rescan, "With --watch: rescan every SECONDS even without events")
+      ->check(CLI::PositiveNumber);
+  qp->add_option("--metrics-file", a->metrics_file, "Write Prometheus textfile metrics after each pass");
   qp->callback([&action, a] { action = [a] { return run_queue_process(*a); }; });
 
   auto* sp = app.add_subcommand("stdin-process", "Process a command from a job packet read from stdin");
@@ -116,10 +128,13 @@ void register_process(CLI::App& app, Action& action) {
 
   auto* si = app.add_subcommand("stdin-info", "Get information about a packet piped to filespooler on stdin");
   a->decode.add_to(si);
+  si->add_flag("--json", a->json, "Print one JSON document");
   si->callback([&action, a] {
     action = [a] {
       Decoded dec = open_stdin(a->decode.finish());
-      print_env(job_env(read_header(*dec.reader, "standard input"), nullptr, nullptr));
+      Meta meta = read_header(*dec.reader, "standard input");
+      if (a->json) write_all(1, job_json(meta, nullptr, nullptr), "standard output");
+      else print_env(job_env(meta, nullptr, nullptr));
       return kExitOk;
     };
   });

@@ -9,9 +9,13 @@
 #include "safespool/error.hpp"
 #include "safespool/queue.hpp"
 #include "safespool/seqfile.hpp"
+#include "safespool/status.hpp"
 
 namespace safespool::cli {
 namespace {
+
+constexpr int kStatusBlocked = 1;
+constexpr int kStatusWaiting = 2;
 
 struct QueueArgs {
   std::string queuedir;
@@ -19,6 +23,7 @@ struct QueueArgs {
   std::string job;
   std::string id;
   bool append_only = false;
+  bool json = false;
 };
 
 CLI::App* add_queuedir(CLI::App* sub, QueueArgs& a) {
@@ -33,18 +38,23 @@ SeqFile lock_queue(const Queue& q) {
   return std::move(*sf);
 }
 
-std::vector<JobEntry> scan_sorted(const Queue& q, const DecodeOptions& d) {
+ScanResult scan_sorted(const Queue& q, const DecodeOptions& d) {
   q.check_exists();
   ScanResult scan = q.scan(d);
   scan.warn_skipped(q.dir());
   std::stable_sort(scan.jobs.begin(), scan.jobs.end(),
                    [](const JobEntry& a, const JobEntry& b) { return a.meta.seq < b.meta.seq; });
-  return std::move(scan.jobs);
+  return scan;
 }
 
 int run_ls(const QueueArgs& a) {
   Queue q(a.queuedir);
-  auto jobs = scan_sorted(q, a.decode.finish());
+  ScanResult scan = scan_sorted(q, a.decode.finish());
+  const auto& jobs = scan.jobs;
+  if (a.json) {
+    write_all(1, jobs_json(q.dir(), jobs, scan.skipped), "standard output");
+    return kExitOk;
+  }
   char line[128];
   snprintf(line, sizeof line, "%-20s %-27s filename\n", "ID", "creation timestamp");
   std::string out = line;
@@ -61,7 +71,7 @@ int run_ls(const QueueArgs& a) {
 JobEntry find_job(const Queue& q, const DecodeOptions& d, const std::string& id_text) {
   uint64_t id = parse_u64(id_text, "--job");
   std::vector<JobEntry> found;
-  for (auto& j : scan_sorted(q, d))
+  for (auto& j : scan_sorted(q, d).jobs)
     if (j.meta.seq == id) found.push_back(std::move(j));
   if (found.empty()) throw Error("job " + id_text + " not found in queue " + q.dir(), kExitNoInput);
   if (found.size() > 1)
@@ -73,7 +83,8 @@ JobEntry find_job(const Queue& q, const DecodeOptions& d, const std::string& id_
 int run_info(const QueueArgs& a) {
   Queue q(a.queuedir);
   JobEntry j = find_job(q, a.decode.finish(), a.job);
-  print_env(job_env(j.meta, &j.filename, &q.dir()));
+  if (a.json) write_all(1, job_json(j.meta, &j.filename, &q.dir()), "standard output");
+  else print_env(job_env(j.meta, &j.filename, &q.dir()));
   return kExitOk;
 }
 
@@ -87,11 +98,24 @@ int run_payload(const QueueArgs& a) {
   return kExitOk;
 }
 
+// Exit status: 0 healthy, 1 blocked by a failing job, 2 waiting on a gap.
+int run_status(const QueueArgs& a) {
+  QueueStatus s = queue_status(Queue(a.queuedir), a.decode.finish());
+  write_all(1, a.json ? status_json(s) : format_status(s), "standard output");
+  switch (s.state) {
+    case QueueStatus::State::Healthy: return kExitOk;
+    case QueueStatus::State::Blocked: return kStatusBlocked;
+    case QueueStatus::State::Waiting: return kStatusWaiting;
+  }
+  return kExitOk;
+}
+
 void add_job_cmd(CLI::App& app, Action& action, const char* name, const char* help,
                  int (*run)(const QueueArgs&)) {
   auto a = std::make_shared<QueueArgs>();
   auto* sub = add_queuedir(app.add_subcommand(name, help), *a);
   a->decode.add_to(sub);
+  if (std::string(name) == "queue-info") sub->add_flag("--json", a->json, "Print one JSON document");
   sub->add_option("-j,--job", a->job, "The job ID (sequence number)")->required();
   sub->callback([&action, a, run] { action = [a, run] { return run(*a); }; });
 }
@@ -117,7 +141,13 @@ void register_queue(CLI::App& app, Action& action) {
 
   auto* ls = add_queuedir(app.add_subcommand("queue-ls", "Gets information about the jobs in a queue"), *a);
   a->decode.add_to(ls);
+  ls->add_flag("--json", a->json, "Print one JSON document");
   ls->callback([&action, a] { action = [a] { return run_ls(*a); }; });
+
+  auto* st = add_queuedir(app.add_subcommand("queue-status", "Show what a queue is waiting for and whether it is healthy"), *a);
+  a->decode.add_to(st);
+  st->add_flag("--json", a->json, "Print one JSON document");
+  st->callback([&action, a] { action = [a] { return run_status(*a); }; });
 
   add_job_cmd(app, action, "queue-info", "Show information about a specific job ID in a queue", run_info);
   add_job_cmd(app, action, "queue-payload", "Dump the payload of a job to stdout", run_payload);

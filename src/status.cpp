@@ -1,0 +1,135 @@
+#include "safespool/status.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "safespool/error.hpp"
+#include "safespool/seqfile.hpp"
+
+namespace safespool {
+namespace {
+
+using nlohmann::ordered_json;
+
+std::string record_path(const Queue& q) { return q.dir() + "/.safespool-status"; }
+
+int64_t now_secs() { return now_ctime().first; }
+
+// Gaps between `next` and the highest pending seq, as closed ranges.
+std::vector<std::pair<uint64_t, uint64_t>> find_gaps(const std::vector<JobEntry>& pending, uint64_t next) {
+  std::vector<std::pair<uint64_t, uint64_t>> gaps;
+  uint64_t expected = next;
+  for (const auto& j : pending) {
+    if (j.meta.seq < expected) continue;  // a twin
+    if (j.meta.seq > expected) gaps.emplace_back(expected, j.meta.seq - 1);
+    expected = j.meta.seq + 1;
+  }
+  return gaps;
+}
+
+std::optional<uint64_t> read_next(const Queue& q) {
+  std::ifstream in(q.seqfile_path());
+  if (!in) return std::nullopt;
+  std::string line;
+  std::getline(in, line);
+  return parse_u64(line, "seqfile " + q.seqfile_path());
+}
+
+}  // namespace
+
+RunRecord read_run_record(const Queue& q) {
+  RunRecord r;
+  std::ifstream in(record_path(q));
+  if (!in) return r;
+  auto j = nlohmann::json::parse(in, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return r;
+  r.last_run = j.value("last_run", int64_t{0});
+  r.last_success = j.value("last_success", int64_t{0});
+  r.jobs_ok = j.value("jobs_ok", uint64_t{0});
+  r.jobs_failed = j.value("jobs_failed", uint64_t{0});
+  r.bytes = j.value("bytes", uint64_t{0});
+  if (j.contains("failed_seq") && j["failed_seq"].is_number_unsigned()) r.failed_seq = j["failed_seq"].get<uint64_t>();
+  r.failed_file = j.value("failed_file", "");
+  r.failed_reason = j.value("failed_reason", "");
+  return r;
+}
+
+void write_run_record(const Queue& q, const RunRecord& r) {
+  ordered_json j = {{"last_run", r.last_run}, {"last_success", r.last_success}, {"jobs_ok", r.jobs_ok},
+                    {"jobs_failed", r.jobs_failed}, {"bytes", r.bytes}};
+  if (r.failed_seq) {
+    j["failed_seq"] = *r.failed_seq;
+    j["failed_file"] = r.failed_file;
+    j["failed_reason"] = r.failed_reason;
+  }
+  std::string path = record_path(q), temp = path + ".temp";
+  Fd fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0666));
+  if (!fd) throw_errno("cannot create " + temp);
+  write_all(fd.get(), j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n", temp);
+  fd.reset();
+  if (::rename(temp.c_str(), path.c_str()) != 0) throw_errno("cannot rename " + temp);
+}
+
+pid_t flock_holder(const std::string& path) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) return 0;
+  std::ifstream locks("/proc/locks");
+  std::string line;
+  // "1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF"
+  while (std::getline(locks, line)) {
+    std::istringstream f(line);
+    std::string id, type, adv, mode, dev;
+    long pid = 0;
+    if (!(f >> id >> type)) continue;
+    if (type == "->") f >> type;  // a blocked waiter
+    if (type != "FLOCK" || !(f >> adv >> mode >> pid >> dev)) continue;
+    auto colon = dev.rfind(':');
+    if (colon != std::string::npos && std::stoull(dev.substr(colon + 1)) == st.st_ino) return static_cast<pid_t>(pid);
+  }
+  return 0;
+}
+
+const char* state_name(QueueStatus::State s) {
+  switch (s) {
+    case QueueStatus::State::Healthy: return "healthy";
+    case QueueStatus::State::Waiting: return "waiting";
+    case QueueStatus::State::Blocked: return "blocked";
+  }
+  return "?";
+}
+
+QueueStatus classify(const Queue& q, ScanResult scan, std::optional<uint64_t> next) {
+  QueueStatus s;
+  s.queuedir = q.dir();
+  s.next_seq = next;
+  s.unreadable = std::move(scan.skipped);
+  uint64_t n = next.value_or(0);
+  for (auto& j : scan.jobs) (j.meta.seq < n ? s.stale : s.pending).push_back(std::move(j));
+  auto by_seq = [](const JobEntry& a, const JobEntry& b) { return a.meta.seq < b.meta.seq; };
+  std::sort(s.pending.begin(), s.pending.end(), by_seq);
+  std::sort(s.stale.begin(), s.stale.end(), by_seq);
+  if (next) s.gaps = find_gaps(s.pending, n);
+  for (const auto& j : s.pending) {
+    int64_t age = now_secs() - j.meta.ctime_secs;
+    if (!s.oldest_age_seconds || age > *s.oldest_age_seconds) s.oldest_age_seconds = age;
+  }
+  s.lock_holder = flock_holder(q.seqfile_path() + ".lock");
+  s.record = read_run_record(q);
+  bool next_present = !s.pending.empty() && s.pending.front().meta.seq == n;
+  if (next && !s.pending.empty() && !next_present) s.state = QueueStatus::State::Waiting;
+  if (next_present && s.record.failed_seq == n) s.state = QueueStatus::State::Blocked;
+  return s;
+}
+
+QueueStatus queue_status(const Queue& q, const DecodeOptions& decode) {
+  q.check_exists();
+  return classify(q, q.scan(decode), read_next(q));
+}
+
+}  // namespace safespool
