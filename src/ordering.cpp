@@ -19,18 +19,54 @@ std::string done_path(const Queue& q) { return q.dir() + "/.safespool-done"; }
 
 }  // namespace
 
-bool same_content(const Queue& q, const std::string& a, const std::string& b) {
-  Fd fa = q.open_job(a), fb = q.open_job(b);
+bool same_bytes(Fd a, Fd b, const std::string& what) {
   struct stat sa, sb;
-  if (::fstat(fa.get(), &sa) != 0 || ::fstat(fb.get(), &sb) != 0) throw_errno("cannot stat job files");
+  if (::fstat(a.get(), &sa) != 0 || ::fstat(b.get(), &sb) != 0) throw_errno("cannot stat " + what);
   if (sa.st_size != sb.st_size) return false;
   std::vector<std::byte> ba(1 << 16), bb(1 << 16);
   for (;;) {
-    size_t na = read_full(fa.get(), ba, "jobs/" + a);
-    size_t nb = read_full(fb.get(), bb, "jobs/" + b);
+    size_t na = read_full(a.get(), ba, what);
+    size_t nb = read_full(b.get(), bb, what);
     if (na != nb || std::memcmp(ba.data(), bb.data(), na) != 0) return false;
     if (na == 0) return true;
   }
+}
+
+namespace {
+
+bool same_stream(Reader& a, Reader& b) {
+  std::vector<std::byte> ba(1 << 16), bb(1 << 16);
+  for (;;) {
+    size_t na = 0, nb = 0;
+    while (na < ba.size() && (nb = a.read(std::span(ba).subspan(na)))) na += nb;
+    size_t got = 0;
+    while (got < na && (nb = b.read(std::span(bb).subspan(got, na - got)))) got += nb;
+    if (got != na || std::memcmp(ba.data(), bb.data(), na) != 0) return false;
+    if (na == 0) return b.read(bb) == 0;
+  }
+}
+
+}  // namespace
+
+bool same_packet(Fd a, const std::string& name_a, Fd b, const std::string& name_b,
+                 const DecodeOptions& decode) {
+  std::string what = name_a + " and " + name_b;
+  Fd a2(::fcntl(a.get(), F_DUPFD_CLOEXEC, 3)), b2(::fcntl(b.get(), F_DUPFD_CLOEXEC, 3));
+  if (!a2 || !b2) throw_errno("cannot compare " + what);
+  if (same_bytes(std::move(a), std::move(b), what)) return true;
+  // Stored differently (say plain and zstd): compare what they decode to.
+  ::lseek(a2.get(), 0, SEEK_SET);
+  ::lseek(b2.get(), 0, SEEK_SET);
+  try {
+    Decoded da = open_decoded(std::move(a2), name_a, decode), db = open_decoded(std::move(b2), name_b, decode);
+    return same_stream(*da.reader, *db.reader);
+  } catch (const Error&) {
+    return false;  // one of them does not decode: not the same packet
+  }
+}
+
+bool same_content(const Queue& q, const std::string& a, const std::string& b, const DecodeOptions& decode) {
+  return same_packet(q.open_job(a), "jobs/" + a, q.open_job(b), "jobs/" + b, decode);
 }
 
 void remove_job_file(const Queue& q, const std::string& filename) {
@@ -40,17 +76,17 @@ void remove_job_file(const Queue& q, const std::string& filename) {
 }
 
 std::map<uint64_t, JobEntry> index_by_seq(const Queue& q, const std::vector<JobEntry>& jobs,
-                                          uint64_t next, bool keep_files) {
+                                          uint64_t next, bool keep_files, const DecodeOptions& decode) {
   std::map<uint64_t, JobEntry> by_seq;
   for (const auto& j : jobs) {
     if (j.meta.seq < next) continue;
     auto [it, fresh] = by_seq.emplace(j.meta.seq, j);
     if (fresh) continue;
     const std::string& first = it->second.filename;
-    if (!same_content(q, first, j.filename))
+    if (!same_content(q, first, j.filename, decode))
       throw Error("two different job files have sequence " + std::to_string(j.meta.seq) + ": jobs/" +
                       first + " and jobs/" + j.filename, kExitDataErr);
-    spdlog::info("jobs/{} is an identical copy of jobs/{} (seq {}){}", j.filename, first,
+    spdlog::info("jobs/{} is a copy of jobs/{} (seq {}){}", j.filename, first,
                  j.meta.seq, keep_files ? "; ignoring it" : "; removing it");
     if (!keep_files) remove_job_file(q, j.filename);
   }

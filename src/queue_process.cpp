@@ -140,7 +140,7 @@ int run_pass(const Queue& q, const ProcessOptions& opts, RunRecord& record) {
   scan.warn_skipped(q.dir());
   bool by_seq = opts.order_by == OrderBy::Sequence;
   if (by_seq) tidy(q, scan.jobs, seq->next(), opts);
-  auto pending = by_seq ? index_by_seq(q, scan.jobs, seq->next(), opts.never_delete)
+  auto pending = by_seq ? index_by_seq(q, scan.jobs, seq->next(), opts.never_delete, opts.decode)
                         : std::map<uint64_t, JobEntry>{};
   auto ordered = by_seq ? std::vector<JobEntry>{} : by_timestamp(std::move(scan.jobs));
   uint64_t done = 0;

@@ -1,7 +1,7 @@
 // Which job runs next, and tidying what sneakernet delivery leaves behind.
 //
 // Media deliver packets late, twice, or out of order. A packet delivered
-// twice (same sequence, same bytes) is a twin: one runs, the other is
+// twice (same sequence, same bytes or the same decoded stream) is a twin: one runs, the other is
 // removed, and the queue does not stall as fspl's does. Two different
 // packets claiming one sequence number are a real conflict and stop the
 // run. A packet whose sequence is below nextseq is stale: already
@@ -29,13 +29,21 @@ namespace safespool {
 /// file is removed unless `keep_files`); a different packet under a seq
 /// already seen throws Error (exit 65) naming both files.
 std::map<uint64_t, JobEntry> index_by_seq(const Queue& q, const std::vector<JobEntry>& jobs,
-                                          uint64_t next, bool keep_files);
+                                          uint64_t next, bool keep_files, const DecodeOptions& decode);
 
 /// Jobs with seq < `next`.
 std::vector<JobEntry> stale_jobs(const std::vector<JobEntry>& jobs, uint64_t next);
 
-/// True when the two job files hold the same bytes.
-bool same_content(const Queue& q, const std::string& a, const std::string& b);
+/// True when the two open files hold the same bytes (`what` names them in errors).
+bool same_bytes(Fd a, Fd b, const std::string& what);
+
+/// True when the two files are the same packet: the same bytes, or, stored
+/// differently (plain and zstd, say), the same decoded stream.
+bool same_packet(Fd a, const std::string& name_a, Fd b, const std::string& name_b,
+                 const DecodeOptions& decode);
+
+/// same_packet() for two files in jobs/.
+bool same_content(const Queue& q, const std::string& a, const std::string& b, const DecodeOptions& decode);
 
 /// Notes that `filename` (seq `seq`) is done and about to be deleted.
 void record_completion(const Queue& q, uint64_t seq, const std::string& filename);

@@ -7,6 +7,7 @@
 
 #include "common.hpp"
 #include "safespool/error.hpp"
+#include "safespool/import.hpp"
 #include "safespool/queue.hpp"
 #include "safespool/seqfile.hpp"
 #include "safespool/status.hpp"
@@ -24,6 +25,8 @@ struct QueueArgs {
   std::string id;
   bool append_only = false;
   bool json = false;
+  bool copy = false;
+  std::vector<std::string> sources;
 };
 
 CLI::App* add_queuedir(CLI::App* sub, QueueArgs& a) {
@@ -110,6 +113,22 @@ int run_status(const QueueArgs& a) {
   return kExitOk;
 }
 
+int run_import(const QueueArgs& a) {
+  ImportOptions o;
+  o.copy = a.copy;
+  o.decode = a.decode.finish();
+  ImportReport r = import_packets(Queue(a.queuedir), a.sources, o);
+  for (const auto& f : r.imported) spdlog::info("imported {}", f);
+  for (const auto& f : r.duplicates) spdlog::info("{} is already in the queue{}", f, a.copy ? "" : "; removed");
+  for (const auto& f : r.processed) spdlog::info("{} was already processed{}", f, a.copy ? "" : "; removed");
+  for (const auto& f : r.failed) spdlog::error("not imported: {}", f.reason);
+  std::string summary = "imported " + std::to_string(r.imported.size()) + ", already queued " +
+                        std::to_string(r.duplicates.size()) + ", already processed " +
+                        std::to_string(r.processed.size()) + ", failed " + std::to_string(r.failed.size()) + "\n";
+  write_all(1, summary, "standard output");
+  return r.failed.empty() ? kExitOk : kExitDataErr;
+}
+
 void add_job_cmd(CLI::App& app, Action& action, const char* name, const char* help,
                  int (*run)(const QueueArgs&)) {
   auto a = std::make_shared<QueueArgs>();
@@ -148,6 +167,12 @@ void register_queue(CLI::App& app, Action& action) {
   a->decode.add_to(st);
   st->add_flag("--json", a->json, "Print one JSON document");
   st->callback([&action, a] { action = [a] { return run_status(*a); }; });
+
+  auto* im = add_queuedir(app.add_subcommand("queue-import", "Move (or copy) packets from transfer directories into a queue"), *a);
+  a->decode.add_to(im);
+  im->add_flag("--copy", a->copy, "Leave the source files in place");
+  im->add_option("SOURCE", a->sources, "Directories (their fspl-*.fspl files) or packet files")->required();
+  im->callback([&action, a] { action = [a] { return run_import(*a); }; });
 
   add_job_cmd(app, action, "queue-info", "Show information about a specific job ID in a queue", run_info);
   add_job_cmd(app, action, "queue-payload", "Dump the payload of a job to stdout", run_payload);
