@@ -10,6 +10,7 @@
 #include "safespool/error.hpp"
 #include "safespool/seqfile.hpp"
 #include "safespool/signals.hpp"
+#include "safespool/verify.hpp"
 
 extern char** environ;
 
@@ -71,10 +72,43 @@ HandoffResult fixed_result(bool ok, const char* what) {
   return r;
 }
 
+HandoffResult rejected(const std::string& why) {
+  HandoffResult r;
+  r.kind = HandoffResult::Kind::DecodeFailed;
+  r.message = why;
+  return r;
+}
+
+// What must hold before anything acts on the packet: under a policy, a
+// packet that runs no consumer is verified whole first; --verify-first
+// moves the whole verified payload into a temporary file.
+void verify_before_start(const Meta& meta, Decoded& dec, const JobOptions& opts) {
+  bool policy = opts.policy && !opts.policy->empty();
+  if (policy) {
+    std::string name = dec.reader->source();
+    dec.reader = make_policy_reader(std::move(dec.reader), *opts.policy, name);
+    dec.plain = false;
+  }
+  bool consumer_reads = meta.kind == JobKind::Command && !opts.ignore_payload;
+  if (policy && !consumer_reads) return drain_and_verify(*dec.reader);
+  if (opts.verify_first && consumer_reads && !dec.plain) {
+    Fd spooled = spool_verified(*dec.reader, opts.spool_dir);
+    int raw = spooled.get();
+    dec.reader = make_fd_reader(std::move(spooled), "verified payload");
+    dec.plain = true;
+    dec.plain_fd = raw;
+  }
+}
+
 }  // namespace
 
 HandoffResult run_job(const Meta& meta, Decoded& decoded, const JobOptions& opts,
                       JobOrigin origin, int stdout_fd, int stderr_fd) {
+  try {
+    verify_before_start(meta, decoded, opts);
+  } catch (const FormatError& e) {
+    return rejected(e.what());
+  }
   if (meta.kind == JobKind::Nop) return fixed_result(true, "NOP packet");
   if (meta.kind == JobKind::Fail) return fixed_result(false, "Fail packet");
   ConsumerSpec spec{consumer_argv(meta, opts), consumer_env(meta, origin), stdout_fd, stderr_fd};

@@ -32,6 +32,7 @@ HandoffResult run_entry(const Queue& q, const JobEntry& entry, const ProcessOpti
     throw Error(shown + " changed during the run (seq " + std::to_string(meta.seq) + ", was " +
                     std::to_string(entry.meta.seq) + ")", kExitDataErr);
   JobOptions job = opts.job;
+  if (job.spool_dir.empty()) job.spool_dir = q.jobs_dir();
   job.handoff.job_name = "seq " + std::to_string(meta.seq) + " (" + entry.filename + ")";
   JobOrigin origin{&entry.filename, &q.dir()};
   if (opts.output_to == OutputTo::SaveBoth) {
@@ -50,10 +51,11 @@ enum class Verdict { Continue, Stop };
 // Applies --on-error and records progress. Returns whether to go on.
 Verdict settle(const Queue& q, const JobEntry& e, const HandoffResult& r, SeqFile* seq,
                const ProcessOptions& opts) {
-  using K = HandoffResult::Kind;
-  if (r.kind == K::Interrupted || r.kind == K::DecodeFailed) return Verdict::Stop;
+  if (r.kind == HandoffResult::Kind::Interrupted) return Verdict::Stop;
   bool ok = r.success();
-  if (!ok) spdlog::error("job {} ({}) failed: {}", e.meta.seq, e.filename, reason(r));
+  if (!ok)
+    spdlog::error("job {} ({}) failed: {}{}", e.meta.seq, e.filename, reason(r),
+                  opts.on_error == OnError::Retry ? "; it stays in the queue" : "");
   if (!ok && opts.on_error == OnError::Retry) return Verdict::Stop;
   bool keep = opts.never_delete || (!ok && opts.on_error == OnError::Leave);
   if (!keep && seq) record_completion(q, e.meta.seq, e.filename);
@@ -68,10 +70,7 @@ int exit_for(const HandoffResult& r) {
     spdlog::warn("interrupted by signal {}; the job stays in the queue", r.signal_received);
     return kExitInterrupted;
   }
-  if (r.kind == K::DecodeFailed) {
-    spdlog::error("{}; the job stays in the queue", r.message);
-    return kExitDataErr;
-  }
+  if (r.kind == K::DecodeFailed) return kExitDataErr;
   return kExitJobFailed;
 }
 
@@ -171,6 +170,7 @@ int run_pass(const Queue& q, const ProcessOptions& opts, RunRecord& record) {
 }  // namespace
 
 int process_one_pass(const Queue& q, const ProcessOptions& opts) {
+  q.check_exists();
   RunRecord record = read_run_record(q);
   record.jobs_ok = record.jobs_failed = record.bytes = 0;
   int rc = kExitSoftware;

@@ -6,9 +6,9 @@
 // --on-error delete/leave) nextseq is advanced durably *before* the job
 // file is deleted: a crash in between leaves a stale file below nextseq,
 // never a job run twice after success was recorded, and never a skipped
-// one. A job whose payload fails to decode stops the run whatever
-// --on-error says: the packet is kept and nextseq is not advanced, since a
-// corrupt packet is not a verdict on the job.
+// one. A job whose payload fails to decode (or to verify) is a failed job:
+// under the default --on-error retry the packet is kept and nextseq is not
+// advanced.
 #pragma once
 
 #include <cstdint>
@@ -19,6 +19,7 @@
 #include "safespool/decode.hpp"
 #include "safespool/handoff.hpp"
 #include "safespool/packet.hpp"
+#include "safespool/policy.hpp"
 #include "safespool/queue.hpp"
 
 namespace safespool {
@@ -33,6 +34,15 @@ struct JobOptions {
   bool allow_job_params = false;
   bool ignore_payload = false;
   HandoffOptions handoff;
+  /// Signer policy (not owned); null or empty: none. With a policy, a job
+  /// runs only as far as its signature allows: NOP/Fail packets are fully
+  /// verified before they count, and a consumer never sees EOF of an
+  /// unverified stream.
+  const SignerPolicy* policy = nullptr;
+  /// Decode and verify the whole payload into an unlinked temporary file
+  /// in `spool_dir` before starting the consumer on it.
+  bool verify_first = false;
+  std::string spool_dir;
 };
 
 /// Options of queue-process.
@@ -58,9 +68,11 @@ struct JobOrigin {
 };
 
 /// Runs one job whose header was already read from `decoded`. NOP succeeds
-/// and Fail fails without running anything. Throws Error (exit 69) when the
-/// command cannot be started, FormatError for params/env that cannot be
-/// passed to a process (NUL bytes, '=' in a name).
+/// and Fail fails without running anything. A payload that fails to decode
+/// or to satisfy the signer policy is a failed job (Kind::DecodeFailed).
+/// Throws Error (exit 69) when the command cannot be started, FormatError
+/// for params/env that cannot be passed to a process (NUL bytes, '=' in a
+/// name).
 HandoffResult run_job(const Meta& meta, Decoded& decoded, const JobOptions& opts,
                       JobOrigin origin, int stdout_fd = 1, int stderr_fd = 2);
 

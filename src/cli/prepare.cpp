@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "common.hpp"
+#include "safespool/encode.hpp"
 #include "safespool/error.hpp"
 #include "safespool/seqfile.hpp"
 
@@ -18,6 +19,18 @@ struct PrepareArgs {
   std::string input;
   std::vector<std::string> params;
   JobKind kind = JobKind::Command;
+  std::optional<int> zstd;  // --zstd[=LEVEL]
+  std::vector<std::string> encrypt_to;
+  std::string sign_with, gnupg_home;
+
+  EncodeOptions encoding() const {
+    EncodeOptions o;
+    o.zstd_level = zstd;
+    o.recipients = encrypt_to;
+    if (!sign_with.empty()) o.signer = sign_with;
+    if (!gnupg_home.empty()) o.gnupg_home = gnupg_home;
+    return o;
+  }
 };
 
 SeqFile lock_seqfile(const std::string& path) {
@@ -54,7 +67,10 @@ Fd open_input(const std::string& input) {
 }
 
 int run_prepare(const PrepareArgs& a) {
-  Fd input = open_input(a.input);  // before consuming a sequence number
+  // Everything that can fail before a sequence number is consumed.
+  Fd input = open_input(a.input);
+  EncodeOptions enc = a.encoding();
+  if (enc.openpgp()) check_keys(enc);
   Meta meta;
   meta.kind = a.kind;
   if (a.kind == JobKind::Command) {
@@ -63,12 +79,13 @@ int run_prepare(const PrepareArgs& a) {
   }
   meta.seq = take_seq(a.seqfile);
   std::tie(meta.ctime_secs, meta.ctime_nanos) = now_ctime();
-  write_all(1, encode_header(meta), "standard output");
+  Encoder out(1, enc, "standard output");
+  out.write(encode_header(meta));
   if (input) {
     std::vector<std::byte> buf(1 << 20);
-    while (size_t n = read_full(input.get(), buf, "input"))
-      write_all(1, std::span(buf).first(n), "standard output");
+    while (size_t n = read_full(input.get(), buf, "input")) out.write(std::span(buf).first(n));
   }
+  out.finish();
   return kExitOk;
 }
 
@@ -78,12 +95,27 @@ CLI::App* add_seqfile(CLI::App* sub, std::string& seqfile) {
   return sub;
 }
 
+// Sender-side encoding: compress, then sign and/or encrypt.
+void add_encoding(CLI::App* sub, PrepareArgs& a) {
+  sub->add_option_function<std::string>(
+         "--zstd", [&a](const std::string& v) { a.zstd = v.empty() ? 3 : static_cast<int>(parse_u64(v, "--zstd")); },
+         "Compress with zstd (optionally at LEVEL, default 3)")
+      ->expected(0, 1);
+  sub->add_option("--encrypt-to", a.encrypt_to, "Encrypt to this OpenPGP key (repeatable)")
+      ->expected(1)
+      ->allow_extra_args(false)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  sub->add_option("--sign-with", a.sign_with, "Sign with this OpenPGP key (must need no passphrase)");
+  sub->add_option("--gnupg-home", a.gnupg_home, "GnuPG home for the keys");
+}
+
 }  // namespace
 
 void register_prepare(CLI::App& app, Action& action) {
   auto args = std::make_shared<PrepareArgs>();
   auto* prep = app.add_subcommand("prepare", "Prepare a command for transmission, writing to stdout");
   add_seqfile(prep, args->seqfile);
+  add_encoding(prep, *args);
   prep->add_option("-i,--input", args->input, "Payload: \"-\" for stdin, or a file name");
   prep->add_option("params", args->params, "-- PARAMS... saved in the packet");
   prep->callback([&action, args] { action = [args] { return run_prepare(*args); }; });
@@ -95,6 +127,7 @@ void register_prepare(CLI::App& app, Action& action) {
                                              ? "Prepare a NOP packet for transmission, writing to stdout"
                                              : "Prepare a fail packet for transmission, writing to stdout");
     add_seqfile(sub, a->seqfile);
+    add_encoding(sub, *a);
     sub->callback([&action, a] { action = [a] { return run_prepare(*a); }; });
   }
 

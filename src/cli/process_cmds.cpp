@@ -9,6 +9,7 @@
 #include "safespool/error.hpp"
 #include "safespool/processor.hpp"
 #include "safespool/seqfile.hpp"
+#include "safespool/policy.hpp"
 #include "safespool/status.hpp"
 
 namespace safespool::cli {
@@ -34,6 +35,11 @@ struct ProcessArgs {
   int rescan = 300;
   std::string metrics_file;
   bool json = false;
+  std::vector<std::string> require_signer;
+  std::string trusted_signers;
+  bool verify_first = false;
+  std::string spool_dir;
+  std::shared_ptr<SignerPolicy> policy = std::make_shared<SignerPolicy>();
   std::string on_error = "Retry", order_by = "Sequence", output_to = "PassBoth";
 };
 
@@ -48,6 +54,15 @@ void add_job_flags(CLI::App* sub, ProcessArgs& a) {
   sub->add_option("--timeout", a.timeout, "Terminate the command after SECONDS");
   sub->add_option("--stall-timeout", a.stall_timeout, "Fail the job when no payload byte moves for SECONDS");
   sub->add_option("--pipe-size", a.pipe_size, "Size of the consumer's stdin pipe (default: pipe-max-size)");
+  sub->add_option("--require-signer", a.require_signer,
+                  "Run only packets signed by this OpenPGP key (fingerprint; repeatable)")
+      ->expected(1)
+      ->allow_extra_args(false)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  sub->add_option("--trusted-signers", a.trusted_signers, "File of trusted signer fingerprints, one per line");
+  sub->add_flag("--verify-first", a.verify_first,
+                "Decode and verify the whole payload before starting COMMAND");
+  sub->add_option("--spool-dir", a.spool_dir, "Where --verify-first keeps the payload (default: the queue's jobs/)");
   sub->add_option("COMMAND", a.command, "The command to run (no shell)")->required();
   sub->add_option("PARAMS", a.params, "-- PARAMS... given to COMMAND, before any job parameters");
   a.decode.add_to(sub);
@@ -63,6 +78,11 @@ JobOptions job_options(const ProcessArgs& a) {
   if (a.stall_timeout != 0) o.handoff.stall_timeout = to_ms(a.stall_timeout, "--stall-timeout");
   if (!a.pipe_size.empty()) o.handoff.pipe_size = parse_u64(a.pipe_size, "--pipe-size");
   o.handoff.progress = ::isatty(2);
+  for (const auto& f : a.require_signer) a.policy->require_signer(f);
+  if (!a.trusted_signers.empty()) a.policy->load_file(a.trusted_signers);
+  o.policy = a.policy.get();
+  o.verify_first = a.verify_first;
+  o.spool_dir = a.spool_dir;
   return o;
 }
 
@@ -91,6 +111,7 @@ Decoded open_stdin(const DecodeOptions& d) {
 
 int run_stdin_process(const ProcessArgs& a) {
   JobOptions o = job_options(a);
+  if (o.spool_dir.empty()) o.spool_dir = std::getenv("TMPDIR") ? std::getenv("TMPDIR") : "/tmp";
   Decoded dec = open_stdin(a.decode.finish());
   Meta meta = read_header(*dec.reader, "standard input");
   o.handoff.job_name = "seq " + std::to_string(meta.seq) + " (standard input)";
