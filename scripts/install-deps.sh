@@ -13,6 +13,9 @@ readonly kPackages=(
   libgtest-dev googletest
   filespooler xxd
   util-linux coreutils   # flock, timeout, sha256sum: used by the e2e tests
+  systemd                # systemd-analyze: tests/e2e/systemd_units.sh
+  nncp                   # tests/e2e/nncp_transport.sh
+  groff-base man-db      # tests/e2e/manpage.sh
 )
 
 if [[ "${SAFESPOOL_SKIP_DEPS:-0}" == 1 ]]; then
