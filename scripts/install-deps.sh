@@ -16,6 +16,8 @@ readonly kPackages=(
   systemd                # systemd-analyze: tests/e2e/systemd_units.sh
   nncp                   # tests/e2e/nncp_transport.sh
   groff-base man-db      # tests/e2e/manpage.sh
+  time                   # /usr/bin/time (peak RSS): bench/run.sh
+  python3                # packet generators in tests/e2e and bench
 )
 
 if [[ "${SAFESPOOL_SKIP_DEPS:-0}" == 1 ]]; then
