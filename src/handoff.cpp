@@ -5,11 +5,12 @@
 // grace timer and a periodic tick (stall detection, progress), and on the
 // relay thread's "done" notice. Every ending funnels through the same steps:
 // stop the relay, signal the process group, reap the consumer, kill what is
-// left of its group before the pipe's write end is closed, join the relay.
-// See docs/design/handoff.md.
+// left of its group before the pipe's write end is closed, join the relay,
+// release or kill the guard and reap it. The guard (guard.hpp) leads the
+// consumer's group and keeps the consumer from seeing EOF, or outliving
+// us, if this process dies. See docs/design/handoff.md.
 #include "safespool/handoff.hpp"
 
-#include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -23,11 +24,12 @@
 
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <functional>
 #include <mutex>
 
+#include "consumer_stdin.hpp"
 #include "safespool/error.hpp"
+#include "safespool/guard.hpp"
 #include "safespool/relay.hpp"
 #include "safespool/signals.hpp"
 #include "safespool/spawn.hpp"
@@ -94,9 +96,9 @@ class Watch {
 /// Runs the event loop for one started consumer and builds the result.
 class Supervisor {
  public:
-  Supervisor(Child& child, Relay* relay, std::function<uint64_t()> bytes,
+  Supervisor(Child& child, Guard& guard, Relay* relay, std::function<uint64_t()> bytes,
              const HandoffOptions& opts)
-      : opts_(opts), child_(child), relay_(relay), bytes_(std::move(bytes)),
+      : opts_(opts), child_(child), guard_(guard), relay_(relay), bytes_(std::move(bytes)),
         child_watch_(io_, child.pidfd()), signal_watch_(io_, interrupt_fd()),
         timeout_(io_), grace_(io_), tick_(io_) {}
   ~Supervisor() {
@@ -124,6 +126,7 @@ class Supervisor {
 
   const HandoffOptions& opts_;
   Child& child_;
+  Guard& guard_;
   Relay* relay_;
   std::function<uint64_t()> bytes_;
   asio::io_context io_;
@@ -190,6 +193,9 @@ void Supervisor::on_relay_done() {
       break;
     case Relay::Outcome::Eof:
       spdlog::debug("{}: payload complete, EOF after {} bytes", opts_.job_name, relay_->bytes());
+      // Our write end is closed; the guard's copy is the last one. After an
+      // abort it stays, so the consumer dies without seeing EOF.
+      if (!abort_kind_) guard_.deliver_eof();
       break;
     default:
       break;  // ConsumerGone: its exit status is the answer; Stopped: ours
@@ -246,7 +252,7 @@ void Supervisor::abort(Kind kind, std::string message) {
     return;
   }
   spdlog::debug("{}: {}: SIGTERM to group {}, grace {}", opts_.job_name, abort_message_,
-                child_.pid(), seconds_text(opts_.grace));
+                child_.pgid(), seconds_text(opts_.grace));
   child_.kill_group(SIGTERM);
   grace_.expires_after(opts_.grace);
   grace_.async_wait([this](boost::system::error_code ec) {
@@ -255,7 +261,7 @@ void Supervisor::abort(Kind kind, std::string message) {
 }
 
 void Supervisor::kill_now(const char* why) {
-  spdlog::debug("{}: {}: SIGKILL to group {}", opts_.job_name, why, child_.pid());
+  spdlog::debug("{}: {}: SIGKILL to group {}", opts_.job_name, why, child_.pgid());
   child_.kill_group(SIGKILL);
 }
 
@@ -267,10 +273,17 @@ void Supervisor::clean_up() {
     clean = clean && relay_->outcome() == Relay::Outcome::Eof;
   }
   // Aborted, or the payload was cut short: what is left of the group
-  // (grandchildren that ignored SIGTERM, holders of the read end) dies
-  // before our close could look like the end of the payload.
+  // (grandchildren that ignored SIGTERM, holders of the read end, the
+  // guard) dies before our close could look like the end of the payload.
+  // The group id is still pinned: the guard, its leader, is not reaped yet.
   if (!clean) child_.kill_group(SIGKILL);
   if (relay_) relay_->close_write();
+  // A clean ending lets the guard go; until now it stood ready to kill the
+  // consumer had we died. Leftovers of the consumer keep running, as
+  // they would without a guard.
+  if (clean) guard_.release();
+  ExitStatus g = guard_.reap();
+  spdlog::debug("{}: guard {} ended: {}", opts_.job_name, child_.pgid(), g.describe());
 }
 
 void Supervisor::show_progress(bool final) {
@@ -306,33 +319,6 @@ HandoffResult Supervisor::make_result() const {
   return r;
 }
 
-/// The payload's file offset, for counting what a plain-file consumer read.
-uint64_t offset_of(int fd) {
-  off_t off = ::lseek(fd, 0, SEEK_CUR);
-  return off > 0 ? static_cast<uint64_t>(off) : 0;
-}
-
-Fd open_dev_null() {
-  int fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw_errno("cannot open /dev/null");
-  return Fd(fd);
-}
-
-/// A fresh pipe, sized before any byte can enter it, write end non-blocking.
-Pipe make_consumer_pipe(const HandoffOptions& opts) {
-  Pipe p = make_pipe();
-  size_t want = target_pipe_size(opts.pipe_size);
-  size_t got = size_pipe(p.write.get(), want);
-  if (got < want)
-    spdlog::warn("{}: consumer pipe is {} bytes, wanted {}", opts.job_name, got, want);
-  else
-    spdlog::debug("{}: consumer pipe sized to {} bytes", opts.job_name, got);
-  int fl = ::fcntl(p.write.get(), F_GETFL);
-  if (fl < 0 || ::fcntl(p.write.get(), F_SETFL, fl | O_NONBLOCK) < 0)
-    throw_errno("cannot make the consumer pipe non-blocking");
-  return p;
-}
-
 void log_result(const HandoffOptions& opts, const HandoffResult& r) {
   spdlog::info("{}: {} bytes in {:.1f} s ({}/s): {}", opts.job_name, r.bytes, r.seconds,
                human_bytes(r.bytes / std::max(r.seconds, 1e-3)), r.describe());
@@ -348,41 +334,31 @@ std::string HandoffResult::describe() const {
   }
 }
 
-size_t target_pipe_size(size_t requested) {
-  if (requested > 0) return requested;
-  std::ifstream in("/proc/sys/fs/pipe-max-size");
-  size_t max = 0;
-  if (in >> max && max > 0) return max;
-  return 1 << 20;  // the kernel's default pipe-max-size
-}
-
 HandoffResult run_consumer(const ConsumerSpec& consumer, PayloadSource payload,
                            const HandoffOptions& opts) {
   ignore_sigpipe();
-  SpawnSpec spec{consumer.argv, consumer.env, -1, consumer.stdout_fd, consumer.stderr_fd};
-  Pipe pipe;
-  std::unique_ptr<Relay> relay;  // declared before the child: outlives it
-  Fd dev_null;
-  uint64_t start_offset = 0;
-  if (payload.stream) {
-    pipe = make_consumer_pipe(opts);
-    relay = std::make_unique<Relay>(*payload.stream, std::move(pipe.write), opts.tick);
-    spec.stdin_fd = pipe.read.get();
-  } else if (payload.file) {
-    start_offset = offset_of(payload.file.get());
-    spec.stdin_fd = payload.file.get();
-  } else {
-    dev_null = open_dev_null();
-    spec.stdin_fd = dev_null.get();
-  }
+  ConsumerStdin in = choose_stdin(payload, opts);
+  std::unique_ptr<Relay> relay;  // declared before the children: outlives them
+  // The guard first: it leads the consumer's group and holds its copy of the
+  // pipe's write end (or /dev/null) before the consumer exists.
+  Guard guard = Guard::start(in.pipe.write.get());
+  if (payload.stream)
+    relay = std::make_unique<Relay>(*payload.stream, std::move(in.pipe.write), opts.tick);
+  SpawnSpec spec;
+  spec.argv = consumer.argv;
+  spec.env = consumer.env;
+  spec.stdin_fd = in.fd;
+  spec.stdout_fd = consumer.stdout_fd;
+  spec.stderr_fd = consumer.stderr_fd;
+  spec.pgroup = guard.pgid();  // joins the guard's group
   Child child = spawn(spec);  // throws SysError; posix_spawn leaves no zombie
-  pipe.read.reset();          // only the consumer may hold the read end
-  spdlog::debug("{}: started consumer {} ({})", opts.job_name, child.pid(), consumer.argv[0]);
-  std::function<uint64_t()> bytes = [] { return uint64_t{0}; };
-  if (relay) bytes = [r = relay.get()] { return r->bytes(); };
-  if (payload.file)
-    bytes = [fd = payload.file.get(), start_offset] { return offset_of(fd) - start_offset; };
-  HandoffResult result = Supervisor(child, relay.get(), bytes, opts).run();
+  in.pipe.read.reset();       // only the consumer may hold the read end
+  spdlog::debug("{}: started consumer {} ({}) in the group of guard {}", opts.job_name,
+                child.pid(), consumer.argv[0], guard.pgid());
+  HandoffResult result =
+      Supervisor(child, guard, relay.get(), byte_counter(payload, relay.get(), in.start_offset),
+                 opts)
+          .run();
   log_result(opts, result);
   return result;
 }

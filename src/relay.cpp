@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "safespool/error.hpp"
+#include "safespool/handoff.hpp"
 
 namespace safespool {
 namespace {
@@ -70,6 +71,28 @@ size_t size_pipe(int fd, size_t target) {
   }
   int got = ::fcntl(fd, F_GETPIPE_SZ);
   return got > 0 ? static_cast<size_t>(got) : 0;
+}
+
+size_t target_pipe_size(size_t requested) {
+  if (requested > 0) return requested;
+  std::ifstream in("/proc/sys/fs/pipe-max-size");
+  size_t max = 0;
+  if (in >> max && max > 0) return max;
+  return 1 << 20;  // the kernel's default pipe-max-size
+}
+
+Pipe make_relay_pipe(size_t requested, const std::string& job_name) {
+  Pipe p = make_pipe();
+  size_t want = target_pipe_size(requested);
+  size_t got = size_pipe(p.write.get(), want);
+  if (got < want)
+    spdlog::warn("{}: consumer pipe is {} bytes, wanted {}", job_name, got, want);
+  else
+    spdlog::debug("{}: consumer pipe sized to {} bytes", job_name, got);
+  int fl = ::fcntl(p.write.get(), F_GETFL);
+  if (fl < 0 || ::fcntl(p.write.get(), F_SETFL, fl | O_NONBLOCK) < 0)
+    throw_errno("cannot make the consumer pipe non-blocking");
+  return p;
 }
 
 std::string describe_process(pid_t pid) {

@@ -28,12 +28,14 @@ ExitStatus ExitStatus::from_wait_status(int status) {
 }
 
 Child::Child(Child&& o) noexcept
-    : pid_(std::exchange(o.pid_, -1)), pidfd_(std::move(o.pidfd_)), status_(o.status_) {}
+    : pid_(std::exchange(o.pid_, -1)), pgid_(std::exchange(o.pgid_, -1)),
+      pidfd_(std::move(o.pidfd_)), status_(o.status_) {}
 
 Child& Child::operator=(Child&& o) noexcept {
   if (this != &o) {
     if (running()) terminate(0);
     pid_ = std::exchange(o.pid_, -1);
+    pgid_ = std::exchange(o.pgid_, -1);
     pidfd_ = std::move(o.pidfd_);
     status_ = o.status_;
   }
@@ -45,7 +47,7 @@ Child::~Child() {
 }
 
 void Child::kill_group(int sig) const {
-  if (pid_ > 0) ::kill(-pid_, sig);
+  if (pgid_ > 0) ::kill(-pgid_, sig);
 }
 
 ExitStatus Child::wait() {
@@ -103,6 +105,23 @@ std::vector<char*> c_strings(const std::vector<std::string>& v) {
   return out;
 }
 
+void set_attributes(Attr& attr, const SpawnSpec& spec) {
+  sigset_t all, mask;
+  // Every bit, not sigfillset(): glibc's sigfillset leaves out its internal
+  // signals 32 and 33, and posix_spawn then sets those to SIG_IGN in the
+  // child, which exec keeps (SigIgn 0000000180000000 in the consumer).
+  std::memset(&all, 0xff, sizeof all);
+  sigemptyset(&mask);
+  for (int sig : spec.blocked_signals) sigaddset(&mask, sig);
+  posix_spawnattr_setsigdefault(&attr.a, &all);
+  posix_spawnattr_setsigmask(&attr.a, &mask);
+  // glibc calls setpgid() before the file actions, so a child joining a
+  // group is in it while it still holds its copies of our fds.
+  posix_spawnattr_setpgroup(&attr.a, spec.pgroup);
+  posix_spawnattr_setflags(&attr.a, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF |
+                                        POSIX_SPAWN_SETSIGMASK);
+}
+
 }  // namespace
 
 Child spawn(const SpawnSpec& spec) {
@@ -116,17 +135,7 @@ Child spawn(const SpawnSpec& spec) {
   posix_spawn_file_actions_addclosefrom_np(&fa.fa, 3);
 
   Attr attr;
-  sigset_t all, none;
-  // Every bit, not sigfillset(): glibc's sigfillset leaves out its internal
-  // signals 32 and 33, and posix_spawn then sets those to SIG_IGN in the
-  // child, which exec keeps (SigIgn 0000000180000000 in the consumer).
-  std::memset(&all, 0xff, sizeof all);
-  sigemptyset(&none);
-  posix_spawnattr_setsigdefault(&attr.a, &all);
-  posix_spawnattr_setsigmask(&attr.a, &none);
-  posix_spawnattr_setpgroup(&attr.a, 0);
-  posix_spawnattr_setflags(&attr.a, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF |
-                                        POSIX_SPAWN_SETSIGMASK);
+  set_attributes(attr, spec);
 
   auto argv = c_strings(spec.argv);
   std::vector<char*> envp;
@@ -138,13 +147,14 @@ Child spawn(const SpawnSpec& spec) {
   int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
   if (pidfd < 0) {
     int err = errno;
-    ::kill(-pid, SIGKILL);
+    // Only the child itself: a joined group holds others (its guard).
+    ::kill(spec.pgroup > 0 ? pid : -pid, SIGKILL);
     int st;
     ::waitpid(pid, &st, 0);
     throw SysError("cannot watch process " + std::to_string(pid) + " (pidfd_open)", err);
   }
   // pidfd_open sets O_CLOEXEC by default.
-  return Child(pid, Fd(pidfd));
+  return Child(pid, Fd(pidfd), spec.pgroup);
 }
 
 }  // namespace safespool

@@ -13,7 +13,9 @@
 // EOF is a promise: the pipe is closed cleanly only after the decoder's
 // finish() confirmed the stream; on any failure the consumer's process
 // group is killed first, so a transactional consumer discards the partial
-// stream.
+// stream. Our own death keeps the promise too: every consumer runs in a
+// process group led by its guard (guard.hpp), which holds a second copy of
+// the pipe's write end and kills the group if this process dies.
 #pragma once
 
 #include <chrono>
@@ -72,9 +74,11 @@ struct HandoffResult {
   std::string describe() const;
 };
 
-/// Starts the consumer and delivers the payload. Throws SysError when the
-/// consumer cannot be started (command not found, not executable): that is
-/// not a job failure. Every child is reaped before this returns.
+/// Starts the consumer (after its guard) and delivers the payload. Throws
+/// SysError when the consumer cannot be started (command not found, not
+/// executable): that is not a job failure; Error (exit code 69) when
+/// safespool-guard cannot be found. Ignores SIGPIPE process-wide. Every
+/// child, guard included, is reaped before this returns.
 HandoffResult run_consumer(const ConsumerSpec& consumer, PayloadSource payload,
                            const HandoffOptions& opts);
 

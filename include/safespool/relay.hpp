@@ -36,6 +36,11 @@ namespace safespool {
 /// default 64 KiB, quietly. Returns the capacity in effect (F_GETPIPE_SZ).
 size_t size_pipe(int fd, size_t target);
 
+/// A fresh consumer pipe (O_CLOEXEC both ends), grown to
+/// target_pipe_size(`requested`) before any byte can enter it, write end
+/// O_NONBLOCK. Logs (for `job_name`) a warning when it got less.
+Pipe make_relay_pipe(size_t requested, const std::string& job_name);
+
 /// One line about a process for stall diagnoses: "process 42 state S
 /// (sleeping) in pipe_read", or what part of that /proc would tell.
 std::string describe_process(pid_t pid);

@@ -3,10 +3,12 @@
 // Children are started with posix_spawn(p), never fork+exec by hand and
 // never through Boost.Process (see docs/design/spawning.md for the defects
 // that ruled it out). A child gets exactly fds 0-2 (addclosefrom_np(3)),
-// its own process group, default signal dispositions and an empty signal
-// mask. Exec failure comes back as an exception carrying errno, never as a
-// fake exit status 127, and leaves no zombie. Each child is watched through
-// a pidfd so it can be awaited on an event loop.
+// a process group of its own (a new one it leads, or one named in the
+// spec, e.g. its guard's), default signal dispositions and an empty signal
+// mask (unless the spec asks for blocked signals). Exec failure comes back
+// as an exception carrying errno, never as a fake exit status 127, and
+// leaves no zombie. Each child is watched through a pidfd so it can be
+// awaited on an event loop.
 #pragma once
 
 #include <sys/types.h>
@@ -36,20 +38,35 @@ struct SpawnSpec {
   int stdin_fd = 0;                            ///< becomes the child's fd 0
   int stdout_fd = 1;                           ///< becomes the child's fd 1
   int stderr_fd = 2;                           ///< becomes the child's fd 2
+  /// 0: a new process group led by the child. Otherwise the child joins
+  /// this existing group (same session) before exec — the consumer joins
+  /// its guard's group this way.
+  pid_t pgroup = 0;
+  /// Signals blocked in the child from its first instruction through exec
+  /// (default: none). The guard uses this to survive a SIGTERM sent to its
+  /// group before it had time to ignore SIGTERM.
+  std::vector<int> blocked_signals;
 };
 
-/// A running (or exited, not yet reaped) child in its own process group.
-/// Move-only. The destructor of a child never waited for SIGKILLs its group
-/// and reaps it, so no zombie and no orphan outlives its owner.
+/// A running (or exited, not yet reaped) child and the process group it
+/// was put in. Move-only. The destructor of a child never waited for
+/// SIGKILLs its group and reaps it, so no zombie and no orphan outlives its
+/// owner. Group signals are safe while the group's leader is unreaped
+/// (its pid, hence the group id, cannot be reused): a child that joined
+/// another's group must be reaped before that group's leader.
 class Child {
  public:
   Child() = default;
-  Child(pid_t pid, Fd pidfd) : pid_(pid), pidfd_(std::move(pidfd)) {}
+  /// `pgid` 0: the child leads its own group.
+  Child(pid_t pid, Fd pidfd, pid_t pgid = 0)
+      : pid_(pid), pgid_(pgid > 0 ? pgid : pid), pidfd_(std::move(pidfd)) {}
   Child(Child&& o) noexcept;
   Child& operator=(Child&& o) noexcept;
   ~Child();
 
   pid_t pid() const { return pid_; }
+  /// The process group the child was put in (its own pid when it leads it).
+  pid_t pgid() const { return pgid_; }
   /// A pidfd (O_CLOEXEC) that becomes readable when the child exits.
   int pidfd() const { return pidfd_.get(); }
   bool running() const { return pid_ > 0 && !status_; }
@@ -65,6 +82,7 @@ class Child {
 
  private:
   pid_t pid_ = -1;
+  pid_t pgid_ = -1;
   Fd pidfd_;
   std::optional<ExitStatus> status_;
 };

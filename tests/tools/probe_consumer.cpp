@@ -14,7 +14,9 @@
 // Options:
 //   --out PATH        where the report goes
 //   --started PATH    create PATH once the start-up state is recorded
-//   --report          add fds=0,1,2 own_pgrp=1 sigblk=HEX sigign=HEX stdin=TARGET
+//   --report          add fds=0,1,2 own_pgrp=0 pgrp=N pgrp_leader=COMM sigblk=HEX
+//                     sigign=HEX stdin=TARGET (pgrp_leader: the group leader's
+//                     /proc comm, "safespool-guard" under safespool)
 //   --shrink-regrow N after N bytes shrink the pipe to one page (retrying
 //                     until it is empty enough), read 256 KiB, grow it back
 //   --exit-after N    stop after N bytes, report, exit with --status (3)
@@ -100,6 +102,9 @@ std::string process_report() {
   char target[256] = {};
   ssize_t n = readlink("/proc/self/fd/0", target, sizeof target - 1);
   out += " own_pgrp=" + std::to_string(getpgrp() == getpid());
+  std::string leader;
+  std::getline(std::ifstream("/proc/" + std::to_string(getpgrp()) + "/comm"), leader);
+  out += " pgrp=" + std::to_string(getpgrp()) + " pgrp_leader=" + (leader.empty() ? "?" : leader);
   out += " sigblk=" + status_field("SigBlk:") + " sigign=" + status_field("SigIgn:");
   return out + " stdin=" + (n > 0 ? std::string(target, n) : "?");
 }

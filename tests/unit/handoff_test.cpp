@@ -209,7 +209,7 @@ TEST_F(HandoffTest, NoPayloadGivesDevNull) {
   EXPECT_EQ(field(rep, "bytes"), "0") << rep;
 }
 
-TEST_F(HandoffTest, ConsumerGetsFds012OwnGroupDefaultSignalsEmptyMask) {
+TEST_F(HandoffTest, ConsumerGetsFds012GuardsGroupDefaultSignalsEmptyMask) {
   Fd leaked(::dup(2));  // dup() clears FD_CLOEXEC: spawn must close it anyway
   sigset_t usr1, old;
   sigemptyset(&usr1);
@@ -223,7 +223,10 @@ TEST_F(HandoffTest, ConsumerGetsFds012OwnGroupDefaultSignalsEmptyMask) {
   std::string rep = report();
   EXPECT_TRUE(res.success()) << res.describe();
   EXPECT_EQ(field(rep, "fds"), "0,1,2") << rep;
-  EXPECT_EQ(field(rep, "own_pgrp"), "1") << rep;
+  // A group of its own run, led by its guard; never ours.
+  EXPECT_EQ(field(rep, "own_pgrp"), "0") << rep;
+  EXPECT_EQ(field(rep, "pgrp_leader"), "safespool-guard") << rep;
+  EXPECT_NE(field(rep, "pgrp"), std::to_string(getpgrp())) << rep;
   EXPECT_EQ(field(rep, "sigblk"), "0000000000000000") << rep;
   EXPECT_EQ(field(rep, "sigign"), "0000000000000000") << "SIGPIPE/SIGUSR2 ignored: " << rep;
 }

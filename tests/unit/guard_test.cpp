@@ -1,0 +1,209 @@
+// Guard tests: the consumer dies with the processor, before it can take the
+// processor's death for the end of the payload. The processor is played by
+// tests/tools/handoff_driver, which the tests SIGKILL.
+#include <signal.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "safespool/error.hpp"
+#include "safespool/guard.hpp"
+#include "safespool/handoff.hpp"
+#include "safespool/spawn.hpp"
+
+extern char** environ;
+
+namespace safespool {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+const std::string kDriver = std::string(SAFESPOOL_TOOLS) + "/handoff_driver";
+
+std::string slurp(const fs::path& p) {
+  std::ifstream in(p);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+/// /proc/PID/stat after the command name: "S ppid pgrp ..." ("" when gone).
+std::string stat_tail(pid_t pid) {
+  std::string stat = slurp("/proc/" + std::to_string(pid) + "/stat");
+  auto p = stat.rfind(')');
+  return p == std::string::npos ? "" : stat.substr(p + 2);
+}
+
+pid_t pgrp_of(pid_t pid) {
+  int ppid = 0, pgrp = 0;
+  char state = 0;
+  std::sscanf(stat_tail(pid).c_str(), "%c %d %d", &state, &ppid, &pgrp);
+  return pgrp;
+}
+
+/// Processes of group `pgid` that are alive (zombies do not count: they are
+/// reparented and not ours to reap).
+std::vector<pid_t> live_members(pid_t pgid) {
+  std::vector<pid_t> out;
+  for (const auto& e : fs::directory_iterator("/proc")) {
+    pid_t pid = std::atoi(e.path().filename().c_str());
+    if (pid <= 0) continue;
+    std::string t = stat_tail(pid);
+    if (!t.empty() && t[0] != 'Z' && pgrp_of(pid) == pgid) out.push_back(pid);
+  }
+  return out;
+}
+
+/// Bytes read so far by the group's members (/proc/PID/io rchar), at most.
+long long max_rchar(pid_t pgid) {
+  long long best = 0;
+  for (pid_t pid : live_members(pgid)) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/io");
+    std::string key;
+    long long v = 0;
+    while (in >> key >> v)
+      if (key == "rchar:") best = std::max(best, v);
+  }
+  return best;
+}
+
+template <class F>
+bool eventually(F f, std::chrono::milliseconds limit = 5000ms) {
+  for (auto end = std::chrono::steady_clock::now() + limit;
+       std::chrono::steady_clock::now() < end; std::this_thread::sleep_for(10ms))
+    if (f()) return true;
+  return f();
+}
+
+class GuardTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/guard_test.XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  Child driver(std::vector<std::string> args) {
+    SpawnSpec s;
+    s.argv = {kDriver, dir_.string()};
+    s.argv.insert(s.argv.end(), args.begin(), args.end());
+    return spawn(s);
+  }
+  /// The consumer's pid once it has started (0 after 5 s).
+  pid_t consumer_pid() {
+    eventually([&] { return !slurp(dir_ / "consumer.pid").empty(); });
+    std::string s = slurp(dir_ / "consumer.pid");
+    return s.empty() ? 0 : std::stoi(s);
+  }
+  /// SIGKILLs the driver (only it: as the OOM killer would), then checks
+  /// that the consumer's whole group followed and never saw EOF.
+  void kill_driver_and_check(Child& d, pid_t pgid) {
+    ASSERT_EQ(::kill(d.pid(), SIGKILL), 0);
+    EXPECT_EQ(d.wait().describe(), "killed by signal 9 (Killed)");
+    EXPECT_TRUE(eventually([&] { return live_members(pgid).empty(); }))
+        << "the consumer outlived the processor";
+    std::this_thread::sleep_for(200ms);
+    EXPECT_FALSE(fs::exists(dir_ / "marker")) << "the consumer took our death for EOF";
+  }
+  /// The consumer's group: led by its guard, not the driver's.
+  pid_t guard_group(pid_t consumer, const Child& d) {
+    pid_t pgid = pgrp_of(consumer);
+    EXPECT_NE(pgid, d.pgid());
+    std::string comm = slurp("/proc/" + std::to_string(pgid) + "/comm");
+    EXPECT_EQ(comm, "safespool-guard\n");
+    return pgid;
+  }
+
+  fs::path dir_;
+};
+
+TEST_F(GuardTest, ProcessorKilledMidStreamTakesTheConsumerWithIt) {
+  Child d = driver({"stream"});
+  pid_t consumer = consumer_pid();
+  ASSERT_GT(consumer, 0) << "consumer never started";
+  pid_t pgid = guard_group(consumer, d);
+  // Mid-stream for sure: the consumer's cat has read a good amount.
+  ASSERT_TRUE(eventually([&] { return max_rchar(pgid) > (8 << 20); })) << "no bytes flowed";
+  kill_driver_and_check(d, pgid);
+}
+
+TEST_F(GuardTest, ProcessorKilledWhileConsumerReadsAFileLeavesNoOrphan) {
+  Child d = driver({"file", "1000"});  // 50 s of reading at 50 ms a line
+  pid_t consumer = consumer_pid();
+  ASSERT_GT(consumer, 0) << "consumer never started";
+  pid_t pgid = guard_group(consumer, d);
+  std::this_thread::sleep_for(300ms);
+  kill_driver_and_check(d, pgid);
+}
+
+TEST_F(GuardTest, ProcessorKilledAfterEofStillTakesTheWorkingConsumer) {
+  // A consumer that goes on working after a complete payload (zfs receive
+  // applying it) must not outlive us either: the next run repeats the job.
+  Child d = driver({"stream", std::to_string(4 << 20), "100"});
+  ASSERT_TRUE(eventually([&] { return fs::exists(dir_ / "marker"); })) << "no EOF";
+  pid_t pgid = guard_group(consumer_pid(), d);
+  ASSERT_EQ(::kill(d.pid(), SIGKILL), 0);
+  d.wait();
+  EXPECT_TRUE(eventually([&] { return live_members(pgid).empty(); }))
+      << "the consumer outlived the processor";
+  EXPECT_FALSE(fs::exists(dir_ / "done"));
+}
+
+TEST_F(GuardTest, CompletePayloadStillReachesEofThroughTheGuard) {
+  Child d = driver({"stream", std::to_string(16 << 20)});
+  ExitStatus st = d.wait();
+  EXPECT_TRUE(st.success()) << st.describe();
+  EXPECT_EQ(slurp(dir_ / "marker"), "eof\n");
+}
+
+TEST_F(GuardTest, GuardIgnoresGroupSigtermAndExitsZeroWhenReleased) {
+  Guard g = Guard::start(-1);
+  ::kill(-g.pgid(), SIGTERM);  // at once: the blocked-at-spawn window too
+  std::this_thread::sleep_for(200ms);
+  EXPECT_EQ(stat_tail(g.pgid()).substr(0, 1), "S") << "guard died of SIGTERM";
+  g.release();
+  EXPECT_EQ(g.reap().describe(), "exit status 0");
+}
+
+TEST_F(GuardTest, GuardRefusesToRunOutsideAGroupItLeads) {
+  // In a group of its own (sh leads it), so a broken check hurts nobody else.
+  std::string guard = find_guard(guard_candidates());
+  SpawnSpec s;
+  s.argv = {"/bin/sh", "-c",
+            "true | '" + guard + "' 2>/dev/null; echo $? > '" + (dir_ / "rc").string() + "'"};
+  Child c = spawn(s);
+  EXPECT_TRUE(c.wait().success());
+  EXPECT_EQ(slurp(dir_ / "rc"), "64\n");
+}
+
+TEST_F(GuardTest, MissingGuardIsAClearError) {
+  try {
+    find_guard({"/nonexistent/a/safespool-guard", "/nonexistent/b/safespool-guard"});
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.exit_code(), kExitUnavailable);
+    std::string m = e.what();
+    EXPECT_NE(m.find("cannot find safespool-guard"), std::string::npos) << m;
+    EXPECT_NE(m.find("/nonexistent/a/safespool-guard, /nonexistent/b/"), std::string::npos) << m;
+  }
+  ::setenv("SAFESPOOL_GUARD", "/nonexistent/safespool-guard", 1);
+  ConsumerSpec c;
+  c.argv = {"/bin/sh", "-c", "echo ran > '" + (dir_ / "ran").string() + "'"};
+  EXPECT_THROW(run_consumer(c, PayloadSource{}, HandoffOptions{}), Error);
+  ::unsetenv("SAFESPOOL_GUARD");
+  EXPECT_FALSE(fs::exists(dir_ / "ran")) << "a consumer ran without a guard";
+}
+
+TEST_F(GuardTest, BuildTreeGuardIsFoundWithoutConfiguration) {
+  ::unsetenv("SAFESPOOL_GUARD");
+  std::string path = find_guard(guard_candidates());
+  EXPECT_EQ(fs::path(path).filename(), "safespool-guard") << path;
+}
+
+}  // namespace
+}  // namespace safespool
