@@ -26,6 +26,7 @@
 #include <thread>
 #include <type_traits>
 
+#include "gpgme_handles.hpp"
 #include "safespool/decode.hpp"
 #include "safespool/error.hpp"
 
@@ -37,18 +38,9 @@ constexpr size_t kRingSize = 256 * 1024;
 /// Most bytes read to find the first packet behind armor header lines.
 constexpr size_t kSniffMax = 4096;
 
-struct CtxDeleter {
-  void operator()(gpgme_ctx_t c) const { gpgme_release(c); }
-};
-struct DataDeleter {
-  void operator()(gpgme_data_t d) const { gpgme_data_release(d); }
-};
-struct KeyDeleter {
-  void operator()(gpgme_key_t k) const { gpgme_key_unref(k); }
-};
-using CtxPtr = std::unique_ptr<std::remove_pointer_t<gpgme_ctx_t>, CtxDeleter>;
-using DataPtr = std::unique_ptr<std::remove_pointer_t<gpgme_data_t>, DataDeleter>;
-using KeyPtr = std::unique_ptr<std::remove_pointer_t<gpgme_key_t>, KeyDeleter>;
+using gpg::CtxPtr;
+using gpg::DataPtr;
+using gpg::KeyPtr;
 
 /// A fixed-capacity byte FIFO.
 class ByteRing {
@@ -87,25 +79,11 @@ class ByteRing {
   size_t count_ = 0;
 };
 
-/// gpgme_check_version must run once before any context is made.
-void init_gpgme() {
-  static std::once_flag once;
-  static gpgme_error_t engine_err = 0;
-  std::call_once(once, [] {
-    gpgme_check_version(nullptr);
-    engine_err = gpgme_engine_check_version(GPGME_PROTOCOL_OpenPGP);
-  });
-  if (engine_err) {
-    throw Error(std::string("OpenPGP: gpg is not usable: ") + gpgme_strerror(engine_err),
-                kExitUnavailable);
-  }
-}
-
 class GpgReader : public Reader {
  public:
   GpgReader(std::unique_ptr<Reader> inner, const std::optional<std::string>& home)
       : inner_(std::move(inner)), ring_(kRingSize) {
-    init_gpgme();
+    gpg::init_gpgme("OpenPGP");
     gpgme_ctx_t c = nullptr;
     check_setup(gpgme_new(&c), "cannot create a GPGME context");
     ctx_.reset(c);

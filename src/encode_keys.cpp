@@ -14,19 +14,6 @@
 namespace safespool::gpg {
 namespace {
 
-/// gpgme_check_version must run once before any context is made.
-void init_gpgme(const std::string& what) {
-  static std::once_flag once;
-  static gpgme_error_t engine_err = 0;
-  std::call_once(once, [] {
-    gpgme_check_version(nullptr);
-    engine_err = gpgme_engine_check_version(GPGME_PROTOCOL_OpenPGP);
-  });
-  if (engine_err) {
-    throw Error(what + ": gpg is not usable: " + gpgme_strerror(engine_err), kExitUnavailable);
-  }
-}
-
 void check(gpgme_error_t err, const std::string& what) {
   if (err) throw Error(what + ": " + gpgme_strerror(err), kExitUnavailable);
 }

@@ -13,22 +13,11 @@
 #include <string>
 #include <type_traits>
 
+#include "gpgme_handles.hpp"
 #include "safespool/encode.hpp"
 
 namespace safespool::gpg {
 
-struct CtxDeleter {
-  void operator()(gpgme_ctx_t c) const { gpgme_release(c); }
-};
-struct DataDeleter {
-  void operator()(gpgme_data_t d) const { gpgme_data_release(d); }
-};
-struct KeyDeleter {
-  void operator()(gpgme_key_t k) const { gpgme_key_unref(k); }
-};
-using CtxPtr = std::unique_ptr<std::remove_pointer_t<gpgme_ctx_t>, CtxDeleter>;
-using DataPtr = std::unique_ptr<std::remove_pointer_t<gpgme_data_t>, DataDeleter>;
-using KeyPtr = std::unique_ptr<std::remove_pointer_t<gpgme_key_t>, KeyDeleter>;
 
 /// Records that gpg asked for a passphrase (and refuses to give one).
 /// Written by GPGME's callback on whatever thread runs the operation.
