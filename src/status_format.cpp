@@ -42,14 +42,20 @@ ordered_json header_json(const Meta& m) {
   return j;
 }
 
+ordered_json verdict_json(const Verdict& v) {
+  return {{"fingerprint", v.signer}, {"trusted", v.trusted}, {"reason", v.reason}};
+}
+
 std::string dump(const ordered_json& j) {
   return j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
 }
 
 }  // namespace
 
-std::string job_json(const Meta& meta, const std::string* filename, const std::string* queuedir) {
+std::string job_json(const Meta& meta, const std::string* filename, const std::string* queuedir,
+                     const Verdict* verdict) {
   ordered_json j = header_json(meta);
+  if (verdict) j["signer"] = verdict_json(*verdict);
   if (filename) j["filename"] = *filename;
   if (queuedir) j["queuedir"] = *queuedir;
   auto vars = ordered_json::object();
@@ -59,13 +65,16 @@ std::string job_json(const Meta& meta, const std::string* filename, const std::s
 }
 
 std::string jobs_json(const std::string& queuedir, const std::vector<JobEntry>& jobs,
-                      const std::vector<SkippedFile>& skipped) {
+                      const std::vector<SkippedFile>& skipped,
+                      const std::vector<std::optional<Verdict>>& verdicts) {
   ordered_json j;
   j["queue"] = queuedir;
   auto list = ordered_json::array();
-  for (const auto& e : jobs) {
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    const JobEntry& e = jobs[i];
     ordered_json h = header_json(e.meta);
     h["filename"] = e.filename;
+    if (i < verdicts.size() && verdicts[i]) h["signer"] = verdict_json(*verdicts[i]);
     list.push_back(h);
   }
   j["jobs"] = list;

@@ -52,6 +52,18 @@ void drain_and_verify(Reader& in) {
   in.finish();
 }
 
+Verdict judge_stream(Reader& in, const SignerPolicy& policy) {
+  try {
+    drain_and_verify(in);
+  } catch (const Error& e) {
+    Verdict v = policy.check(in.signatures());
+    v.trusted = false;
+    v.reason = e.what();
+    return v;
+  }
+  return policy.check(in.signatures());
+}
+
 Fd spool_verified(Reader& in, const std::string& dir) {
   Fd fd(::open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600));
   if (!fd) throw_errno("cannot create a temporary file in " + dir + " (--verify-first needs O_TMPFILE)");

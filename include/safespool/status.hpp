@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "safespool/policy.hpp"
 #include "safespool/queue.hpp"
 
 namespace safespool {
@@ -69,10 +70,13 @@ std::string status_metrics(const QueueStatus& s);
 
 /// queue-info/stdin-info --json: one packet's header and the environment
 /// its consumer gets. Bytes that are not UTF-8 are replaced by U+FFFD.
-std::string job_json(const Meta& meta, const std::string* filename, const std::string* queuedir);
+/// Under a signer policy, `verdict` adds "signer": {fingerprint, trusted, reason}.
+std::string job_json(const Meta& meta, const std::string* filename, const std::string* queuedir,
+                     const Verdict* verdict = nullptr);
 
 /// queue-ls --json: the jobs (sorted by seq) and the skipped files.
 std::string jobs_json(const std::string& queuedir, const std::vector<JobEntry>& jobs,
-                      const std::vector<SkippedFile>& skipped);
+                      const std::vector<SkippedFile>& skipped,
+                      const std::vector<std::optional<Verdict>>& verdicts = {});
 
 }  // namespace safespool

@@ -23,6 +23,11 @@ namespace safespool {
 std::unique_ptr<Reader> make_policy_reader(std::unique_ptr<Reader> inner, const SignerPolicy& policy,
                                            const std::string& name);
 
+/// Reads the rest of `in` (positioned after the header) and judges its
+/// signatures; a stream that fails to decode is untrusted, with the
+/// decoder's error as the reason. For queue-ls/queue-info under a policy.
+Verdict judge_stream(Reader& in, const SignerPolicy& policy);
+
 /// Reads `in` to its end and finish()es it, discarding the bytes.
 void drain_and_verify(Reader& in);
 

@@ -44,6 +44,26 @@ DecodeOptions DecodeFlags::finish() const {
   return o;
 }
 
+void PolicyFlags::add_to(CLI::App* sub) {
+  sub->add_option("--require-signer", require_signer,
+                  "Trust only packets signed by this OpenPGP key (fingerprint; repeatable)")
+      ->expected(1)
+      ->allow_extra_args(false)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  sub->add_option("--trusted-signers", trusted_signers, "File of trusted signer fingerprints, one per line");
+}
+
+SignerPolicy PolicyFlags::build() const {
+  SignerPolicy p;
+  for (const auto& f : require_signer) p.require_signer(f);
+  if (!trusted_signers.empty()) p.load_file(trusted_signers);
+  return p;
+}
+
+std::vector<std::pair<std::string, std::string>> signer_lines(const Verdict& v) {
+  return {{"SAFESPOOL_SIGNER", v.signer}, {"SAFESPOOL_SIGNER_TRUSTED", v.trusted ? "yes" : "no"}};
+}
+
 void print_env(const std::vector<std::pair<std::string, std::string>>& env) {
   std::string out;
   for (const auto& [k, v] : env) out += k + "=" + v + "\n";

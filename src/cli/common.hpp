@@ -16,6 +16,7 @@
 #include "safespool/error.hpp"
 #include "safespool/handoff.hpp"
 #include "safespool/packet.hpp"
+#include "safespool/policy.hpp"
 
 namespace safespool::cli {
 
@@ -43,6 +44,19 @@ struct DecodeFlags {
   void add_to(CLI::App* sub);
   DecodeOptions finish() const;
 };
+
+/// Signer policy flags: --require-signer FPR (repeatable), --trusted-signers FILE.
+struct PolicyFlags {
+  std::vector<std::string> require_signer;
+  std::string trusted_signers;
+  void add_to(CLI::App* sub);
+  /// The policy they describe (empty when neither flag was given).
+  SignerPolicy build() const;
+};
+
+/// The signer lines queue-info/stdin-info add under a policy:
+/// SAFESPOOL_SIGNER=FPR|none and SAFESPOOL_SIGNER_TRUSTED=yes|no.
+std::vector<std::pair<std::string, std::string>> signer_lines(const Verdict& v);
 
 /// Prints KEY=VALUE lines, as queue-info/stdin-info do.
 void print_env(const std::vector<std::pair<std::string, std::string>>& env);

@@ -11,6 +11,7 @@
 #include "safespool/seqfile.hpp"
 #include "safespool/policy.hpp"
 #include "safespool/status.hpp"
+#include "safespool/verify.hpp"
 
 namespace safespool::cli {
 namespace {
@@ -35,8 +36,7 @@ struct ProcessArgs {
   int rescan = 300;
   std::string metrics_file;
   bool json = false;
-  std::vector<std::string> require_signer;
-  std::string trusted_signers;
+  PolicyFlags policy_flags;
   bool verify_first = false;
   std::string spool_dir;
   std::shared_ptr<SignerPolicy> policy = std::make_shared<SignerPolicy>();
@@ -54,12 +54,7 @@ void add_job_flags(CLI::App* sub, ProcessArgs& a) {
   sub->add_option("--timeout", a.timeout, "Terminate the command after SECONDS");
   sub->add_option("--stall-timeout", a.stall_timeout, "Fail the job when no payload byte moves for SECONDS");
   sub->add_option("--pipe-size", a.pipe_size, "Size of the consumer's stdin pipe (default: pipe-max-size)");
-  sub->add_option("--require-signer", a.require_signer,
-                  "Run only packets signed by this OpenPGP key (fingerprint; repeatable)")
-      ->expected(1)
-      ->allow_extra_args(false)
-      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
-  sub->add_option("--trusted-signers", a.trusted_signers, "File of trusted signer fingerprints, one per line");
+  a.policy_flags.add_to(sub);
   sub->add_flag("--verify-first", a.verify_first,
                 "Decode and verify the whole payload before starting COMMAND");
   sub->add_option("--spool-dir", a.spool_dir, "Where --verify-first keeps the payload (default: the queue's jobs/)");
@@ -78,8 +73,7 @@ JobOptions job_options(const ProcessArgs& a) {
   if (a.stall_timeout != 0) o.handoff.stall_timeout = to_ms(a.stall_timeout, "--stall-timeout");
   if (!a.pipe_size.empty()) o.handoff.pipe_size = parse_u64(a.pipe_size, "--pipe-size");
   o.handoff.progress = ::isatty(2);
-  for (const auto& f : a.require_signer) a.policy->require_signer(f);
-  if (!a.trusted_signers.empty()) a.policy->load_file(a.trusted_signers);
+  *a.policy = a.policy_flags.build();
   o.policy = a.policy.get();
   o.verify_first = a.verify_first;
   o.spool_dir = a.spool_dir;
@@ -150,12 +144,20 @@ void register_process(CLI::App& app, Action& action) {
   auto* si = app.add_subcommand("stdin-info", "Get information about a packet piped to filespooler on stdin");
   a->decode.add_to(si);
   si->add_flag("--json", a->json, "Print one JSON document");
+  a->policy_flags.add_to(si);
   si->callback([&action, a] {
     action = [a] {
+      SignerPolicy policy = a->policy_flags.build();
       Decoded dec = open_stdin(a->decode.finish());
       Meta meta = read_header(*dec.reader, "standard input");
-      if (a->json) write_all(1, job_json(meta, nullptr, nullptr), "standard output");
-      else print_env(job_env(meta, nullptr, nullptr));
+      std::optional<Verdict> v;
+      if (!policy.empty()) v = judge_stream(*dec.reader, policy);
+      if (a->json) {
+        write_all(1, job_json(meta, nullptr, nullptr, v ? &*v : nullptr), "standard output");
+        return kExitOk;
+      }
+      print_env(job_env(meta, nullptr, nullptr));
+      if (v) print_env(signer_lines(*v));
       return kExitOk;
     };
   });

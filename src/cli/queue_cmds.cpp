@@ -11,6 +11,7 @@
 #include "safespool/queue.hpp"
 #include "safespool/seqfile.hpp"
 #include "safespool/status.hpp"
+#include "safespool/verify.hpp"
 
 namespace safespool::cli {
 namespace {
@@ -27,7 +28,24 @@ struct QueueArgs {
   bool json = false;
   bool copy = false;
   std::vector<std::string> sources;
+  PolicyFlags policy_flags;
 };
+
+// Under a policy, the verdict on one job (its whole stream is decoded).
+std::optional<Verdict> judge_job(const Queue& q, const JobEntry& j, const DecodeOptions& d,
+                                 const SignerPolicy& policy) {
+  if (policy.empty()) return std::nullopt;
+  std::string name = "jobs/" + j.filename;
+  try {
+    Decoded dec = open_decoded(q.open_job(j.filename), name, d);
+    read_header(*dec.reader, name);
+    return judge_stream(*dec.reader, policy);
+  } catch (const Error& e) {
+    Verdict v;
+    v.reason = e.what();
+    return v;
+  }
+}
 
 CLI::App* add_queuedir(CLI::App* sub, QueueArgs& a) {
   sub->add_option("-q,--queuedir", a.queuedir, "Path to the queue directory")->required();
@@ -52,10 +70,14 @@ ScanResult scan_sorted(const Queue& q, const DecodeOptions& d) {
 
 int run_ls(const QueueArgs& a) {
   Queue q(a.queuedir);
-  ScanResult scan = scan_sorted(q, a.decode.finish());
+  DecodeOptions d = a.decode.finish();
+  SignerPolicy policy = a.policy_flags.build();
+  ScanResult scan = scan_sorted(q, d);
   const auto& jobs = scan.jobs;
+  std::vector<std::optional<Verdict>> verdicts;
+  for (const auto& j : jobs) verdicts.push_back(judge_job(q, j, d, policy));
   if (a.json) {
-    write_all(1, jobs_json(q.dir(), jobs, scan.skipped), "standard output");
+    write_all(1, jobs_json(q.dir(), jobs, scan.skipped, verdicts), "standard output");
     return kExitOk;
   }
   char line[128];
@@ -64,7 +86,9 @@ int run_ls(const QueueArgs& a) {
   for (const auto& j : jobs) {
     snprintf(line, sizeof line, "%-20llu %-27s ", static_cast<unsigned long long>(j.meta.seq),
              rfc3339_local(j.meta.ctime_secs).c_str());
-    out += line + j.filename + "\n";
+    out += line + j.filename;
+    if (const auto& v = verdicts[&j - jobs.data()]) out += "  signer " + v->signer + (v->trusted ? " (trusted)" : " (NOT trusted)");
+    out += "\n";
   }
   write_all(1, out, "standard output");
   return kExitOk;
@@ -85,9 +109,15 @@ JobEntry find_job(const Queue& q, const DecodeOptions& d, const std::string& id_
 
 int run_info(const QueueArgs& a) {
   Queue q(a.queuedir);
-  JobEntry j = find_job(q, a.decode.finish(), a.job);
-  if (a.json) write_all(1, job_json(j.meta, &j.filename, &q.dir()), "standard output");
-  else print_env(job_env(j.meta, &j.filename, &q.dir()));
+  DecodeOptions d = a.decode.finish();
+  JobEntry j = find_job(q, d, a.job);
+  std::optional<Verdict> v = judge_job(q, j, d, a.policy_flags.build());
+  if (a.json) {
+    write_all(1, job_json(j.meta, &j.filename, &q.dir(), v ? &*v : nullptr), "standard output");
+    return kExitOk;
+  }
+  print_env(job_env(j.meta, &j.filename, &q.dir()));
+  if (v) print_env(signer_lines(*v));
   return kExitOk;
 }
 
@@ -134,7 +164,10 @@ void add_job_cmd(CLI::App& app, Action& action, const char* name, const char* he
   auto a = std::make_shared<QueueArgs>();
   auto* sub = add_queuedir(app.add_subcommand(name, help), *a);
   a->decode.add_to(sub);
-  if (std::string(name) == "queue-info") sub->add_flag("--json", a->json, "Print one JSON document");
+  if (std::string(name) == "queue-info") {
+    sub->add_flag("--json", a->json, "Print one JSON document");
+    a->policy_flags.add_to(sub);
+  }
   sub->add_option("-j,--job", a->job, "The job ID (sequence number)")->required();
   sub->callback([&action, a, run] { action = [a, run] { return run(*a); }; });
 }
@@ -161,6 +194,7 @@ void register_queue(CLI::App& app, Action& action) {
   auto* ls = add_queuedir(app.add_subcommand("queue-ls", "Gets information about the jobs in a queue"), *a);
   a->decode.add_to(ls);
   ls->add_flag("--json", a->json, "Print one JSON document");
+  a->policy_flags.add_to(ls);
   ls->callback([&action, a] { action = [a] { return run_ls(*a); }; });
 
   auto* st = add_queuedir(app.add_subcommand("queue-status", "Show what a queue is waiting for and whether it is healthy"), *a);

@@ -66,6 +66,18 @@ for kind in untrusted unsigned plain tampered truncated; do
 done
 expect_match "log names the untrusted signer" ".*not trusted: signer $(fpr intruder).*" "$untrusted_log"
 
+section "queue-ls and queue-info show the signer under a policy"
+rm -f "$T/q/jobs/"*
+cp "$T/untrusted" "$T/q/jobs/fspl-2.fspl"
+cp "$T/good2" "$T/q/jobs/fspl-2b.fspl"
+ls_out=$(ss queue-ls -q "$T/q" --require-signer "$SENDER")
+expect_match "queue-ls: untrusted signer shown" ".*fspl-2.fspl  signer $(fpr intruder) \(NOT trusted\).*" "$(tr '\n' ' ' <<< "$ls_out")"
+expect_match "queue-ls: trusted signer shown" ".*fspl-2b.fspl  signer $SENDER \(trusted\).*" "$(tr '\n' ' ' <<< "$ls_out")"
+rm -f "$T/q/jobs/fspl-2b.fspl"
+info=$(ss queue-info -q "$T/q" -j 2 --require-signer "$SENDER")
+expect_eq "queue-info: signer lines" "SAFESPOOL_SIGNER=$(fpr intruder) SAFESPOOL_SIGNER_TRUSTED=no" "$(grep ^SAFESPOOL_ <<< "$info" | tr '\n' ' ' | sed 's/ $//')"
+expect_eq "queue-info without a policy: no signer lines" 0 "$(ss queue-info -q "$T/q" -j 2 | grep -c ^SAFESPOOL_)"
+
 section "--on-error delete drops an untrusted packet and moves on"
 rm -f "$T/q/jobs/"*
 cp "$T/untrusted" "$T/q/jobs/fspl-2.fspl"
