@@ -12,6 +12,7 @@
 
 #include "safespool/error.hpp"
 #include "safespool/seqfile.hpp"
+#include "safespool/signals.hpp"
 
 namespace safespool {
 
@@ -91,6 +92,8 @@ ScanResult Queue::scan(const DecodeOptions& decode) const {
   while (dirent* e = ::readdir(d.get())) {
     std::string name = e->d_name;
     if (!is_job_name(name)) continue;
+    // A scan of many encrypted packets takes a while: honour a stop request.
+    if (take_interrupt() || interrupted()) throw Error("interrupted during the scan of " + jobs_dir(), kExitInterrupted);
     try {
       Decoded dec = open_decoded(open_job(name), "jobs/" + name, decode);
       out.jobs.push_back({name, read_header(*dec.reader, "jobs/" + name)});

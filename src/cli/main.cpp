@@ -13,7 +13,6 @@
 
 #include "common.hpp"
 #include "safespool/error.hpp"
-#include "safespool/signals.hpp"
 
 using namespace safespool;
 
@@ -73,7 +72,6 @@ int main(int argc, char** argv) {
     check_subcommand(app, argc, argv);
     app.parse(argc, argv);
     spdlog::set_level(cli::parse_choice(kLogLevels, log_level, "--log-level"));
-    install_interrupt_fd();
     return action();
   } catch (const CLI::Success& e) {
     return app.exit(e);

@@ -9,6 +9,7 @@
 #include "safespool/error.hpp"
 #include "safespool/processor.hpp"
 #include "safespool/seqfile.hpp"
+#include "safespool/signals.hpp"
 #include "safespool/policy.hpp"
 #include "safespool/status.hpp"
 #include "safespool/verify.hpp"
@@ -80,7 +81,11 @@ JobOptions job_options(const ProcessArgs& a) {
   return o;
 }
 
+// Only the process commands turn SIGINT/SIGTERM/SIGHUP into events (they
+// must stop a consumer cleanly); every other command keeps the default
+// disposition and simply dies.
 int run_queue_process(const ProcessArgs& a) {
+  install_interrupt_fd();
   ProcessOptions o;
   o.job = job_options(a);
   o.decode = a.decode.finish();
@@ -104,6 +109,7 @@ Decoded open_stdin(const DecodeOptions& d) {
 }
 
 int run_stdin_process(const ProcessArgs& a) {
+  install_interrupt_fd();
   JobOptions o = job_options(a);
   if (o.spool_dir.empty()) o.spool_dir = std::getenv("TMPDIR") ? std::getenv("TMPDIR") : "/tmp";
   Decoded dec = open_stdin(a.decode.finish());
