@@ -30,15 +30,12 @@ for f in $(ls "$T/out" | shuf); do
   mv "$T/out/$f" "$Q/jobs/fspl-$f.fspl"
 done
 
-# The consumer records "seq checksum" with one O_APPEND write per run.
-cat > "$T/consumer" <<'SH'
-#!/bin/sh
-h=$(sha256sum | cut -c1-16)
-printf '%s %s\n' "$FSPL_SEQ" "$h" >> "$RUNLOG"
-SH
-chmod +x "$T/consumer"
-export RUNLOG=$T/runs.log
-: > "$RUNLOG"
+# lib.sh's `record` consumer logs "seq=N sum=CHECKSUM args=" to $LOG, one
+# O_APPEND write per run; RUNLOG keeps it as "N CHECKSUM".
+make_consumers
+CONSUMER=$T/bin/record
+RUNLOG=$T/runs.log
+runs() { sed -E 's/^seq=([0-9]+) sum=([0-9a-f]+) args=.*/\1 \2/' "$LOG" > "$RUNLOG"; }
 
 section "kill queue-process $KILLS times at random moments"
 # The kill window scales with how long a scan takes here (a sanitizer build
@@ -48,22 +45,24 @@ start=$(date +%s%N)
 window=$(( 300 + 3 * ($(date +%s%N) - start) / 1000000 ))
 echo "kill window: 0-${window} ms"
 for k in $(seq 1 "$KILLS"); do
-  "$SAFESPOOL" -l error queue-process -q "$Q" "$T/consumer" 2>>"$T/stderr" &
+  "$SAFESPOOL" -l error queue-process -q "$Q" "$CONSUMER" 2>>"$T/stderr" &
   pid=$!
   ms=$(( (RANDOM * 32768 + RANDOM) % window ))
   sleep "$(printf '%d.%03d' $(( ms / 1000 )) $(( ms % 1000 )))"
   kill -9 "$pid" 2>/dev/null
   wait "$pid" 2>/dev/null
 done
+runs
 done_during_kills=$(sort -un "$RUNLOG" | awk '{print $1}' | sort -un | wc -l)
 echo "jobs that had succeeded at least once during the kills: $done_during_kills"
 
 section "run to completion"
 # Not through `ss`: its per-call time limit is for single commands, and a
 # sanitizer build needs longer for a whole queue.
-timeout -k 5 600 "$SAFESPOOL" -l error queue-process -q "$Q" "$T/consumer" || fail "final queue-process failed"
+timeout -k 5 600 "$SAFESPOOL" -l error queue-process -q "$Q" "$CONSUMER" || fail "final queue-process failed"
 
 section "check the guarantee"
+runs
 expect_eq "nextseq" "$((N + 1))" "$(cat "$Q/nextseq")"
 left=$(ls -A "$Q/jobs" | grep -v '^fspl-.*\.out$' || true)
 expect_eq "jobs/ left empty" "" "$left"

@@ -16,14 +16,10 @@ SENDER=$(fpr sender)
 RECEIVER=$(fpr receiver)
 printf '%s\n' "# trusted senders" "$SENDER" > "$T/trusted"
 
-# The consumer logs its run, reads everything, and marks that it saw EOF.
-cat > "$T/consumer" <<'SH'
-#!/bin/sh
-h=$(sha256sum | cut -c1-16)
-printf '%s %s\n' "$FSPL_SEQ" "$h" >> "$RUNLOG"
-SH
-chmod +x "$T/consumer"
-export RUNLOG=$T/runs.log
+# lib.sh's `record` consumer reads everything and logs "seq=N sum=H args="
+# only once it has seen EOF; RUNLOG is that log.
+make_consumers
+RUNLOG=$LOG
 : > "$RUNLOG"
 head -c 300000 /dev/urandom > "$T/payload"
 want=$(sha256sum < "$T/payload" | cut -c1-16)
@@ -40,8 +36,8 @@ section "round trip: the CLIs encode, safespool decodes and verifies"
 ss queue-init -q "$T/q"
 ss prepare -s "$T/seq" -i "$T/payload" | zstd -q -c |
   gpg --batch -q --trust-model always -e -r "$RECEIVER" -u "$SENDER" -s > "$T/q/jobs/fspl-1.fspl"
-ss queue-process -q "$T/q" --trusted-signers "$T/trusted" "$T/consumer" || fail "trusted packet did not run"
-expect_eq "trusted packet ran with its payload" "1 $want" "$(cat "$RUNLOG")"
+ss queue-process -q "$T/q" --trusted-signers "$T/trusted" "$T/bin/record" || fail "trusted packet did not run"
+expect_eq "trusted packet ran with its payload" "seq=1 sum=$want args=" "$(cat "$RUNLOG")"
 
 section "rejected: untrusted signer, unsigned, plain, tampered, truncated"
 : > "$RUNLOG"
@@ -57,7 +53,7 @@ head -c 250000 "$T/good2" > "$T/truncated"
 for kind in untrusted unsigned plain tampered truncated; do
   rm -f "$T/q/jobs/"*
   cp "$T/$kind" "$T/q/jobs/fspl-2.fspl"
-  OUT=$("$SAFESPOOL" queue-process -q "$T/q" --require-signer "$SENDER" "$T/consumer" 2>&1); rc=$?
+  OUT=$("$SAFESPOOL" queue-process -q "$T/q" --require-signer "$SENDER" "$T/bin/record" 2>&1); rc=$?
   [[ $kind == untrusted ]] && untrusted_log=$OUT
   expect_eq "$kind: not run to the end" "" "$(cat "$RUNLOG")"
   [[ $rc -ne 0 ]] || fail "$kind: exit status 0"
@@ -81,7 +77,7 @@ expect_eq "queue-info without a policy: no signer lines" 0 "$(ss queue-info -q "
 section "--on-error delete drops an untrusted packet and moves on"
 rm -f "$T/q/jobs/"*
 cp "$T/untrusted" "$T/q/jobs/fspl-2.fspl"
-ss queue-process -q "$T/q" --require-signer "$SENDER" --on-error delete "$T/consumer" || fail "on-error delete"
+ss queue-process -q "$T/q" --require-signer "$SENDER" --on-error delete "$T/bin/record" || fail "on-error delete"
 expect_eq "untrusted deleted" "" "$(ls "$T/q/jobs")"
 expect_eq "sequence advanced" 3 "$(cat "$T/q/nextseq")"
 expect_eq "consumer never finished" "" "$(cat "$RUNLOG")"
@@ -89,7 +85,7 @@ expect_eq "consumer never finished" "" "$(cat "$RUNLOG")"
 section "--verify-first: the consumer starts only after a good signature"
 cat > "$T/starter" <<'SH'
 #!/bin/sh
-echo started >> "$RUNLOG"
+echo started >> "$LOG"
 cat > /dev/null
 SH
 chmod +x "$T/starter"
@@ -99,8 +95,8 @@ expect_eq "untrusted: consumer never started" "" "$(cat "$RUNLOG")"
 rm -f "$T/q/jobs/"*
 ss prepare-set-next -s "$T/seq2" 3
 ss prepare -s "$T/seq2" --zstd --encrypt-to "$RECEIVER" --sign-with "$SENDER" -i "$T/payload" > "$T/q/jobs/fspl-3.fspl"
-ss queue-process -q "$T/q" --require-signer "$SENDER" --verify-first "$T/consumer" || fail "verify-first trusted"
-expect_eq "trusted: ran with the payload" "3 $want" "$(cat "$RUNLOG")"
+ss queue-process -q "$T/q" --require-signer "$SENDER" --verify-first "$T/bin/record" || fail "verify-first trusted"
+expect_eq "trusted: ran with the payload" "seq=3 sum=$want args=" "$(cat "$RUNLOG")"
 expect_eq "no temporary file left" "" "$(ls -A "$T/q/jobs")"
 
 section "keys are checked before the sequence number is consumed"

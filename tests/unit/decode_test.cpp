@@ -16,6 +16,7 @@
 
 #include "safespool/decode.hpp"
 #include "safespool/error.hpp"
+#include "test_keyring.hpp"
 
 namespace fs = std::filesystem;
 using namespace safespool;
@@ -40,14 +41,7 @@ void sh(const std::string& cmd) {
   ASSERT_EQ(rc, 0) << "command failed: " << cmd;
 }
 
-std::string capture(const std::string& cmd) {
-  std::string out;
-  FILE* p = ::popen(cmd.c_str(), "r");
-  char buf[4096];
-  for (size_t n; p && (n = std::fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, n);
-  if (p) ::pclose(p);
-  return out;
-}
+using testing_keys::run_capture;
 
 Bytes slurp(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
@@ -431,7 +425,7 @@ class DecodeGpg : public testing::Test {
   /// Fingerprints of the primary key and subkeys of `uid`, in order.
   static std::vector<std::string> fingerprints(const std::string& uid) {
     std::vector<std::string> out;
-    std::istringstream in(capture(gpg() + "--with-colons --list-keys " + uid));
+    std::istringstream in(run_capture(gpg() + "--with-colons --list-keys " + uid));
     for (std::string line; std::getline(in, line);) {
       if (line.rfind("fpr:", 0) == 0) out.push_back(line.substr(12, line.find(':', 12) - 12));
     }
@@ -458,7 +452,7 @@ TEST_F(DecodeGpg, SignedAndEncryptedRoundTripMapsSubkeyToPrimary) {
   spit(d_ / "p", pkt);
   encrypt(d_ / "p", d_ / "fspl-s.fspl", "-s");
   ASSERT_NE(primary_, signing_subkey_);
-  ASSERT_NE(capture(gpg() + "--status-fd 1 -d -o /dev/null " + d_ / "fspl-s.fspl 2>/dev/null")
+  ASSERT_NE(run_capture(gpg() + "--status-fd 1 -d -o /dev/null " + d_ / "fspl-s.fspl 2>/dev/null")
                 .find("VALIDSIG " + signing_subkey_),
             std::string::npos)
       << "gpg did not sign with the subkey: the mapping is not exercised";
