@@ -90,7 +90,7 @@ ImportReport import_packets(const Queue& q, const std::vector<std::string>& sour
     std::vector<std::string>* bucket = &report.imported;
     if (next && seq < *next) bucket = &report.processed;
     else if (already_queued(q, present, seq, src, opts.decode)) bucket = &report.duplicates;
-    else present.push_back({copy_in(q, src), header_only(seq)});
+    else present.push_back({copy_in(q, src), header_only(seq), {}});
     bucket->push_back(src);
     if (!opts.copy && ::unlink(src.c_str()) != 0) spdlog::warn("cannot remove {} after import: {}", src, strerror(errno));
   }

@@ -8,6 +8,8 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <ctime>
+#include <algorithm>
 #include <memory>
 
 #include "safespool/error.hpp"
@@ -84,19 +86,48 @@ Fd Queue::open_job(const std::string& filename) const {
   return fd;
 }
 
-ScanResult Queue::scan(const DecodeOptions& decode) const {
+namespace {
+
+// The indexed header of `e`, if the file is still the one it was read from.
+const HeaderIndex::Entry* unchanged(const HeaderIndex& idx, int dir_fd, const dirent& e, ScanCheck check) {
+  const HeaderIndex::Entry* hit = idx.find(e.d_name);
+  if (!hit) return nullptr;
+  if (check == ScanCheck::Inode) return e.d_ino == hit->id.ino ? hit : nullptr;
+  struct stat st;
+  if (::fstatat(dir_fd, e.d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode)) return nullptr;
+  return file_id(st) == hit->id ? hit : nullptr;
+}
+
+}  // namespace
+
+ScanResult Queue::scan(const DecodeOptions& decode, ScanCheck check) const {
+  int64_t started = ::time(nullptr);
   std::unique_ptr<DIR, int (*)(DIR*)> d(::opendir(jobs_dir().c_str()), ::closedir);
   if (!d) throw_errno("cannot list " + jobs_dir());
+  struct stat dir_st;
+  if (::fstat(::dirfd(d.get()), &dir_st) != 0) throw_errno("cannot stat " + jobs_dir());
+  std::optional<std::string> key = index_key(decode);
+  HeaderIndex idx = key ? HeaderIndex::load(dir_, *key, dir_st) : HeaderIndex();
   ScanResult out;
+  size_t read = 0;
   errno = 0;
   while (dirent* e = ::readdir(d.get())) {
     std::string name = e->d_name;
     if (!is_job_name(name)) continue;
+    if (const HeaderIndex::Entry* hit = unchanged(idx, ::dirfd(d.get()), *e, check)) {
+      out.jobs.push_back({std::move(name), hit->meta, hit->id, true});
+      errno = 0;
+      continue;
+    }
     // A scan of many encrypted packets takes a while: honour a stop request.
     if (take_interrupt() || interrupted()) throw Error("interrupted during the scan of " + jobs_dir(), kExitInterrupted);
     try {
-      Decoded dec = open_decoded(open_job(name), "jobs/" + name, decode);
-      out.jobs.push_back({name, read_header(*dec.reader, "jobs/" + name)});
+      Fd fd = open_job(name);
+      struct stat st;
+      if (::fstat(fd.get(), &st) != 0) throw_errno("cannot stat " + job_path(name));
+      Decoded dec = open_decoded(std::move(fd), "jobs/" + name, decode);
+      out.jobs.push_back({name, read_header(*dec.reader, "jobs/" + name), file_id(st), false});
+      ++read;
     } catch (const SysError& err) {
       if (err.err() == ENOENT) {
         spdlog::debug("{} vanished during the scan", name);
@@ -109,6 +140,16 @@ ScanResult Queue::scan(const DecodeOptions& decode) const {
     errno = 0;
   }
   if (errno != 0) throw_errno("cannot list " + jobs_dir());
+  // Rewrite the index when it learnt headers, or when it mostly describes
+  // files that are gone; a few stale entries cost nothing.
+  size_t gone = idx.size() > out.jobs.size() - read ? idx.size() - (out.jobs.size() - read) : 0;
+  if (key && (read > 0 || gone > std::max<size_t>(64, out.jobs.size() / 4))) {
+    try {
+      HeaderIndex::save(dir_, *key, dir_st, started, out.jobs);
+    } catch (const Error& err) {
+      spdlog::debug("cannot update the header index: {}", err.what());
+    }
+  }
   return out;
 }
 

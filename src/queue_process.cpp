@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <map>
+#include <set>
 
 #include "safespool/error.hpp"
 #include "safespool/ordering.hpp"
@@ -23,14 +24,25 @@ Fd open_output(const Queue& q, const std::string& filename) {
   return fd;
 }
 
-// Opens the job again (it may have changed since the scan) and runs it.
+// The header index described a job file wrongly (it was changed in place
+// without a new inode): the pass starts over from a scan without it.
+struct IndexDoubt {
+  std::string why;
+};
+
+// Opens the job again (it may have changed since the scan) and runs it:
+// what runs is what this read finds, never what the scan or index said.
 HandoffResult run_entry(const Queue& q, const JobEntry& entry, const ProcessOptions& opts) {
   std::string shown = "jobs/" + entry.filename;
   Decoded dec = open_decoded(q.open_job(entry.filename), shown, opts.decode);
   Meta meta = read_header(*dec.reader, shown);
-  if (meta.seq != entry.meta.seq)
+  if (meta.seq != entry.meta.seq) {
+    std::string why = shown + " has seq " + std::to_string(meta.seq) + ", not " +
+                      std::to_string(entry.meta.seq);
+    if (entry.from_index) throw IndexDoubt{why};
     throw Error(shown + " changed during the run (seq " + std::to_string(meta.seq) + ", was " +
                     std::to_string(entry.meta.seq) + ")", kExitDataErr);
+  }
   JobOptions job = opts.job;
   if (job.spool_dir.empty()) job.spool_dir = q.jobs_dir();
   job.handoff.job_name = "seq " + std::to_string(meta.seq) + " (" + entry.filename + ")";
@@ -114,6 +126,17 @@ std::vector<JobEntry> by_timestamp(std::vector<JobEntry> jobs) {
   return jobs;
 }
 
+// Whether the job file still has the header the scan found (read again).
+bool still_has_seq(const Queue& q, const JobEntry& j, const DecodeOptions& decode) {
+  try {
+    Decoded dec = open_decoded(q.open_job(j.filename), "jobs/" + j.filename, decode);
+    return read_header(*dec.reader, "jobs/" + j.filename).seq == j.meta.seq;
+  } catch (const Error& e) {
+    spdlog::debug("{}", e.what());
+    return false;
+  }
+}
+
 // Finishes a previous run's interrupted delete and handles stale files.
 void tidy(const Queue& q, const std::vector<JobEntry>& jobs, uint64_t next, const ProcessOptions& opts) {
   if (!opts.never_delete) finish_recorded_completion(q, next, opts.decode);
@@ -121,6 +144,8 @@ void tidy(const Queue& q, const std::vector<JobEntry>& jobs, uint64_t next, cons
   if (stale.empty()) return;
   if (opts.delete_stale && !opts.never_delete) {
     for (const auto& j : stale) {
+      // Nothing is deleted on the index's word alone.
+      if (j.from_index && !still_has_seq(q, j, opts.decode)) continue;
       spdlog::info("removing stale jobs/{} (seq {} < next {})", j.filename, j.meta.seq, next);
       remove_job_file(q, j.filename);
     }
@@ -131,17 +156,45 @@ void tidy(const Queue& q, const std::vector<JobEntry>& jobs, uint64_t next, cons
 }
 
 
+// The jobs of one scan, in the order they run.
+struct Plan {
+  std::map<uint64_t, JobEntry> by_seq;  ///< --order-by sequence
+  std::vector<JobEntry> by_time;        ///< --order-by timestamp
+};
+
+Plan plan(const Queue& q, const ProcessOptions& opts, uint64_t next, ScanCheck check) {
+  // Every job is read again just before it runs, so the scan may trust
+  // the index on inode numbers alone (see ScanCheck::Inode).
+  ScanResult scan = q.scan(opts.decode, check);
+  scan.warn_skipped(q.dir());
+  Plan p;
+  if (opts.order_by == OrderBy::Timestamp) {
+    p.by_time = by_timestamp(std::move(scan.jobs));
+    return p;
+  }
+  tidy(q, scan.jobs, next, opts);
+  try {
+    p.by_seq = index_by_seq(q, scan.jobs, next, opts.never_delete, opts.decode);
+  } catch (const Error& e) {
+    // A conflict between two files may be the index's mistake: it counts
+    // only when every header was read from its file.
+    bool indexed = std::any_of(scan.jobs.begin(), scan.jobs.end(), [](auto& j) { return j.from_index; });
+    if (!indexed || e.exit_code() != kExitDataErr) throw;
+    spdlog::debug("{}; checking again without the header index", e.what());
+    HeaderIndex::discard(q.dir());
+    return plan(q, opts, next, ScanCheck::Stat);
+  }
+  return p;
+}
+
 int run_pass(const Queue& q, const ProcessOptions& opts, RunRecord& record) {
   q.check_exists();
   auto seq = SeqFile::open_waiting(q.seqfile_path(), false, opts.lock_wait_seconds);
   if (!seq) throw Error("queue " + q.dir() + " is locked by another process", kExitTempFail);
-  ScanResult scan = q.scan(opts.decode);
-  scan.warn_skipped(q.dir());
   bool by_seq = opts.order_by == OrderBy::Sequence;
-  if (by_seq) tidy(q, scan.jobs, seq->next(), opts);
-  auto pending = by_seq ? index_by_seq(q, scan.jobs, seq->next(), opts.never_delete, opts.decode)
-                        : std::map<uint64_t, JobEntry>{};
-  auto ordered = by_seq ? std::vector<JobEntry>{} : by_timestamp(std::move(scan.jobs));
+  Plan p = plan(q, opts, seq->next(), ScanCheck::Inode);
+  bool rescanned = false;
+  std::set<std::string> ran;  // by timestamp: a rescan must not run a job twice
   uint64_t done = 0;
   for (size_t i = 0;; ++i) {
     if (take_interrupt() || interrupted()) return kExitInterrupted;
@@ -151,17 +204,31 @@ int run_pass(const Queue& q, const ProcessOptions& opts, RunRecord& record) {
     }
     const JobEntry* entry = nullptr;
     if (by_seq) {
-      auto it = pending.find(seq->next());
-      if (it != pending.end()) entry = &it->second;
-    } else if (i < ordered.size()) {
-      entry = &ordered[i];
+      auto it = p.by_seq.find(seq->next());
+      if (it != p.by_seq.end()) entry = &it->second;
+    } else {
+      while (i < p.by_time.size() && ran.count(p.by_time[i].filename)) ++i;
+      if (i < p.by_time.size()) entry = &p.by_time[i];
     }
     if (!entry) {
       spdlog::debug("stopping: no job with sequence {} in the queue", seq->next());
       return kExitOk;
     }
+    HandoffResult r;
+    try {
+      r = run_entry(q, *entry, opts);
+    } catch (const IndexDoubt& d) {
+      // Once per pass: a second doubt comes from a scan that read every file.
+      if (rescanned) throw Error(d.why + ": it changed during the run", kExitDataErr);
+      spdlog::warn("{}, as the header index said; reading every job file again", d.why);
+      HeaderIndex::discard(q.dir());
+      p = plan(q, opts, seq->next(), ScanCheck::Stat);
+      rescanned = true;
+      i = static_cast<size_t>(-1);  // by timestamp: from the start of the new order
+      continue;
+    }
     ++done;
-    HandoffResult r = run_entry(q, *entry, opts);
+    if (!by_seq) ran.insert(entry->filename);
     note(record, *entry, r);
     if (settle(q, *entry, r, by_seq ? &*seq : nullptr, opts) == Verdict::Stop) return exit_for(r);
   }
@@ -171,11 +238,14 @@ int run_pass(const Queue& q, const ProcessOptions& opts, RunRecord& record) {
 
 int process_one_pass(const Queue& q, const ProcessOptions& opts) {
   q.check_exists();
+  Launcher launcher;  // one guard for the pass's consumers, let go at its end
+  ProcessOptions pass = opts;
+  pass.job.handoff.launcher = &launcher;
   RunRecord record = read_run_record(q);
   record.jobs_ok = record.jobs_failed = record.bytes = 0;
   int rc = kExitSoftware;
   try {
-    rc = run_pass(q, opts, record);
+    rc = run_pass(q, pass, record);
   } catch (const Error& e) {
     if (e.exit_code() != kExitTempFail) finish_record(q, opts, record, e.exit_code());
     throw;

@@ -3,6 +3,7 @@
 //   queuedir/nextseq        the next sequence number to run (see seqfile.hpp)
 //   queuedir/nextseq.lock   flock'd by the processor
 //   queuedir/jobs/          job files, fspl-*.fspl
+//   queuedir/.safespool-index  a cache of their headers (see index.hpp)
 //
 // A file whose name matches fspl-*.fspl is complete by convention: writers
 // use another name until the file is whole, then rename. Anything else in
@@ -17,6 +18,7 @@
 
 #include "safespool/decode.hpp"
 #include "safespool/fd.hpp"
+#include "safespool/index.hpp"
 #include "safespool/packet.hpp"
 
 namespace safespool {
@@ -25,6 +27,19 @@ namespace safespool {
 struct JobEntry {
   std::string filename;  ///< name within jobs/
   Meta meta;
+  FileId id;                ///< the file the header was read from
+  bool from_index = false;  ///< the header came from the index, not the file
+};
+
+/// How a scan decides that an indexed header still describes its file.
+enum class ScanCheck {
+  /// stat() every file and compare inode, size, mtime and ctime: for
+  /// listings, which show what is there now.
+  Stat,
+  /// Compare the inode number readdir() reports, without a stat() per
+  /// file: for the processor, which reads the header of each job again
+  /// before running it, and rescans without the index if they differ.
+  Inode,
 };
 
 /// A file in jobs/ that looked like a job but could not be read as one.
@@ -68,9 +83,11 @@ class Queue {
   /// Throws Error (exit 66) when DIR/jobs is not a directory.
   void check_exists() const;
 
-  /// Reads the header of every job file. Never throws for a single bad
-  /// file (it lands in `skipped`); throws when jobs/ cannot be listed.
-  ScanResult scan(const DecodeOptions& decode) const;
+  /// Reads the header of every job file, or takes it from the header index
+  /// when the file is unchanged (`check`), and updates the index when it
+  /// learnt something. Never throws for a single bad file (it lands in
+  /// `skipped`); throws when jobs/ cannot be listed.
+  ScanResult scan(const DecodeOptions& decode, ScanCheck check = ScanCheck::Stat) const;
 
   /// Opens a job file read-only, refusing symlinks and anything that is not
   /// a regular file. Throws SysError/Error naming the file.

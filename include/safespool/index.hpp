@@ -1,0 +1,92 @@
+// The header index: queuedir/.safespool-index, a cache of every job file's
+// parsed header, so that a scan re-reads only new or changed files.
+//
+// It is never required: a missing, unreadable, corrupt or foreign index
+// only costs a full rescan, after which it is written again. Each entry is
+// keyed by the file's name and identity (inode, size, mtime, ctime); a
+// file whose identity changed is read again. The file is written to a
+// temporary name and renamed, not fsynced: a crash may leave an old index
+// or garbage, and the checksum over the whole file turns garbage into "no
+// index". Concurrent writers each rename a complete file; the last one
+// wins, and any complete index is as good as a stale one, because every
+// entry is checked against the directory before use.
+//
+// "Racy" entries are not trusted: a file changed in place within the same
+// clock tick as the scan that read it could keep its mtime and ctime. An
+// entry whose ctime is not at least kRacySeconds older than the start of
+// the scan that wrote the index is read again next time (the rule git uses
+// for its index).
+//
+// The index holds headers only, never a verdict: the processor re-reads
+// the header of the job it is about to run and runs nothing else.
+#pragma once
+
+#include <sys/stat.h>
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+#include "safespool/decode.hpp"
+#include "safespool/packet.hpp"
+
+namespace safespool {
+
+struct JobEntry;
+
+/// What tells one version of a file from another.
+struct FileId {
+  uint64_t ino = 0;
+  uint64_t size = 0;
+  int64_t mtime_sec = 0;
+  int64_t mtime_nsec = 0;
+  int64_t ctime_sec = 0;
+  int64_t ctime_nsec = 0;
+  bool operator==(const FileId&) const = default;
+};
+
+FileId file_id(const struct stat& st);
+
+/// The key under which headers decoded with `decode` are cached, or
+/// nullopt when they must not be: an external decoder is an arbitrary
+/// program whose output may change without the file changing.
+std::optional<std::string> index_key(const DecodeOptions& decode);
+
+class HeaderIndex {
+ public:
+  static constexpr const char* kFileName = ".safespool-index";
+  static constexpr int64_t kRacySeconds = 2;
+
+  struct Entry {
+    FileId id;
+    Meta meta;
+  };
+
+  /// Loads DIR/.safespool-index if it was written for this jobs/ directory
+  /// (`jobs_st`: its device and inode) and this `key`. Anything else gives
+  /// an empty index; the reason is logged at debug level.
+  static HeaderIndex load(const std::string& queuedir, const std::string& key,
+                          const struct stat& jobs_st);
+
+  /// The trusted entry for `name`, if any (racy entries are not).
+  const Entry* find(const std::string& name) const;
+  size_t size() const { return entries_.size(); }
+
+  /// Writes an index of `jobs` for `jobs_st` and `key` to
+  /// DIR/.safespool-index (temporary file, rename). `scan_started` is the
+  /// wall-clock second the scan that read them began. Throws SysError.
+  static void save(const std::string& queuedir, const std::string& key, const struct stat& jobs_st,
+                   int64_t scan_started, std::span<const JobEntry> jobs);
+
+  /// Removes DIR/.safespool-index (when in doubt about it). Never throws.
+  static void discard(const std::string& queuedir);
+
+ private:
+  std::unordered_map<std::string, Entry> entries_;
+  int64_t written_at_ = 0;  ///< scan start of the loaded index
+};
+
+}  // namespace safespool

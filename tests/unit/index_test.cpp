@@ -1,0 +1,206 @@
+// The header index: used only for unchanged files, ignored on any doubt.
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <thread>
+
+#include "safespool/index.hpp"
+#include "safespool/queue.hpp"
+
+using namespace safespool;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct TempQueue {
+  fs::path path;
+  TempQueue() {
+    char tmpl[] = "/tmp/safespool-index-XXXXXX";
+    path = ::mkdtemp(tmpl);
+    fs::remove(path);
+    Queue::init(path, false);
+  }
+  ~TempQueue() { fs::remove_all(path); }
+  Queue queue() const { return Queue(path); }
+  fs::path job(const std::string& name) const { return path / "jobs" / name; }
+  fs::path index() const { return path / HeaderIndex::kFileName; }
+};
+
+std::string packet(uint64_t seq) {
+  Meta m;
+  m.seq = seq;
+  m.ctime_secs = 1700000000;
+  return encode_header(m) + "payload";
+}
+
+void put(const fs::path& p, const std::string& content) {
+  std::ofstream(p, std::ios::binary | std::ios::trunc) << content;
+}
+
+std::string name_of(int i) { return "fspl-" + std::to_string(1000 + i) + ".fspl"; }
+
+// Rewrites the index as if the scan that wrote it had run a minute from
+// now, so that files made a moment ago are not "racy" in it.
+void settle_index(const TempQueue& t) {
+  DecodeOptions d;
+  ScanResult r = t.queue().scan(d);
+  struct stat st;
+  ASSERT_EQ(::stat((t.path / "jobs").c_str(), &st), 0);
+  HeaderIndex::save(t.path, *index_key(d), st, ::time(nullptr) + 60, r.jobs);
+}
+
+std::map<std::string, JobEntry> scan_by_name(const TempQueue& t, ScanCheck check = ScanCheck::Stat) {
+  std::map<std::string, JobEntry> out;
+  for (auto& j : t.queue().scan(DecodeOptions{}, check).jobs) out.emplace(j.filename, j);
+  return out;
+}
+
+}  // namespace
+
+TEST(HeaderIndex, UnchangedFilesAreTakenFromTheIndex) {
+  TempQueue t;
+  for (int i = 1; i <= 3; ++i) put(t.job(name_of(i)), packet(i));
+  settle_index(t);
+  for (auto check : {ScanCheck::Stat, ScanCheck::Inode}) {
+    auto jobs = scan_by_name(t, check);
+    ASSERT_EQ(jobs.size(), 3u);
+    for (int i = 1; i <= 3; ++i) {
+      EXPECT_TRUE(jobs.at(name_of(i)).from_index);
+      EXPECT_EQ(jobs.at(name_of(i)).meta.seq, static_cast<uint64_t>(i));
+    }
+  }
+}
+
+TEST(HeaderIndex, FreshFilesAreRacyAndReadAgain) {
+  TempQueue t;
+  put(t.job(name_of(1)), packet(1));
+  t.queue().scan(DecodeOptions{});  // writes an index whose entry is racy
+  ASSERT_TRUE(fs::exists(t.index()));
+  EXPECT_FALSE(scan_by_name(t).at(name_of(1)).from_index);
+}
+
+TEST(HeaderIndex, AFileReplacedByRenameIsReadAgain) {
+  TempQueue t;
+  put(t.job(name_of(1)), packet(1));
+  settle_index(t);
+  put(t.path / "new", packet(9));
+  fs::rename(t.path / "new", t.job(name_of(1)));
+  for (auto check : {ScanCheck::Stat, ScanCheck::Inode}) {
+    auto j = scan_by_name(t, check).at(name_of(1));
+    EXPECT_FALSE(j.from_index);
+    EXPECT_EQ(j.meta.seq, 9u);
+  }
+}
+
+TEST(HeaderIndex, AFileRewrittenInPlaceIsReadAgainByAStatScan) {
+  TempQueue t;
+  put(t.job(name_of(1)), packet(1));
+  settle_index(t);
+  put(t.job(name_of(1)), packet(7));  // same inode, same size
+  auto j = scan_by_name(t, ScanCheck::Stat).at(name_of(1));
+  EXPECT_FALSE(j.from_index);
+  EXPECT_EQ(j.meta.seq, 7u);
+}
+
+TEST(HeaderIndex, RemovedFilesAreNotListed) {
+  TempQueue t;
+  for (int i = 1; i <= 3; ++i) put(t.job(name_of(i)), packet(i));
+  settle_index(t);
+  fs::remove(t.job(name_of(2)));
+  auto jobs = scan_by_name(t, ScanCheck::Inode);
+  EXPECT_EQ(jobs.size(), 2u);
+  EXPECT_FALSE(jobs.count(name_of(2)));
+}
+
+TEST(HeaderIndex, ACorruptOrTruncatedIndexIsIgnoredAndRewritten) {
+  for (int damage : {0, 1, 2}) {
+    TempQueue t;
+    for (int i = 1; i <= 3; ++i) put(t.job(name_of(i)), packet(i));
+    settle_index(t);
+    std::string bytes;
+    {
+      std::ifstream in(t.index(), std::ios::binary);
+      bytes.assign(std::istreambuf_iterator<char>(in), {});
+    }
+    ASSERT_GT(bytes.size(), 100u);
+    if (damage == 0) bytes[bytes.size() / 2] ^= 0x40;  // a flipped bit
+    if (damage == 1) bytes.resize(bytes.size() - 5);   // cut short
+    if (damage == 2) bytes.assign(bytes.size(), '\0'); // a crash's zeroes
+    put(t.index(), bytes);
+    auto jobs = scan_by_name(t);
+    ASSERT_EQ(jobs.size(), 3u) << "damage " << damage;
+    for (int i = 1; i <= 3; ++i) {
+      EXPECT_FALSE(jobs.at(name_of(i)).from_index) << "damage " << damage;
+      EXPECT_EQ(jobs.at(name_of(i)).meta.seq, static_cast<uint64_t>(i));
+    }
+    // The scan wrote a sound index again: settled, it is used.
+    settle_index(t);
+    EXPECT_TRUE(scan_by_name(t).at(name_of(1)).from_index);
+  }
+}
+
+TEST(HeaderIndex, AnIndexCopiedWithTheQueueIsNotTrusted) {
+  TempQueue t;
+  put(t.job(name_of(1)), packet(1));
+  settle_index(t);
+  TempQueue copy;
+  fs::remove_all(copy.path);
+  fs::copy(t.path, copy.path, fs::copy_options::recursive);
+  auto j = scan_by_name(copy).at(name_of(1));
+  EXPECT_FALSE(j.from_index);  // other inodes: it says nothing about them
+  EXPECT_EQ(j.meta.seq, 1u);
+}
+
+TEST(HeaderIndex, OtherDecodingOptionsDoNotShareIt) {
+  TempQueue t;
+  put(t.job(name_of(1)), packet(1));
+  settle_index(t);
+  DecodeOptions none;
+  none.mode = DecodeMode::None;
+  ScanResult r = t.queue().scan(none);
+  ASSERT_EQ(r.jobs.size(), 1u);
+  EXPECT_FALSE(r.jobs[0].from_index);
+}
+
+TEST(HeaderIndex, AnExternalDecoderIsNeverIndexed) {
+  TempQueue t;
+  put(t.job(name_of(1)), packet(1));
+  DecodeOptions ext;
+  ext.external = "cat";
+  ScanResult r = t.queue().scan(ext);
+  ASSERT_EQ(r.jobs.size(), 1u);
+  EXPECT_EQ(r.jobs[0].meta.seq, 1u);
+  EXPECT_FALSE(fs::exists(t.index()));
+}
+
+TEST(HeaderIndex, ScansRacingWithWritersAlwaysSeeTrueHeaders) {
+  TempQueue t;
+  constexpr int kFiles = 60;
+  std::atomic<bool> stop{false};
+  std::atomic<int> wrong{0};
+  auto scanner = [&] {
+    while (!stop) {
+      for (const auto& j : t.queue().scan(DecodeOptions{}).jobs)
+        if (j.filename != name_of(static_cast<int>(j.meta.seq))) ++wrong;
+    }
+  };
+  std::thread a(scanner), b(scanner);
+  for (int i = 1; i <= kFiles; ++i) {
+    // Complete under a temporary name, then renamed: the queue's contract.
+    put(t.path / "tmp", packet(static_cast<uint64_t>(i)));
+    fs::rename(t.path / "tmp", t.job(name_of(i)));
+    if (i % 3 == 0) fs::remove(t.job(name_of(i - 1)));
+  }
+  stop = true;
+  a.join();
+  b.join();
+  EXPECT_EQ(wrong, 0);
+  auto jobs = scan_by_name(t);
+  EXPECT_EQ(jobs.size(), static_cast<size_t>(kFiles - kFiles / 3));
+}
