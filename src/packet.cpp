@@ -3,6 +3,7 @@
 #include <time.h>
 
 #include <boost/crc.hpp>
+#include <cstdlib>
 #include <cstring>
 #include <nlohmann/json.hpp>
 
@@ -168,27 +169,36 @@ std::vector<std::pair<std::string, std::string>> job_env(const Meta& m, const st
   return env;
 }
 
+namespace {
+
+// "YYYY-MM-DDTHH:MM:SS" as fspl (chrono) writes it: the year zero-padded
+// to four digits, with a sign outside 0..9999.
+std::string format_tm(const struct tm& tm) {
+  long year = tm.tm_year + 1900L;
+  char buf[64];
+  const char* sign = year < 0 ? "-" : year > 9999 ? "+" : "";
+  snprintf(buf, sizeof buf, "%s%04ld-%02d-%02dT%02d:%02d:%02d", sign, year < 0 ? -year : year,
+           tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+  return buf;
+}
+
+}  // namespace
+
 std::string rfc3339_utc(int64_t secs) {
   time_t t = static_cast<time_t>(secs);
   struct tm tm;
   gmtime_r(&t, &tm);
-  char buf[64];
-  strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
+  return format_tm(tm) + "Z";
 }
 
 std::string rfc3339_local(int64_t secs) {
   time_t t = static_cast<time_t>(secs);
   struct tm tm;
   localtime_r(&t, &tm);
-  char buf[64];
-  strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-  long off = tm.tm_gmtoff;
-  char sign = off < 0 ? '-' : '+';
-  if (off < 0) off = -off;
+  int off = static_cast<int>(tm.tm_gmtoff / 60);  // minutes east of UTC
   char zone[16];
-  snprintf(zone, sizeof zone, "%c%02ld:%02ld", sign, off / 3600, (off % 3600) / 60);
-  return std::string(buf) + zone;
+  snprintf(zone, sizeof zone, "%c%02d:%02d", off < 0 ? '-' : '+', std::abs(off) / 60, std::abs(off) % 60);
+  return format_tm(tm) + zone;
 }
 
 std::pair<int64_t, uint32_t> now_ctime() {

@@ -49,14 +49,26 @@ RunRecord read_run_record(const Queue& q) {
   if (!in) return r;
   auto j = nlohmann::json::parse(in, nullptr, false);
   if (j.is_discarded() || !j.is_object()) return r;
-  r.last_run = j.value("last_run", int64_t{0});
-  r.last_success = j.value("last_success", int64_t{0});
-  r.jobs_ok = j.value("jobs_ok", uint64_t{0});
-  r.jobs_failed = j.value("jobs_failed", uint64_t{0});
-  r.bytes = j.value("bytes", uint64_t{0});
+  // A field of the wrong type is ignored like a missing one: a damaged
+  // record must never stop the queue (it is rewritten after the run).
+  auto num = [&](const char* k, auto fallback) {
+    auto it = j.find(k);
+    return it != j.end() && it->is_number_integer() && (std::is_signed_v<decltype(fallback)> || it->is_number_unsigned())
+               ? it->template get<decltype(fallback)>()
+               : fallback;
+  };
+  auto text = [&](const char* k) {
+    auto it = j.find(k);
+    return it != j.end() && it->is_string() ? it->template get<std::string>() : std::string();
+  };
+  r.last_run = num("last_run", int64_t{0});
+  r.last_success = num("last_success", int64_t{0});
+  r.jobs_ok = num("jobs_ok", uint64_t{0});
+  r.jobs_failed = num("jobs_failed", uint64_t{0});
+  r.bytes = num("bytes", uint64_t{0});
   if (j.contains("failed_seq") && j["failed_seq"].is_number_unsigned()) r.failed_seq = j["failed_seq"].get<uint64_t>();
-  r.failed_file = j.value("failed_file", "");
-  r.failed_reason = j.value("failed_reason", "");
+  r.failed_file = text("failed_file");
+  r.failed_reason = text("failed_reason");
   return r;
 }
 

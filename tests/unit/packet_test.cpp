@@ -175,3 +175,11 @@ TEST(Packet, JobEnvMatchesFsplOrder) {
       "FSPL_SET_A=b", "FSPL_SET_MULTI=line1\nline2"};
   EXPECT_EQ(keys, want);
 }
+
+TEST(Rfc3339, YearsArePaddedToFourDigitsAsFsplWritesThem) {
+  // fspl 1.2.2 prints 0005-05-24T03:06:40Z for this ctime (checked with
+  // `fspl stdin-info`); strftime's %Y would print "5-05-24...".
+  EXPECT_EQ(rfc3339_utc(-61997000000), "0005-05-24T03:06:40Z");
+  EXPECT_EQ(rfc3339_utc(1700000000), "2023-11-14T22:13:20Z");
+  EXPECT_EQ(rfc3339_utc(253402300799), "9999-12-31T23:59:59Z");
+}
