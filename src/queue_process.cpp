@@ -190,7 +190,7 @@ Plan plan(const Queue& q, const ProcessOptions& opts, uint64_t next, ScanCheck c
 int run_pass(const Queue& q, const ProcessOptions& opts, RunRecord& record) {
   q.check_exists();
   auto seq = SeqFile::open_waiting(q.seqfile_path(), false, opts.lock_wait_seconds);
-  if (!seq) throw Error("queue " + q.dir() + " is locked by another process", kExitTempFail);
+  if (!seq) throw QueueBusy(q.dir());
   bool by_seq = opts.order_by == OrderBy::Sequence;
   Plan p = plan(q, opts, seq->next(), ScanCheck::Inode);
   bool rescanned = false;

@@ -55,6 +55,14 @@ class FormatError : public Error {
   explicit FormatError(const std::string& what) : Error(what, kExitDataErr) {}
 };
 
+/// The queue is being processed by another run (exit 75). Expected when
+/// runs overlap, so a run without a terminal says nothing about it.
+class QueueBusy : public Error {
+ public:
+  explicit QueueBusy(const std::string& queuedir)
+      : Error("queue " + queuedir + " is locked by another process", kExitTempFail) {}
+};
+
 /// A failed system call. `what()` is "<context>: <strerror(err)>".
 class SysError : public Error {
  public:

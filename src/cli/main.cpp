@@ -78,6 +78,12 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     app.exit(e);
     return kExitUsage;
+  } catch (const QueueBusy& e) {
+    // Overlapping cron or timer runs are normal: the run that holds the
+    // lock does the work. Only a person at a terminal is told.
+    if (::isatty(2)) spdlog::error("{}", e.what());
+    else spdlog::debug("{}", e.what());
+    return e.exit_code();
   } catch (const Error& e) {
     spdlog::error("{}", e.what());
     return e.exit_code();

@@ -3,7 +3,8 @@
 # queuedir/nextseq.lock (and on SEQFILE.lock on the sender):
 #  - while another process holds the lock, queue-process, queue-get-next and
 #    queue-set-next of both tools fail at once, run nothing and change nothing;
-#    safespool exits 75 (EX_TEMPFAIL);
+#    safespool exits 75 (EX_TEMPFAIL), and queue-process says nothing unless
+#    stderr is a terminal (overlapping cron runs are normal);
 #  - while safespool processes a queue, fspl cannot, and vice versa;
 #  - prepare on a locked sender seqfile fails in both;
 #  - commands that need no lock (queue-ls, queue-info, queue-write) still work.
@@ -27,6 +28,12 @@ done
 if safespool_only; then
   expect_rc 75 "safespool queue-process on a locked queue exits 75" ss queue-process -q q "$T/bin/record"
   expect_rc 75 "safespool queue-set-next on a locked queue exits 75" ss queue-set-next -q q 5
+  # From cron (no terminal) a busy queue is expected and says nothing;
+  # -l debug still tells why.
+  ss queue-process -q q "$T/bin/record" </dev/null >busy.out 2>busy.err
+  expect_eq "a busy queue-process without a terminal is silent" "" "$(cat busy.out busy.err)"
+  ss -l debug queue-process -q q "$T/bin/record" 2>busy.err
+  expect_match "with -l debug it says the queue is locked" ".*is locked by another process.*" "$(cat busy.err)"
 fi
 expect_eq "no job ran while locked" "" "$(cat "$LOG")"
 expect_eq "nextseq unchanged while locked" 1 "$(cat q/nextseq)"
