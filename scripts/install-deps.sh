@@ -8,7 +8,7 @@ set -euo pipefail
 
 readonly kPackages=(
   build-essential cmake pkg-config
-  libboost-dev libzstd-dev zstd libgpgme-dev gnupg
+  libboost-dev libzstd-dev zstd libgpgme-dev gnupg zlib1g-dev
   nlohmann-json3-dev libspdlog-dev libcli11-dev
   libgtest-dev googletest
   filespooler xxd
@@ -16,8 +16,11 @@ readonly kPackages=(
   systemd                # systemd-analyze: tests/e2e/systemd_units.sh
   nncp                   # tests/e2e/nncp_transport.sh
   groff-base man-db      # tests/e2e/manpage.sh
+  go-md2man              # scripts/gen-manpage.sh: docs/safespool.1 from its .md
+  bash-completion        # tests/e2e/completion.sh
   time                   # /usr/bin/time (peak RSS): bench/run.sh
   python3                # packet generators in tests/e2e and bench
+  python3-jsonschema     # tests/e2e/json_schema.sh
 )
 
 if [[ "${SAFESPOOL_SKIP_DEPS:-0}" == 1 ]]; then
