@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # NNCP as the transport (examples/nncp): a real two-node round trip by
-# sneakernet, no daemon, no network.
-#  - two throwaway NNCP nodes (nncp-cfgnew, each config built from the other's
-#    public keys), every command with -cfg; the receiver's exec handler
-#    "safespool-write" runs "$SAFESPOOL queue-write -q QUEUE" (absolute paths,
-#    as NNCP runs handlers without a shell or PATH);
+# sneakernet, no daemon, no network (tests/e2e/nncp_daemon.sh goes online).
+#  - two throwaway NNCP nodes from examples/nncp/nncp-pair (nncp-cfgnew, each
+#    config built from the other's public keys, every command with -cfg); the
+#    receiver's exec handler "safespool-write" runs
+#    "$SAFESPOOL queue-write -q QUEUE" (absolute paths, as NNCP runs handlers
+#    without a shell or PATH);
 #  - the sender sends 3 packets with examples/nncp/safespool-nncp-send,
 #    seq 2 compressed with the zstd CLI; trip 1 carries seqs 3 and 2 on a
 #    "USB stick" (nncp-xfer -tx -mkdir / -rx, nncp-toss -seen): queue-process
@@ -16,7 +17,7 @@
 #  - queue-process then runs seqs 1, 2, 3 in order, each exactly once, with
 #    the payloads intact, and leaves the queue empty.
 source "${E2E_LIB:-$(dirname "$0")/lib.sh}"
-kSend=$E2E_LIB_DIR/../../examples/nncp/safespool-nncp-send
+kPair=$E2E_LIB_DIR/../../examples/nncp/nncp-pair
 
 for tool in nncp-cfgnew nncp-exec nncp-xfer nncp-toss zstd; do
   if ! command -v "$tool" >/dev/null; then
@@ -26,9 +27,10 @@ for tool in nncp-cfgnew nncp-exec nncp-xfer nncp-toss zstd; do
   fi
 done
 SAFESPOOL=$(readlink -f "$SAFESPOOL") # the handler needs an absolute path
+export SAFESPOOL
 cd "$T" || exit 1
 export E2E_T=$T
-mkdir -p bin sender receiver usb
+mkdir -p bin usb
 # The consumer: one line per job, with its payload's checksum.
 cat >bin/consumer <<'SH'
 #!/bin/sh
@@ -43,37 +45,16 @@ nncp() {
   # Flags before positional arguments: -quiet right after the command.
   timeout -k 5 "$E2E_TIMEOUT" "$1" -quiet "${@:2}" >>"$T/nncp.log" 2>&1
 }
+# pair ARGS...: examples/nncp/nncp-pair, the same way.
+pair() {
+  echo "+ nncp-pair $*" >>"$T/nncp.log"
+  timeout -k 5 "$E2E_TIMEOUT" "$kPair" "$@" >>"$T/nncp.log" 2>&1
+}
 show_nncp_log() { sed 's/^/    nncp: /' "$T/nncp.log" | tail -n 20 >&2; }
 
 section "two NNCP nodes"
-nncp-cfgnew -nocomments >sender/keys.hjson && nncp-cfgnew -nocomments >receiver/keys.hjson &&
-  pass || fail "nncp-cfgnew failed"
-# key FILE NAME: the first "NAME: value" of a generated config.
-key() { sed -n "s/^ *$2: *\"\{0,1\}\([A-Z0-9]*\)\"\{0,1\}\$/\1/p" "$1" | head -n 1; }
-# config SELF_KEYS PEER_KEYS PEER_NAME SPOOL [PEER_EXTRA]: a node's config.
-config() {
-  local self=$1 peer=$2 k
-  printf '{\n  spool: "%s"\n  log: "%s/log"\n  self: {\n' "$4" "$4"
-  for k in id exchpub exchprv signpub signprv noiseprv noisepub; do
-    printf '    %s: "%s"\n' "$k" "$(key "$self" "$k")"
-  done
-  printf '  }\n  neigh: {\n    self: {\n'
-  for k in id exchpub signpub noisepub; do printf '      %s: "%s"\n' "$k" "$(key "$self" "$k")"; done
-  printf '    }\n    %s: {\n' "$3"
-  for k in id exchpub signpub noisepub; do printf '      %s: "%s"\n' "$k" "$(key "$peer" "$k")"; done
-  [[ -n "${5:-}" ]] && printf '      %s\n' "$5"
-  printf '    }\n  }\n}\n'
-}
-mkdir -p sender/spool receiver/spool
-config sender/keys.hjson receiver/keys.hjson receiver "$T/sender/spool" >sender/nncp.hjson
-config receiver/keys.hjson sender/keys.hjson sender "$T/receiver/spool" \
-  "exec: {\"safespool-write\": [\"$SAFESPOOL\", \"queue-write\", \"-q\", \"$T/queue\"]}" \
-  >receiver/nncp.hjson
-for k in id exchpub signpub; do
-  [[ -n "$(key sender/keys.hjson "$k")" && -n "$(key receiver/keys.hjson "$k")" ]] && pass ||
-    fail "no $k in the nncp-cfgnew output"
-done
-expect_ok queue_init "$SAFESPOOL" queue-init -q "$T/queue"
+pair init "$T" && pass || fail "nncp-pair init failed"
+expect_eq "queue created, next 1" 1 "$("$SAFESPOOL" queue-get-next -q "$T/queue" 2>&1)"
 
 # send N [--zstd]: packet N (payload "payload N" + a random tail) to the
 # receiver, through the example script.
@@ -82,20 +63,14 @@ send() {
   shift
   { echo "payload $n"; head -c $((n * 20000)) /dev/urandom; } >"sender/payload$n"
   sha256sum <"sender/payload$n" | cut -c1-16 >"sender/sum$n"
-  SAFESPOOL=$SAFESPOOL SAFESPOOL_NNCP_OUTBOX=$T/sender timeout -k 5 "$E2E_TIMEOUT" \
-    "$kSend" --cfg "$T/sender/nncp.hjson" "$@" receiver -- prepare -s "$T/sender/seq" \
-    -i "sender/payload$n" >"$T/send$n.out" 2>&1
+  pair send "$T" "$@" "sender/payload$n"
   local rc=$?
   expect_eq "send packet $n: exit status" 0 "$rc"
-  ((rc == 0)) || sed 's/^/    /' "$T/send$n.out" >&2
 }
-# trip DIR: the sender writes its outgoing packets to the stick DIR.
-export_to() { mkdir -p "$1" && nncp nncp-xfer -cfg "$T/sender/nncp.hjson" -tx -mkdir "$1" || fail "nncp-xfer -tx $1"; }
-# import DIR: the receiver reads the stick DIR, then tosses (runs handlers).
-import_from() {
-  nncp nncp-xfer -cfg "$T/receiver/nncp.hjson" -rx "$1" || fail "nncp-xfer -rx $1"
-  nncp nncp-toss -cfg "$T/receiver/nncp.hjson" -seen || fail "nncp-toss after $1"
-}
+# export_to DIR: the sender writes its outgoing packets to the stick DIR.
+export_to() { pair export "$T" "$1" || fail "nncp-pair export $1"; }
+# import_from DIR: the receiver reads the stick DIR, then tosses (runs handlers).
+import_from() { pair import "$T" "$1" || fail "nncp-pair import $1"; }
 # fspl (SAFESPOOL=fspl, the reference self-check) needs a decoder for zstd.
 decoder=()
 is_fspl_mode && decoder=(-d 'zstd -dcf')
@@ -110,7 +85,7 @@ section "the sender prepares three packets (seq 2 compressed with zstd)"
 # Trip 1 is to carry seqs 3 and 2 only, but nncp-xfer exports everything that
 # is queued for the node: set packet 1 aside (with its cached header) until
 # trip 2.
-tx=$T/sender/spool/$(key receiver/keys.hjson id)/tx
+tx=$T/sender/spool/$("$kPair" id "$T" receiver)/tx
 send 1
 mkdir -p "$T/held/hdr"
 held=0
