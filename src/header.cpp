@@ -22,7 +22,7 @@ size_t read_exact(Reader& in, std::span<std::byte> buf) {
 
 }  // namespace
 
-Meta read_header(Reader& in, const std::string& name) {
+Meta read_header(Reader& in, const std::string& name, std::string* raw) {
   auto fail = [&](const std::string& why) { return FormatError(name + ": " + why); };
   std::array<std::byte, kPrefixSize> prefix_bytes;
   size_t got = read_exact(in, prefix_bytes);
@@ -38,7 +38,12 @@ Meta read_header(Reader& in, const std::string& name) {
   if (read_exact(in, meta) != meta.size())
     throw fail("truncated metadata (" + std::to_string(prefix.meta_len) + " bytes announced)");
   try {
-    return parse_metadata(meta, prefix.meta_crc);
+    Meta m = parse_metadata(meta, prefix.meta_crc);
+    if (raw) {
+      raw->assign(reinterpret_cast<const char*>(prefix_bytes.data()), prefix_bytes.size());
+      raw->append(reinterpret_cast<const char*>(meta.data()), meta.size());
+    }
+    return m;
   } catch (const FormatError& e) {
     throw fail(e.what());
   }

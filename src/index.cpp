@@ -1,19 +1,25 @@
 // The header index file (see include/safespool/index.hpp).
 //
-// Layout, native byte order (a marker catches a foreign one):
+// Layout, native byte order (a marker catches a foreign one), in two
+// parts: the entries, which a processor reads, and the headers, which
+// listings read too.
 //
-//   8   "SSPLIDX1"
+//   8   "SSPLIDX2"
 //   4   0x01020304 (byte order marker)
+//   8   size of the entries part (from offset 0 up to its CRC)
 //   8   device of jobs/      8  inode of jobs/
 //   8   wall-clock second the writing scan started
 //   4   key length, then the key (how headers were decoded)
 //   8   number of entries, then each entry:
-//         4 name length, the name; 6 x 8 FileId;
-//         4 header length, the header (prefix + metadata, as encode_header)
-//   4   CRC-32 of everything before it
+//         4 name length, the name; 6 x 8 FileId; 8 seq, 8 + 4 ctime;
+//         8 offset and 4 size of its header in the headers part
+//       in the order the scan listed the files (readdir order)
+//   4   CRC-32 of the entries part
+//   then the headers part: each header (prefix + metadata) as in a packet
 //
-// Headers are stored in the packet format itself, so loading one goes
-// through the same checked parser as reading a job file.
+// Headers are stored in the packet format itself and carry its two CRCs,
+// so a header goes through the same checked parser as a job file's, and
+// a processor, which needs only seq and ctime, never reads them.
 #include "safespool/index.hpp"
 
 #include <fcntl.h>
@@ -21,6 +27,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include <algorithm>
 #include <cstring>
 #include <ctime>
 
@@ -31,7 +38,7 @@
 namespace safespool {
 namespace {
 
-constexpr char kMagic[8] = {'S', 'S', 'P', 'L', 'I', 'D', 'X', '1'};
+constexpr char kMagic[8] = {'S', 'S', 'P', 'L', 'I', 'D', 'X', '2'};
 constexpr uint32_t kByteOrder = 0x01020304;
 constexpr size_t kMaxIndexBytes = size_t{1} << 31;
 
@@ -87,15 +94,18 @@ Meta parse_stored_header(std::string_view h) {
   return parse_metadata(bytes.subspan(kPrefixSize), p.meta_crc);
 }
 
-std::string read_whole(const std::string& path) {
-  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
-  if (!fd) throw_errno("cannot open " + path);
-  struct stat st;
-  if (::fstat(fd.get(), &st) != 0) throw_errno("cannot stat " + path);
-  if (!S_ISREG(st.st_mode) || static_cast<uint64_t>(st.st_size) > kMaxIndexBytes)
-    throw FormatError("not a regular file of a sane size");
-  std::string data(static_cast<size_t>(st.st_size), '\0');
-  data.resize(read_full(fd.get(), std::as_writable_bytes(std::span(data)), path));
+// `size` bytes at `offset`, without zero-filling a buffer first (it can be
+// large). Throws FormatError when the file is shorter.
+std::unique_ptr<char[]> read_at(int fd, uint64_t offset, size_t size, const std::string& path) {
+  std::unique_ptr<char[]> data(new char[size + 1]);
+  size_t got = 0;
+  while (got < size) {
+    ssize_t n = ::pread(fd, data.get() + got, size - got, static_cast<off_t>(offset + got));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw_errno("cannot read " + path);
+    if (n == 0) throw FormatError("truncated");
+    got += static_cast<size_t>(n);
+  }
   return data;
 }
 
@@ -116,48 +126,59 @@ HeaderIndex HeaderIndex::load(const std::string& queuedir, const std::string& ke
                               const struct stat& jobs_st) {
   std::string path = queuedir + "/" + kFileName;
   HeaderIndex idx;
-  std::string data;
   try {
-    data = read_whole(path);
-  } catch (const SysError& e) {
-    if (e.err() != ENOENT) spdlog::debug("ignoring {}: {}", path, e.what());
-    return idx;
-  } catch (const Error& e) {
-    spdlog::debug("ignoring {}: {}", path, e.what());
-    return idx;
-  }
-  try {
-    if (data.size() < sizeof(uint32_t)) throw FormatError("truncated");
+    idx.file_ = Fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK));
+    if (!idx.file_) throw_errno("cannot open " + path);
+    struct stat st;
+    if (::fstat(idx.file_.get(), &st) != 0) throw_errno("cannot stat " + path);
+    if (!S_ISREG(st.st_mode)) throw FormatError("not a regular file");
+    constexpr size_t kFixed = sizeof kMagic + 4 + 8;
+    auto fixed = read_at(idx.file_.get(), 0, std::min<uint64_t>(kFixed, st.st_size), path);
+    if (static_cast<uint64_t>(st.st_size) < kFixed) throw FormatError("truncated");
+    Cursor head(std::string_view(fixed.get(), kFixed));
+    if (head.take(sizeof kMagic) != std::string_view(kMagic, sizeof kMagic)) throw FormatError("not an index");
+    if (head.get<uint32_t>() != kByteOrder) throw FormatError("foreign byte order");
+    uint64_t entries_size = head.get<uint64_t>();
+    if (entries_size < kFixed || entries_size > static_cast<uint64_t>(st.st_size) - 4 ||
+        entries_size > kMaxIndexBytes)
+      throw FormatError("entries part beyond the file");
+    idx.data_ = read_at(idx.file_.get(), 0, entries_size + 4, path);
+    idx.headers_at_ = entries_size + 4;
     uint32_t stored_crc;
-    std::memcpy(&stored_crc, data.data() + data.size() - sizeof stored_crc, sizeof stored_crc);
-    std::string_view body(data.data(), data.size() - sizeof stored_crc);
-    if (checksum(body.data(), body.size()) != stored_crc) throw FormatError("checksum mismatch");
-    Cursor in(body);
-    if (in.take(sizeof kMagic) != std::string_view(kMagic, sizeof kMagic)) throw FormatError("not an index");
-    if (in.get<uint32_t>() != kByteOrder) throw FormatError("foreign byte order");
+    std::memcpy(&stored_crc, idx.data_.get() + entries_size, sizeof stored_crc);
+    if (checksum(idx.data_.get(), entries_size) != stored_crc) throw FormatError("checksum mismatch");
+    Cursor in(std::string_view(idx.data_.get(), entries_size));
+    in.take(kFixed);
     uint64_t dev = in.get<uint64_t>(), ino = in.get<uint64_t>();
     if (dev != jobs_st.st_dev || ino != jobs_st.st_ino)
       throw FormatError("written for another jobs/ directory");
     idx.written_at_ = in.get<int64_t>();
     if (in.bytes() != key) throw FormatError("written for other decoding options");
     uint64_t count = in.get<uint64_t>();
-    // Each entry takes at least 4 + 48 + 4 bytes: no absurd reservation.
-    if (count > in.left() / 56) throw FormatError("entry count beyond the file");
+    // Each entry takes at least 4 + 48 + 20 + 12 bytes: no absurd reservation.
+    if (count > in.left() / 84) throw FormatError("entry count beyond the file");
     idx.entries_.reserve(count);
     for (uint64_t i = 0; i < count; ++i) {
-      std::string name(in.bytes());
-      if (!is_job_name(name) || name.find('/') != std::string::npos) throw FormatError("bad entry name");
       Entry e;
+      e.name = in.bytes();
+      if (!is_job_name(e.name) || e.name.find('/') != std::string::npos) throw FormatError("bad entry name");
       e.id.ino = in.get<uint64_t>();
       e.id.size = in.get<uint64_t>();
       e.id.mtime_sec = in.get<int64_t>();
       e.id.mtime_nsec = in.get<int64_t>();
       e.id.ctime_sec = in.get<int64_t>();
       e.id.ctime_nsec = in.get<int64_t>();
-      e.meta = parse_stored_header(in.bytes());
-      idx.entries_.insert_or_assign(std::move(name), std::move(e));
+      e.seq = in.get<uint64_t>();
+      e.ctime_secs = in.get<int64_t>();
+      e.ctime_nanos = in.get<uint32_t>();
+      e.header_offset = in.get<uint64_t>();
+      e.header_size = in.get<uint32_t>();
+      idx.entries_.push_back(e);
     }
     if (in.left() != 0) throw FormatError("trailing bytes");
+  } catch (const SysError& e) {
+    if (e.err() != ENOENT) spdlog::debug("ignoring {}: {}", path, e.what());
+    return HeaderIndex();
   } catch (const Error& e) {
     spdlog::debug("ignoring {}: {}; every job file will be read", path, e.what());
     return HeaderIndex();
@@ -165,33 +186,86 @@ HeaderIndex HeaderIndex::load(const std::string& queuedir, const std::string& ke
   return idx;
 }
 
-const HeaderIndex::Entry* HeaderIndex::find(const std::string& name) const {
-  auto it = entries_.find(name);
-  if (it == entries_.end()) return nullptr;
-  if (it->second.id.ctime_sec >= written_at_ - kRacySeconds) return nullptr;  // racy
-  return &it->second;
+std::string_view HeaderIndex::header(const Entry& e) const {
+  if (!headers_read_) {
+    struct stat st;
+    if (::fstat(file_.get(), &st) != 0 || static_cast<uint64_t>(st.st_size) < headers_at_)
+      throw FormatError("header index: headers part unreadable");
+    size_t size = static_cast<size_t>(st.st_size - headers_at_);
+    if (size > kMaxIndexBytes) throw FormatError("header index: headers part too large");
+    auto data = read_at(file_.get(), headers_at_, size, kFileName);
+    headers_.assign(data.get(), size);
+    headers_read_ = true;
+  }
+  if (e.header_offset > headers_.size() || e.header_size > headers_.size() - e.header_offset)
+    throw FormatError("header index: header out of bounds");
+  return std::string_view(headers_).substr(e.header_offset, e.header_size);
+}
+
+Meta HeaderIndex::meta(const Entry& e) const {
+  Meta m = parse_stored_header(header(e));
+  if (m.seq != e.seq || m.ctime_secs != e.ctime_secs || m.ctime_nanos != e.ctime_nanos)
+    throw FormatError("header index: entry and header disagree");
+  return m;
+}
+
+const HeaderIndex::Entry* HeaderIndex::trusted(const Entry& e) const {
+  return e.id.ctime_sec < written_at_ - kRacySeconds ? &e : nullptr;
+}
+
+const HeaderIndex::Entry* HeaderIndex::find(std::string_view name) const {
+  // The directory lists its names in the same order as when the index was
+  // written, give or take the files added or removed since.
+  for (size_t i = cursor_; i < entries_.size() && i < cursor_ + 2; ++i) {
+    if (entries_[i].name == name) {
+      cursor_ = i + 1;
+      return trusted(entries_[i]);
+    }
+  }
+  if (by_name_.empty() && !entries_.empty()) {
+    by_name_.resize(entries_.size());
+    for (uint32_t i = 0; i < by_name_.size(); ++i) by_name_[i] = i;
+    std::sort(by_name_.begin(), by_name_.end(),
+              [this](uint32_t a, uint32_t b) { return entries_[a].name < entries_[b].name; });
+  }
+  auto it = std::lower_bound(by_name_.begin(), by_name_.end(), name,
+                             [this](uint32_t i, std::string_view n) { return entries_[i].name < n; });
+  if (it == by_name_.end() || entries_[*it].name != name) return nullptr;
+  cursor_ = *it + 1;
+  return trusted(entries_[*it]);
 }
 
 void HeaderIndex::save(const std::string& queuedir, const std::string& key,
-                       const struct stat& jobs_st, int64_t scan_started,
-                       std::span<const JobEntry> jobs) {
-  std::string out;
-  out.reserve(64 + jobs.size() * 160);
+                       const struct stat& jobs_st, int64_t scan_started, std::span<const Entry> entries,
+                       const HeaderIndex* source) {
+  std::string out, headers;
+  out.reserve(64 + entries.size() * 140);
+  headers.reserve(entries.size() * 90);
   out.append(kMagic, sizeof kMagic);
   put_raw(out, kByteOrder);
+  put_raw(out, uint64_t{0});  // the entries part's size, set below
   put_raw(out, static_cast<uint64_t>(jobs_st.st_dev));
   put_raw(out, static_cast<uint64_t>(jobs_st.st_ino));
   put_raw(out, scan_started);
   put_bytes(out, key);
-  put_raw(out, static_cast<uint64_t>(jobs.size()));
-  for (const auto& e : jobs) {
-    put_bytes(out, e.filename);
+  put_raw(out, static_cast<uint64_t>(entries.size()));
+  for (const Entry& e : entries) {
+    std::string_view h = e.header.empty() && source ? source->header(e) : e.header;
+    put_bytes(out, e.name);
     for (int64_t v : {static_cast<int64_t>(e.id.ino), static_cast<int64_t>(e.id.size), e.id.mtime_sec,
                       e.id.mtime_nsec, e.id.ctime_sec, e.id.ctime_nsec})
       put_raw(out, v);
-    put_bytes(out, encode_header(e.meta));
+    put_raw(out, e.seq);
+    put_raw(out, e.ctime_secs);
+    put_raw(out, e.ctime_nanos);
+    put_raw(out, static_cast<uint64_t>(headers.size()));
+    put_raw(out, static_cast<uint32_t>(h.size()));
+    headers.append(h);
   }
+  uint64_t entries_size = out.size();
+  std::memcpy(out.data() + sizeof kMagic + 4, &entries_size, sizeof entries_size);
   put_raw(out, checksum(out.data(), out.size()));
+  out.append(headers);
 
   std::string path = queuedir + "/" + kFileName;
   // A name of our own: two writers never share a temporary file.

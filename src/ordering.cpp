@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <sstream>
@@ -75,14 +76,20 @@ void remove_job_file(const Queue& q, const std::string& filename) {
   if (::unlink(path.c_str()) != 0 && errno != ENOENT) throw_errno("cannot delete " + path);
 }
 
-std::map<uint64_t, JobEntry> index_by_seq(const Queue& q, const std::vector<JobEntry>& jobs,
-                                          uint64_t next, bool keep_files, const DecodeOptions& decode) {
-  std::map<uint64_t, JobEntry> by_seq;
-  for (const auto& j : jobs) {
-    if (j.meta.seq < next) continue;
-    auto [it, fresh] = by_seq.emplace(j.meta.seq, j);
-    if (fresh) continue;
-    const std::string& first = it->second.filename;
+std::vector<JobEntry> index_by_seq(const Queue& q, std::vector<JobEntry> jobs, uint64_t next,
+                                   bool keep_files, const DecodeOptions& decode) {
+  std::erase_if(jobs, [next](const JobEntry& j) { return j.meta.seq < next; });
+  // Stable: of two files with one seq, the first listed is kept.
+  std::stable_sort(jobs.begin(), jobs.end(),
+                   [](const JobEntry& a, const JobEntry& b) { return a.meta.seq < b.meta.seq; });
+  std::vector<JobEntry> by_seq;
+  by_seq.reserve(jobs.size());
+  for (auto& j : jobs) {
+    if (by_seq.empty() || by_seq.back().meta.seq != j.meta.seq) {
+      by_seq.push_back(std::move(j));
+      continue;
+    }
+    const std::string& first = by_seq.back().filename;
     if (!same_content(q, first, j.filename, decode))
       throw Error("two different job files have sequence " + std::to_string(j.meta.seq) + ": jobs/" +
                       first + " and jobs/" + j.filename, kExitDataErr);
@@ -91,6 +98,12 @@ std::map<uint64_t, JobEntry> index_by_seq(const Queue& q, const std::vector<JobE
     if (!keep_files) remove_job_file(q, j.filename);
   }
   return by_seq;
+}
+
+const JobEntry* find_seq(const std::vector<JobEntry>& by_seq, uint64_t seq) {
+  auto it = std::lower_bound(by_seq.begin(), by_seq.end(), seq,
+                             [](const JobEntry& j, uint64_t s) { return j.meta.seq < s; });
+  return it != by_seq.end() && it->meta.seq == seq ? &*it : nullptr;
 }
 
 std::vector<JobEntry> stale_jobs(const std::vector<JobEntry>& jobs, uint64_t next) {

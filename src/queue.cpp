@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <deque>
 #include <ctime>
 #include <algorithm>
 #include <memory>
@@ -89,18 +90,29 @@ Fd Queue::open_job(const std::string& filename) const {
 namespace {
 
 // The indexed header of `e`, if the file is still the one it was read from.
-const HeaderIndex::Entry* unchanged(const HeaderIndex& idx, int dir_fd, const dirent& e, ScanCheck check) {
+const HeaderIndex::Entry* unchanged(const HeaderIndex& idx, int dir_fd, const dirent& e, ScanFor purpose) {
   const HeaderIndex::Entry* hit = idx.find(e.d_name);
   if (!hit) return nullptr;
-  if (check == ScanCheck::Inode) return e.d_ino == hit->id.ino ? hit : nullptr;
+  if (purpose == ScanFor::Processing) return e.d_ino == hit->id.ino ? hit : nullptr;
   struct stat st;
   if (::fstatat(dir_fd, e.d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode)) return nullptr;
   return file_id(st) == hit->id ? hit : nullptr;
 }
 
+// The header an index entry holds: all of it for a listing; for the
+// processor only what orders the jobs (it reads the rest from the file).
+Meta indexed_meta(const HeaderIndex& idx, const HeaderIndex::Entry& hit, ScanFor purpose) {
+  if (purpose == ScanFor::Listing) return idx.meta(hit);
+  Meta m;
+  m.seq = hit.seq;
+  m.ctime_secs = hit.ctime_secs;
+  m.ctime_nanos = hit.ctime_nanos;
+  return m;
+}
+
 }  // namespace
 
-ScanResult Queue::scan(const DecodeOptions& decode, ScanCheck check) const {
+ScanResult Queue::scan(const DecodeOptions& decode, ScanFor purpose, uint64_t seq_below) const {
   int64_t started = ::time(nullptr);
   std::unique_ptr<DIR, int (*)(DIR*)> d(::opendir(jobs_dir().c_str()), ::closedir);
   if (!d) throw_errno("cannot list " + jobs_dir());
@@ -109,43 +121,71 @@ ScanResult Queue::scan(const DecodeOptions& decode, ScanCheck check) const {
   std::optional<std::string> key = index_key(decode);
   HeaderIndex idx = key ? HeaderIndex::load(dir_, *key, dir_st) : HeaderIndex();
   ScanResult out;
-  size_t read = 0;
+  // The next index, in directory order: views into the loaded index, or
+  // into `fresh` for files read now (a deque: its strings stay put).
+  std::vector<HeaderIndex::Entry> next_index;
+  std::deque<std::string> fresh;
+  if (key) next_index.reserve(idx.size());
+  if (seq_below == UINT64_MAX) out.jobs.reserve(idx.size());
   errno = 0;
   while (dirent* e = ::readdir(d.get())) {
-    std::string name = e->d_name;
+    std::string_view name = e->d_name;
     if (!is_job_name(name)) continue;
-    if (const HeaderIndex::Entry* hit = unchanged(idx, ::dirfd(d.get()), *e, check)) {
-      out.jobs.push_back({std::move(name), hit->meta, hit->id, true});
-      errno = 0;
-      continue;
+    if (const HeaderIndex::Entry* hit = unchanged(idx, ::dirfd(d.get()), *e, purpose)) {
+      try {
+        if (hit->seq >= seq_below) {
+          ++out.beyond;
+        } else {
+          out.jobs.push_back({std::string(name), indexed_meta(idx, *hit, purpose), hit->id, true});
+        }
+        next_index.push_back(*hit);
+        errno = 0;
+        continue;
+      } catch (const Error& err) {
+        spdlog::debug("header index entry for {}: {}; reading the file", name, err.what());
+      }
     }
     // A scan of many encrypted packets takes a while: honour a stop request.
     if (take_interrupt() || interrupted()) throw Error("interrupted during the scan of " + jobs_dir(), kExitInterrupted);
+    std::string shown = "jobs/" + std::string(name);
     try {
-      Fd fd = open_job(name);
+      Fd fd = open_job(std::string(name));
       struct stat st;
-      if (::fstat(fd.get(), &st) != 0) throw_errno("cannot stat " + job_path(name));
-      Decoded dec = open_decoded(std::move(fd), "jobs/" + name, decode);
-      out.jobs.push_back({name, read_header(*dec.reader, "jobs/" + name), file_id(st), false});
-      ++read;
+      if (::fstat(fd.get(), &st) != 0) throw_errno("cannot stat " + job_path(std::string(name)));
+      Decoded dec = open_decoded(std::move(fd), shown, decode);
+      std::string raw;
+      Meta meta = read_header(*dec.reader, shown, key ? &raw : nullptr);
+      if (key) {
+        const std::string& n = fresh.emplace_back(name);
+        const std::string& h = fresh.emplace_back(std::move(raw));
+        next_index.push_back({n, file_id(st), meta.seq, meta.ctime_secs, meta.ctime_nanos, h});
+      }
+      if (meta.seq >= seq_below) {
+        ++out.beyond;
+      } else {
+        out.jobs.push_back({std::string(name), std::move(meta), file_id(st), false});
+      }
     } catch (const SysError& err) {
       if (err.err() == ENOENT) {
         spdlog::debug("{} vanished during the scan", name);
         continue;
       }
-      out.skipped.push_back({name, err.what()});
+      out.skipped.push_back({std::string(name), err.what()});
     } catch (const Error& err) {
-      out.skipped.push_back({name, err.what()});
+      out.skipped.push_back({std::string(name), err.what()});
     }
     errno = 0;
   }
   if (errno != 0) throw_errno("cannot list " + jobs_dir());
   // Rewrite the index when it learnt headers, or when it mostly describes
   // files that are gone; a few stale entries cost nothing.
-  size_t gone = idx.size() > out.jobs.size() - read ? idx.size() - (out.jobs.size() - read) : 0;
-  if (key && (read > 0 || gone > std::max<size_t>(64, out.jobs.size() / 4))) {
+  size_t learnt = fresh.size() / 2;
+  spdlog::debug("scan of {}: {} header(s) from the index, {} read, {} unreadable", jobs_dir(),
+                next_index.size() - learnt, learnt, out.skipped.size());
+  size_t gone = idx.size() > next_index.size() - learnt ? idx.size() - (next_index.size() - learnt) : 0;
+  if (key && (learnt > 0 || gone > std::max<size_t>(64, next_index.size() / 4))) {
     try {
-      HeaderIndex::save(dir_, *key, dir_st, started, out.jobs);
+      HeaderIndex::save(dir_, *key, dir_st, started, next_index, &idx);
     } catch (const Error& err) {
       spdlog::debug("cannot update the header index: {}", err.what());
     }

@@ -156,33 +156,39 @@ void tidy(const Queue& q, const std::vector<JobEntry>& jobs, uint64_t next, cons
 }
 
 
+// How many sequence numbers ahead of nextseq one scan lists: a queue of
+// 100,000 packets need not be sorted to run the next one.
+constexpr uint64_t kSeqWindow = 4096;
+
 // The jobs of one scan, in the order they run.
 struct Plan {
-  std::map<uint64_t, JobEntry> by_seq;  ///< --order-by sequence
+  std::vector<JobEntry> by_seq;         ///< --order-by sequence (sorted)
   std::vector<JobEntry> by_time;        ///< --order-by timestamp
+  uint64_t seq_below = UINT64_MAX;      ///< by_seq holds the jobs below this
+  size_t beyond = 0;                    ///< jobs at or above it, not listed
 };
 
-Plan plan(const Queue& q, const ProcessOptions& opts, uint64_t next, ScanCheck check) {
-  // Every job is read again just before it runs, so the scan may trust
-  // the index on inode numbers alone (see ScanCheck::Inode).
-  ScanResult scan = q.scan(opts.decode, check);
-  scan.warn_skipped(q.dir());
+Plan plan(const Queue& q, const ProcessOptions& opts, uint64_t next, ScanFor purpose) {
   Plan p;
+  if (opts.order_by == OrderBy::Sequence && next < UINT64_MAX - kSeqWindow) p.seq_below = next + kSeqWindow;
+  ScanResult scan = q.scan(opts.decode, purpose, p.seq_below);
+  scan.warn_skipped(q.dir());
+  p.beyond = scan.beyond;
   if (opts.order_by == OrderBy::Timestamp) {
     p.by_time = by_timestamp(std::move(scan.jobs));
     return p;
   }
   tidy(q, scan.jobs, next, opts);
+  bool indexed = std::any_of(scan.jobs.begin(), scan.jobs.end(), [](auto& j) { return j.from_index; });
   try {
-    p.by_seq = index_by_seq(q, scan.jobs, next, opts.never_delete, opts.decode);
+    p.by_seq = index_by_seq(q, std::move(scan.jobs), next, opts.never_delete, opts.decode);
   } catch (const Error& e) {
     // A conflict between two files may be the index's mistake: it counts
     // only when every header was read from its file.
-    bool indexed = std::any_of(scan.jobs.begin(), scan.jobs.end(), [](auto& j) { return j.from_index; });
     if (!indexed || e.exit_code() != kExitDataErr) throw;
     spdlog::debug("{}; checking again without the header index", e.what());
     HeaderIndex::discard(q.dir());
-    return plan(q, opts, next, ScanCheck::Stat);
+    return plan(q, opts, next, ScanFor::Listing);
   }
   return p;
 }
@@ -192,7 +198,7 @@ int run_pass(const Queue& q, const ProcessOptions& opts, RunRecord& record) {
   auto seq = SeqFile::open_waiting(q.seqfile_path(), false, opts.lock_wait_seconds);
   if (!seq) throw QueueBusy(q.dir());
   bool by_seq = opts.order_by == OrderBy::Sequence;
-  Plan p = plan(q, opts, seq->next(), ScanCheck::Inode);
+  Plan p = plan(q, opts, seq->next(), ScanFor::Processing);
   bool rescanned = false;
   std::set<std::string> ran;  // by timestamp: a rescan must not run a job twice
   uint64_t done = 0;
@@ -204,8 +210,8 @@ int run_pass(const Queue& q, const ProcessOptions& opts, RunRecord& record) {
     }
     const JobEntry* entry = nullptr;
     if (by_seq) {
-      auto it = p.by_seq.find(seq->next());
-      if (it != p.by_seq.end()) entry = &it->second;
+      if (seq->next() >= p.seq_below && p.beyond > 0) p = plan(q, opts, seq->next(), ScanFor::Processing);
+      entry = find_seq(p.by_seq, seq->next());
     } else {
       while (i < p.by_time.size() && ran.count(p.by_time[i].filename)) ++i;
       if (i < p.by_time.size()) entry = &p.by_time[i];
@@ -222,7 +228,7 @@ int run_pass(const Queue& q, const ProcessOptions& opts, RunRecord& record) {
       if (rescanned) throw Error(d.why + ": it changed during the run", kExitDataErr);
       spdlog::warn("{}, as the header index said; reading every job file again", d.why);
       HeaderIndex::discard(q.dir());
-      p = plan(q, opts, seq->next(), ScanCheck::Stat);
+      p = plan(q, opts, seq->next(), ScanFor::Listing);
       rescanned = true;
       i = static_cast<size_t>(-1);  // by timestamp: from the start of the new order
       continue;

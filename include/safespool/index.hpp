@@ -28,14 +28,14 @@
 #include <span>
 #include <string>
 #include <string_view>
-#include <unordered_map>
+#include <memory>
+#include <vector>
 
 #include "safespool/decode.hpp"
+#include "safespool/fd.hpp"
 #include "safespool/packet.hpp"
 
 namespace safespool {
-
-struct JobEntry;
 
 /// What tells one version of a file from another.
 struct FileId {
@@ -60,9 +60,19 @@ class HeaderIndex {
   static constexpr const char* kFileName = ".safespool-index";
   static constexpr int64_t kRacySeconds = 2;
 
+  /// One indexed file: views into the loaded index, or into the caller's
+  /// strings for an entry about to be saved.
   struct Entry {
+    std::string_view name;
     FileId id;
-    Meta meta;
+    uint64_t seq = 0;
+    int64_t ctime_secs = 0;
+    uint32_t ctime_nanos = 0;
+    /// Prefix + metadata, as in a packet. Empty in a loaded entry: ask
+    /// header(), which reads the headers part of the file when first asked.
+    std::string_view header;
+    uint64_t header_offset = 0;  ///< loaded entries: where in that part
+    uint32_t header_size = 0;
   };
 
   /// Loads DIR/.safespool-index if it was written for this jobs/ directory
@@ -71,22 +81,43 @@ class HeaderIndex {
   static HeaderIndex load(const std::string& queuedir, const std::string& key,
                           const struct stat& jobs_st);
 
-  /// The trusted entry for `name`, if any (racy entries are not).
-  const Entry* find(const std::string& name) const;
+  /// The trusted entry for `name`, if any (racy entries are not). Cheapest
+  /// when names are asked for in the order the index was written
+  /// (readdir() order, which an unchanged directory repeats).
+  const Entry* find(std::string_view name) const;
   size_t size() const { return entries_.size(); }
 
-  /// Writes an index of `jobs` for `jobs_st` and `key` to
-  /// DIR/.safespool-index (temporary file, rename). `scan_started` is the
-  /// wall-clock second the scan that read them began. Throws SysError.
+  /// The header bytes of a loaded entry. Throws FormatError when they
+  /// cannot be read or are out of bounds.
+  std::string_view header(const Entry& e) const;
+  /// The header of a loaded entry, parsed and checked (its CRCs, and its
+  /// seq against the entry's). Throws FormatError.
+  Meta meta(const Entry& e) const;
+
+  /// Writes an index of `entries` (in their order) for `jobs_st` and `key`
+  /// to DIR/.safespool-index (temporary file, rename); an entry without
+  /// `header` takes it from `source`, the index it was loaded from.
+  /// `scan_started` is the wall-clock second the scan that read them
+  /// began. Throws SysError / FormatError.
   static void save(const std::string& queuedir, const std::string& key, const struct stat& jobs_st,
-                   int64_t scan_started, std::span<const JobEntry> jobs);
+                   int64_t scan_started, std::span<const Entry> entries,
+                   const HeaderIndex* source = nullptr);
 
   /// Removes DIR/.safespool-index (when in doubt about it). Never throws.
   static void discard(const std::string& queuedir);
 
  private:
-  std::unordered_map<std::string, Entry> entries_;
-  int64_t written_at_ = 0;  ///< scan start of the loaded index
+  const Entry* trusted(const Entry& e) const;
+
+  Fd file_;                       ///< the loaded file (never changed in place)
+  uint64_t headers_at_ = 0;       ///< where its headers part starts
+  std::unique_ptr<char[]> data_;  ///< its entries part, which entries_ point into
+  mutable std::string headers_;   ///< its headers part, read when first needed
+  mutable bool headers_read_ = false;
+  std::vector<Entry> entries_;    ///< in the order written
+  int64_t written_at_ = 0;        ///< scan start of the loaded index
+  mutable size_t cursor_ = 0;     ///< where the next name is expected
+  mutable std::vector<uint32_t> by_name_;  ///< sorted positions, built on the first miss
 };
 
 }  // namespace safespool

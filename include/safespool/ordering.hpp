@@ -25,11 +25,15 @@
 
 namespace safespool {
 
-/// Jobs with seq >= `next`, keyed by seq. Twins are collapsed (the extra
-/// file is removed unless `keep_files`); a different packet under a seq
-/// already seen throws Error (exit 65) naming both files.
-std::map<uint64_t, JobEntry> index_by_seq(const Queue& q, const std::vector<JobEntry>& jobs,
-                                          uint64_t next, bool keep_files, const DecodeOptions& decode);
+/// Jobs with seq >= `next`, sorted by seq, one per seq. Twins are
+/// collapsed (the later file in `jobs` is removed unless `keep_files`); a
+/// different packet under a seq already seen throws Error (exit 65) naming
+/// both files.
+std::vector<JobEntry> index_by_seq(const Queue& q, std::vector<JobEntry> jobs, uint64_t next,
+                                   bool keep_files, const DecodeOptions& decode);
+
+/// The job with sequence `seq` in a vector made by index_by_seq, or null.
+const JobEntry* find_seq(const std::vector<JobEntry>& by_seq, uint64_t seq);
 
 /// Jobs with seq < `next`.
 std::vector<JobEntry> stale_jobs(const std::vector<JobEntry>& jobs, uint64_t next);

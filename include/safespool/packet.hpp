@@ -73,9 +73,10 @@ Prefix parse_prefix(std::span<const std::byte> prefix);
 Meta parse_metadata(std::span<const std::byte> metadata, uint32_t expected_crc);
 
 /// Reads exactly the prefix and metadata from `in` (nothing more) and
-/// decodes them. Throws FormatError "NAME: reason" (truncated input
-/// included) or whatever `in` throws.
-Meta read_header(Reader& in, const std::string& name);
+/// decodes them; `raw`, when given, receives those bytes. Throws
+/// FormatError "NAME: reason" (truncated input included) or whatever `in`
+/// throws.
+Meta read_header(Reader& in, const std::string& name, std::string* raw = nullptr);
 
 /// The environment a consumer gets (and queue-info/stdin-info print), in
 /// fspl's order: FSPL_SEQ, FSPL_CTIME_*, FSPL_JOB_FILENAME/QUEUEDIR/FULLPATH

@@ -12,6 +12,7 @@
 // job's name is skipped, never followed or blocked on.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -31,15 +32,16 @@ struct JobEntry {
   bool from_index = false;  ///< the header came from the index, not the file
 };
 
-/// How a scan decides that an indexed header still describes its file.
-enum class ScanCheck {
-  /// stat() every file and compare inode, size, mtime and ctime: for
-  /// listings, which show what is there now.
-  Stat,
-  /// Compare the inode number readdir() reports, without a stat() per
-  /// file: for the processor, which reads the header of each job again
-  /// before running it, and rescans without the index if they differ.
-  Inode,
+/// Who scans, which decides how an indexed header is trusted and used.
+enum class ScanFor {
+  /// Listings show what is there now: every file is stat()ed and its
+  /// inode, size, mtime and ctime compared with the index.
+  Listing,
+  /// The processor reads the header of each job again just before running
+  /// it (and rescans without the index if they differ), so it trusts the
+  /// inode number readdir() reports, without a stat() per file, and takes
+  /// only seq and ctime from the index (`meta` holds nothing else).
+  Processing,
 };
 
 /// A file in jobs/ that looked like a job but could not be read as one.
@@ -52,6 +54,8 @@ struct SkippedFile {
 struct ScanResult {
   std::vector<JobEntry> jobs;       ///< in directory order
   std::vector<SkippedFile> skipped; ///< unreadable, not a packet, not a regular file
+  /// Jobs at or above the scan's `seq_below` bound: counted, not listed.
+  size_t beyond = 0;
   /// Logs the skipped files once at warn level (count and first one) and
   /// each at debug level.
   void warn_skipped(const std::string& queuedir) const;
@@ -84,10 +88,13 @@ class Queue {
   void check_exists() const;
 
   /// Reads the header of every job file, or takes it from the header index
-  /// when the file is unchanged (`check`), and updates the index when it
-  /// learnt something. Never throws for a single bad file (it lands in
+  /// when the file is unchanged (see ScanFor), and updates the index when
+  /// it learnt something. Never throws for a single bad file (it lands in
   /// `skipped`); throws when jobs/ cannot be listed.
-  ScanResult scan(const DecodeOptions& decode, ScanCheck check = ScanCheck::Stat) const;
+  /// `seq_below`: list only jobs with a smaller seq and count the others
+  /// (the processor needs the next few thousand, not all of a huge queue).
+  ScanResult scan(const DecodeOptions& decode, ScanFor purpose = ScanFor::Listing,
+                  uint64_t seq_below = UINT64_MAX) const;
 
   /// Opens a job file read-only, refusing symlinks and anything that is not
   /// a regular file. Throws SysError/Error naming the file.
