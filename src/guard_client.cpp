@@ -1,16 +1,20 @@
-// Finding, starting, releasing and reaping the consumer's guard
-// (src/guard/main.cpp). See include/safespool/guard.hpp and
-// docs/design/handoff.md, "The guard".
+// Finding, starting, talking to and reaping the consumers' guard
+// (src/guard/main.cpp), and keeping one for a run of consumers. See
+// include/safespool/guard.hpp and docs/design/handoff.md, "The guard".
 #include "safespool/guard.hpp"
 
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <spdlog/spdlog.h>
+
 #include <cerrno>
 #include <cstdlib>
+#include <cstring>
 
 #include "safespool/error.hpp"
 
@@ -23,6 +27,7 @@ namespace {
 
 constexpr const char* kGuardName = "safespool-guard";
 // The guard's protocol: see src/guard/main.cpp.
+constexpr char kHold = 'h';
 constexpr char kEof = 'e';
 constexpr char kRelease = 'r';
 
@@ -56,7 +61,11 @@ std::vector<std::string> guard_candidates() {
   if (env && *env) return {env};  // an explicit choice is never second-guessed
   std::vector<std::string> out;
   std::string exe = self_exe();
-  if (!exe.empty()) out.push_back(dir_of(exe) + "/" + kGuardName);
+  if (!exe.empty()) {
+    out.push_back(dir_of(exe) + "/" + kGuardName);
+    // An installed tree, wherever it was unpacked (bin/ next to libexec/).
+    out.push_back(dir_of(exe) + "/../libexec/safespool/" + kGuardName);
+  }
 #ifdef SAFESPOOL_GUARD_BUILD_PATH
   // Only for binaries inside the build tree (unit_tests, test tools): an
   // installed binary must not pick up some developer's build.
@@ -79,36 +88,69 @@ std::string find_guard(const std::vector<std::string>& candidates) {
               kExitUnavailable);
 }
 
-Guard Guard::start(int write_end) {
+Guard Guard::start() {
   SpawnSpec spec;
   spec.argv = {find_guard(guard_candidates())};
+  spec.path = spec.argv[0];
   spec.env = std::vector<std::string>{};
-  Pipe lifeline = make_pipe();
-  Fd dev_null;
-  if (write_end < 0) dev_null = open_dev_null_for_writing();
-  spec.stdin_fd = lifeline.read.get();
-  spec.stdout_fd = write_end >= 0 ? write_end : dev_null.get();
+  int pair[2];
+  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) != 0)
+    throw_errno("cannot create the guard's lifeline");
+  Fd ours(pair[0]), theirs(pair[1]);
+  Fd dev_null = open_dev_null_for_writing();
+  spec.stdin_fd = theirs.get();
+  spec.stdout_fd = dev_null.get();
   spec.stderr_fd = 2;
   // Blocked from before exec until the guard ignores them: a SIGTERM to the
   // group in its first milliseconds must not end it.
   spec.blocked_signals = {SIGTERM, SIGINT, SIGHUP, SIGPIPE};
   Child child = spawn(spec);
-  // lifeline.read closes here: the guard holds the only read end, we the
-  // only write end (O_CLOEXEC, and spawn closes fds >= 3 in every child).
-  return Guard(std::move(child), std::move(lifeline.write));
+  // `theirs` closes here: the guard holds the only copy of its end, we the
+  // only one of ours (O_CLOEXEC, and spawn closes fds >= 3 in every child),
+  // so our death is its EOF and its death makes our sends fail.
+  return Guard(std::move(child), std::move(ours));
 }
 
-void Guard::send(char c) {
+bool Guard::gone() const {
+  if (!lifeline_ || !child_.running()) return true;
+  pollfd p{child_.pidfd(), POLLIN, 0};
+  return ::poll(&p, 1, 0) != 0;  // readable once it has exited; an error counts too
+}
+
+bool Guard::send(char c, int fd) {
+  if (!lifeline_) return false;
+  iovec iov{&c, 1};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  if (fd >= 0) {
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    cmsghdr* cm = CMSG_FIRSTHDR(&msg);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int));
+    std::memcpy(CMSG_DATA(cm), &fd, sizeof fd);
+  }
   ssize_t n;
   do {
-    n = ::write(lifeline_.get(), &c, 1);
+    // EPIPE when the guard is gone; EAGAIN when it does not read (stopped).
+    n = ::sendmsg(lifeline_.get(), &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
   } while (n < 0 && errno == EINTR);
+  return n == 1;
 }
 
-void Guard::deliver_eof() {
-  if (!lifeline_ || eof_sent_) return;
-  send(kEof);
-  eof_sent_ = true;
+bool Guard::hold(int write_end) {
+  holding_ = send(kHold, write_end);
+  return holding_;
+}
+
+bool Guard::drop() {
+  if (!holding_) return true;
+  if (!send(kEof)) return false;
+  holding_ = false;
+  return true;
 }
 
 void Guard::release() {
@@ -129,6 +171,94 @@ ExitStatus Guard::reap(int bound_ms) {
     if (rc == 0) ::kill(child_.pid(), SIGKILL);  // the guard alone
   }
   return child_.wait();
+}
+
+Launcher::~Launcher() {
+  try {
+    release();
+  } catch (const std::exception& e) {
+    spdlog::warn("cannot let the consumers' guard go: {}", e.what());
+  }
+}
+
+Child Launcher::start(SpawnSpec spec, int write_end) {
+  // A consumer started before never ended through consumer_ended() (an
+  // exception): its guard may hold a copy of a cut payload's pipe.
+  if (in_job_) kill_and_forget();
+  for (int attempt = 1;; ++attempt) {
+    Guard& guard = ready_guard(write_end);
+    spec.pgroup = guard.pgid();
+    try {
+      Child child = paths_.spawn(spec);
+      in_job_ = true;
+      return child;
+    } catch (const SysError&) {
+      // The consumer may have failed to join the group of a guard that
+      // died meanwhile: that is worth one more try with a new guard.
+      if (attempt == 1 && guard.gone()) {
+        forget(false, 0, "was gone when the consumer was started");
+        continue;
+      }
+      // No consumer exists: the copy the guard holds can go.
+      if (!guard.drop()) forget(false, 0, "did not take 'e'");
+      throw;
+    }
+  }
+}
+
+Guard& Launcher::ready_guard(int write_end) {
+  for (;;) {
+    if (guard_ && guard_->gone()) forget(false, 0, "was gone; starting a new one");
+    bool fresh = !guard_;
+    if (fresh) {
+      guard_ = Guard::start();
+      spdlog::debug("started guard {}", guard_->pgid());
+    }
+    if (write_end < 0 || guard_->hold(write_end)) return *guard_;
+    int err = errno;
+    forget(false, 0, "did not take the consumer's pipe");
+    if (fresh) throw SysError("cannot hand the consumer's pipe to safespool-guard", err);
+  }
+}
+
+void Launcher::payload_complete() {
+  // A guard that does not take it is dealt with in consumer_ended().
+  if (guard_) guard_->drop();
+}
+
+void Launcher::consumer_ended(bool clean) {
+  in_job_ = false;
+  if (!guard_) return;
+  if (clean && guard_->drop()) return;  // ready for the next consumer
+  if (clean) return forget(false, 0, "did not take 'e'");
+  // Its group, guard included, was SIGKILLed: it is dying.
+  forget(true, 2000, "was killed with its group");
+}
+
+void Launcher::release() {
+  if (!guard_) return;
+  if (in_job_) return kill_and_forget();
+  guard_->release();
+  ExitStatus st = guard_->reap();
+  spdlog::debug("released guard {}: {}", guard_->pgid(), st.describe());
+  guard_.reset();
+}
+
+void Launcher::kill_and_forget() {
+  if (guard_) guard_->kill_group();
+  forget(true, 2000, "was killed with the group of a consumer that did not end cleanly");
+}
+
+void Launcher::forget(bool expected, int bound_ms, const char* why) {
+  in_job_ = false;
+  if (!guard_) return;
+  pid_t pid = guard_->pgid();
+  ExitStatus st = guard_->reap(bound_ms);
+  if (expected)
+    spdlog::debug("guard {} {}: {}", pid, why, st.describe());
+  else
+    spdlog::warn("safespool-guard {} {} ({})", pid, why, st.describe());
+  guard_.reset();
 }
 
 }  // namespace safespool

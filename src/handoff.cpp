@@ -5,10 +5,12 @@
 // grace timer and a periodic tick (stall detection, progress), and on the
 // relay thread's "done" notice. Every ending funnels through the same steps:
 // stop the relay, signal the process group, reap the consumer, kill what is
-// left of its group before the pipe's write end is closed, join the relay,
-// release or kill the guard and reap it. The guard (guard.hpp) leads the
-// consumer's group and keeps the consumer from seeing EOF, or outliving
-// us, if this process dies. See docs/design/handoff.md.
+// left of its group (guard included) before the pipe's write end is closed
+// unless the ending was clean, join the relay, and tell the launcher, which
+// keeps a guard that survived for the next consumer and reaps one that was
+// killed. The guard (guard.hpp) leads the consumer's group and keeps the
+// consumer from seeing EOF, or outliving us, if this process dies. See
+// docs/design/handoff.md.
 #include "safespool/handoff.hpp"
 
 #include <signal.h>
@@ -96,9 +98,9 @@ class Watch {
 /// Runs the event loop for one started consumer and builds the result.
 class Supervisor {
  public:
-  Supervisor(Child& child, Guard& guard, Relay* relay, std::function<uint64_t()> bytes,
+  Supervisor(Child& child, Launcher& launcher, Relay* relay, std::function<uint64_t()> bytes,
              const HandoffOptions& opts)
-      : opts_(opts), child_(child), guard_(guard), relay_(relay), bytes_(std::move(bytes)),
+      : opts_(opts), child_(child), launcher_(launcher), relay_(relay), bytes_(std::move(bytes)),
         child_watch_(io_, child.pidfd()), signal_watch_(io_, interrupt_fd()),
         timeout_(io_), grace_(io_), tick_(io_) {}
   ~Supervisor() {
@@ -126,7 +128,7 @@ class Supervisor {
 
   const HandoffOptions& opts_;
   Child& child_;
-  Guard& guard_;
+  Launcher& launcher_;
   Relay* relay_;
   std::function<uint64_t()> bytes_;
   asio::io_context io_;
@@ -195,7 +197,7 @@ void Supervisor::on_relay_done() {
       spdlog::debug("{}: payload complete, EOF after {} bytes", opts_.job_name, relay_->bytes());
       // Our write end is closed; the guard's copy is the last one. After an
       // abort it stays, so the consumer dies without seeing EOF.
-      if (!abort_kind_) guard_.deliver_eof();
+      if (!abort_kind_) launcher_.payload_complete();
       break;
     default:
       break;  // ConsumerGone: its exit status is the answer; Stopped: ours
@@ -278,12 +280,9 @@ void Supervisor::clean_up() {
   // The group id is still pinned: the guard, its leader, is not reaped yet.
   if (!clean) child_.kill_group(SIGKILL);
   if (relay_) relay_->close_write();
-  // A clean ending lets the guard go; until now it stood ready to kill the
-  // consumer had we died. Leftovers of the consumer keep running, as
-  // they would without a guard.
-  if (clean) guard_.release();
-  ExitStatus g = guard_.reap();
-  spdlog::debug("{}: guard {} ended: {}", opts_.job_name, child_.pgid(), g.describe());
+  // After a clean ending the guard holds nothing and stays, ready to kill
+  // the next consumer should we die; a killed one is reaped.
+  launcher_.consumer_ended(clean);
 }
 
 void Supervisor::show_progress(bool final) {
@@ -337,27 +336,27 @@ std::string HandoffResult::describe() const {
 HandoffResult run_consumer(const ConsumerSpec& consumer, PayloadSource payload,
                            const HandoffOptions& opts) {
   ignore_sigpipe();
+  Launcher own;  // the caller keeps none: a guard for this consumer alone
+  Launcher& launcher = opts.launcher ? *opts.launcher : own;
   ConsumerStdin in = choose_stdin(payload, opts);
-  std::unique_ptr<Relay> relay;  // declared before the children: outlives them
-  // The guard first: it leads the consumer's group and holds its copy of the
-  // pipe's write end (or /dev/null) before the consumer exists.
-  Guard guard = Guard::start(in.pipe.write.get());
-  if (payload.stream)
-    relay = std::make_unique<Relay>(*payload.stream, std::move(in.pipe.write), opts.tick);
   SpawnSpec spec;
   spec.argv = consumer.argv;
   spec.env = consumer.env;
   spec.stdin_fd = in.fd;
   spec.stdout_fd = consumer.stdout_fd;
   spec.stderr_fd = consumer.stderr_fd;
-  spec.pgroup = guard.pgid();  // joins the guard's group
-  Child child = spawn(spec);  // throws SysError; posix_spawn leaves no zombie
-  in.pipe.read.reset();       // only the consumer may hold the read end
+  std::unique_ptr<Relay> relay;  // declared before the child: outlives it
+  // Into the guard's group; with a pipe, the guard holds its copy of the
+  // write end before the consumer exists.
+  Child child = launcher.start(std::move(spec), payload.stream ? in.pipe.write.get() : -1);
+  in.pipe.read.reset();  // only the consumer may hold the read end
+  if (payload.stream)
+    relay = std::make_unique<Relay>(*payload.stream, std::move(in.pipe.write), opts.tick);
   spdlog::debug("{}: started consumer {} ({}) in the group of guard {}", opts.job_name,
-                child.pid(), consumer.argv[0], guard.pgid());
+                child.pid(), consumer.argv[0], child.pgid());
   HandoffResult result =
-      Supervisor(child, guard, relay.get(), byte_counter(payload, relay.get(), in.start_offset),
-                 opts)
+      Supervisor(child, launcher, relay.get(),
+                 byte_counter(payload, relay.get(), in.start_offset), opts)
           .run();
   log_result(opts, result);
   return result;

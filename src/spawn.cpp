@@ -3,13 +3,17 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <string_view>
 
 #include "safespool/error.hpp"
 
@@ -140,9 +144,11 @@ Child spawn(const SpawnSpec& spec) {
   auto argv = c_strings(spec.argv);
   std::vector<char*> envp;
   if (spec.env) envp = c_strings(*spec.env);
+  char** env = spec.env ? envp.data() : environ;
   pid_t pid = -1;
-  int rc = ::posix_spawnp(&pid, argv[0], &fa.fa, &attr.a, argv.data(),
-                          spec.env ? envp.data() : environ);
+  int rc = spec.path.empty()
+               ? ::posix_spawnp(&pid, argv[0], &fa.fa, &attr.a, argv.data(), env)
+               : ::posix_spawn(&pid, spec.path.c_str(), &fa.fa, &attr.a, argv.data(), env);
   if (rc != 0) throw SysError("cannot run '" + spec.argv[0] + "'", rc);
   int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
   if (pidfd < 0) {
@@ -155,6 +161,47 @@ Child spawn(const SpawnSpec& spec) {
   }
   // pidfd_open sets O_CLOEXEC by default.
   return Child(pid, Fd(pidfd), spec.pgroup);
+}
+
+std::string search_path(const std::string& name) {
+  if (name.find('/') != std::string::npos) return name;
+  int err = ENOENT;
+  if (!name.empty()) {
+    const char* env = std::getenv("PATH");
+    std::string_view dirs = env ? env : "/bin:/usr/bin";  // glibc's default
+    for (size_t start = 0; start <= dirs.size();) {
+      size_t end = std::min(dirs.find(':', start), dirs.size());
+      std::string_view dir = dirs.substr(start, end - start);
+      std::string file = (dir.empty() ? std::string(".") : std::string(dir)) + "/" + name;
+      struct stat st {};
+      // The test execve makes in effect: a directory or a file without x
+      // permission for us is EACCES, and execvp goes on looking.
+      if (::stat(file.c_str(), &st) == 0) {
+        if (S_ISREG(st.st_mode) && ::access(file.c_str(), X_OK) == 0) return file;
+        err = EACCES;
+      }
+      start = end + 1;
+    }
+  }
+  throw SysError("cannot run '" + name + "'", err);
+}
+
+Child CommandPaths::spawn(SpawnSpec spec) {
+  if (spec.argv.empty()) throw UsageError("no command given");
+  const std::string& name = spec.argv[0];
+  auto it = found_.find(name);
+  bool remembered = it != found_.end();
+  if (!remembered) it = found_.emplace(name, search_path(name)).first;
+  spec.path = it->second;
+  try {
+    return safespool::spawn(spec);
+  } catch (const SysError& e) {
+    if (!remembered || (e.err() != ENOENT && e.err() != EACCES)) throw;
+    // Moved or uninstalled since we looked: look again, once.
+    found_.erase(it);
+    spec.path = found_.emplace(name, search_path(name)).first->second;
+    return safespool::spawn(spec);
+  }
 }
 
 }  // namespace safespool

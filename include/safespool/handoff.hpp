@@ -14,8 +14,9 @@
 // finish() confirmed the stream; on any failure the consumer's process
 // group is killed first, so a transactional consumer discards the partial
 // stream. Our own death keeps the promise too: every consumer runs in a
-// process group led by its guard (guard.hpp), which holds a second copy of
-// the pipe's write end and kills the group if this process dies.
+// process group led by a guard (guard.hpp), which holds a second copy of
+// the pipe's write end and kills the group if this process dies. A run of
+// jobs shares one guard through a Launcher.
 #pragma once
 
 #include <chrono>
@@ -26,6 +27,7 @@
 
 #include "safespool/decode.hpp"
 #include "safespool/fd.hpp"
+#include "safespool/guard.hpp"
 
 namespace safespool {
 
@@ -52,6 +54,9 @@ struct HandoffOptions {
   size_t pipe_size = 0;  ///< 0: /proc/sys/fs/pipe-max-size
   bool progress = false; ///< one-line progress display on stderr (a tty)
   std::string job_name;  ///< for log lines, e.g. "seq 42 (fspl-x.fspl)"
+  /// The run's launcher (not owned): its guard and PATH search serve every
+  /// consumer of the run. Null: a guard for this consumer alone.
+  Launcher* launcher = nullptr;
 };
 
 /// How one consumer run ended. An outcome, not an exception.
@@ -74,11 +79,13 @@ struct HandoffResult {
   std::string describe() const;
 };
 
-/// Starts the consumer (after its guard) and delivers the payload. Throws
-/// SysError when the consumer cannot be started (command not found, not
-/// executable): that is not a job failure; Error (exit code 69) when
-/// safespool-guard cannot be found. Ignores SIGPIPE process-wide. Every
-/// child, guard included, is reaped before this returns.
+/// Starts the consumer in its guard's group and delivers the payload.
+/// Throws SysError when the consumer cannot be started (command not found,
+/// not executable): that is not a job failure; Error (exit code 69) when
+/// safespool-guard cannot be found. Ignores SIGPIPE process-wide. The
+/// consumer is reaped before this returns, and so is the guard unless it
+/// belongs to opts.launcher and the job ended cleanly (it then waits for
+/// the run's next consumer).
 HandoffResult run_consumer(const ConsumerSpec& consumer, PayloadSource payload,
                            const HandoffOptions& opts);
 

@@ -1,18 +1,24 @@
 // Spawning children precisely.
 //
-// Children are started with posix_spawn(p), never fork+exec by hand and
-// never through Boost.Process (see docs/design/spawning.md for the defects
-// that ruled it out). A child gets exactly fds 0-2 (addclosefrom_np(3)),
-// a process group of its own (a new one it leads, or one named in the
-// spec, e.g. its guard's), default signal dispositions and an empty signal
-// mask (unless the spec asks for blocked signals). Exec failure comes back
-// as an exception carrying errno, never as a fake exit status 127, and
-// leaves no zombie. Each child is watched through a pidfd so it can be
-// awaited on an event loop.
+// Children are started with posix_spawn, never fork+exec by hand and never
+// through Boost.Process (see docs/design/spawning.md for the defects that
+// ruled it out). A child gets exactly fds 0-2 (addclosefrom_np(3)), a
+// process group of its own (a new one it leads, or one named in the spec,
+// e.g. its guard's), default signal dispositions and an empty signal mask
+// (unless the spec asks for blocked signals). Exec failure comes back as an
+// exception carrying errno, never as a fake exit status 127, and leaves no
+// zombie. Each child is watched through a pidfd so it can be awaited on an
+// event loop.
+//
+// A command name is searched in PATH as execvp does. CommandPaths does that
+// search once per name for a run of consumers: posix_spawnp would search in
+// the child, one failed execve per PATH entry before the right one, for
+// every job.
 #pragma once
 
 #include <sys/types.h>
 
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -33,7 +39,9 @@ struct ExitStatus {
 
 /// What to start.
 struct SpawnSpec {
-  std::vector<std::string> argv;               ///< argv[0] is searched in PATH
+  std::vector<std::string> argv;               ///< argv[0]: the name the child sees
+  /// The file to execute. Empty: argv[0], searched in PATH as execvp does.
+  std::string path;
   std::optional<std::vector<std::string>> env; ///< "K=V" strings; nullopt = inherit
   int stdin_fd = 0;                            ///< becomes the child's fd 0
   int stdout_fd = 1;                           ///< becomes the child's fd 1
@@ -90,5 +98,27 @@ class Child {
 /// Starts a child. Throws SysError("cannot run 'argv0'", errno) when the
 /// command cannot be executed (not found, not executable).
 Child spawn(const SpawnSpec& spec);
+
+/// The file execvp would run for `name`: `name` itself when it contains a
+/// '/'; otherwise the first regular file we may execute, in $PATH order
+/// ("/bin:/usr/bin" when PATH is unset; an empty entry is the current
+/// directory). Throws SysError("cannot run 'name'", err) when there is
+/// none: EACCES when only files we may not execute were found, else ENOENT
+/// — what execvp would have failed with.
+std::string search_path(const std::string& name);
+
+/// Where the commands of a run were found in PATH, searched once per name
+/// (like a shell's hash table, for the life of this object). Not
+/// thread-safe.
+class CommandPaths {
+ public:
+  /// spawn() with spec.path set to where argv[0] was found. When a
+  /// remembered file fails with ENOENT or EACCES (moved or uninstalled since),
+  /// argv[0] is searched for again, once. Throws as spawn() does.
+  Child spawn(SpawnSpec spec);
+
+ private:
+  std::map<std::string, std::string> found_;  ///< name -> file
+};
 
 }  // namespace safespool

@@ -12,14 +12,23 @@
 //                                       and writes DIR/done
 //   handoff_driver DIR file LINES       plain file of LINES lines as stdin;
 //                                       consumer reads a line every 50 ms
+//   handoff_driver DIR held JOBS        JOBS complete 1 MiB streams, each
+//                                       consumer appending its process group
+//                                       to DIR/pgrps, then a stream that
+//                                       never yields a byte, all through one
+//                                       Launcher (one guard): the last
+//                                       consumer waits with the guard
+//                                       holding its pipe and nothing in it
 //
 // Exits 0 when the consumer succeeded, 1 otherwise, 2 on bad usage.
 #include <fcntl.h>
 
 #include <algorithm>
+#include <condition_variable>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <mutex>
 #include <string>
 
 #include "safespool/handoff.hpp"
@@ -30,11 +39,17 @@ namespace {
 
 using namespace safespool;
 
-/// Pseudo-random bytes, `limit` of them (0: for ever).
+/// Pseudo-random bytes, `limit` of them (0: for ever); with `hold`, none:
+/// the first read waits until cancelled.
 class Generator : public Reader {
  public:
-  explicit Generator(uint64_t limit) : limit_(limit) {}
+  explicit Generator(uint64_t limit, bool hold = false) : limit_(limit), hold_(hold) {}
   size_t read(std::span<std::byte> buf) override {
+    if (hold_) {
+      std::unique_lock lock(mu_);
+      cv_.wait(lock, [&] { return cancelled_; });
+      return 0;
+    }
     size_t n = std::min<size_t>(buf.size(), 64 << 10);
     if (limit_) n = static_cast<size_t>(std::min<uint64_t>(n, limit_ - pos_));
     for (size_t i = 0; i < n; ++i) buf[i] = std::byte(static_cast<unsigned char>((pos_ + i) * 131));
@@ -42,22 +57,55 @@ class Generator : public Reader {
     return n;
   }
   void finish() override {}
+  void cancel() override {
+    std::lock_guard lock(mu_);
+    cancelled_ = true;
+    cv_.notify_all();
+  }
   std::string describe() const override { return "generator"; }
 
  private:
   uint64_t limit_, pos_ = 0;
+  bool hold_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool cancelled_ = false;
 };
 
-ConsumerSpec shell(const std::string& dir, const std::string& body, const std::string& after) {
+ConsumerSpec sh(const std::string& script) {
   ConsumerSpec c;
-  c.argv = {"/bin/sh", "-c", "cd '" + dir + "' || exit 99; echo $$ > consumer.pid; " + body +
-                                 "; echo eof > marker" + after};
+  c.argv = {"/bin/sh", "-c", script};
   for (char** e = environ; *e; ++e) c.env.push_back(*e);
   return c;
 }
 
+ConsumerSpec shell(const std::string& dir, const std::string& body, const std::string& after) {
+  return sh("cd '" + dir + "' || exit 99; echo $$ > consumer.pid; " + body +
+            "; echo eof > marker" + after);
+}
+
+int run_held(const std::string& dir, int jobs) {
+  Launcher launcher;
+  HandoffOptions opts;
+  opts.launcher = &launcher;
+  for (int i = 0; i < jobs; ++i) {
+    opts.job_name = "handoff_driver held, job " + std::to_string(i + 1);
+    Generator gen(1 << 20);
+    PayloadSource payload;
+    payload.stream = &gen;
+    auto c = sh("cd '" + dir + "' && cat > /dev/null && cut -d' ' -f5 /proc/$$/stat >> pgrps");
+    if (!run_consumer(c, std::move(payload), opts).success()) return 1;
+  }
+  opts.job_name = "handoff_driver held, last job";
+  Generator gen(0, true);
+  PayloadSource payload;
+  payload.stream = &gen;
+  return run_consumer(shell(dir, "cat > /dev/null", ""), std::move(payload), opts).success() ? 0 : 1;
+}
+
 int run(const std::string& dir, const std::string& mode, const std::string& arg,
         const std::string& linger) {
+  if (mode == "held") return run_held(dir, std::stoi(arg));
   HandoffOptions opts;
   opts.job_name = "handoff_driver " + mode;
   PayloadSource payload;
@@ -81,8 +129,11 @@ int run(const std::string& dir, const std::string& mode, const std::string& arg,
 
 int main(int argc, char** argv) {
   std::string mode = argc > 2 ? argv[2] : "";
-  if ((mode != "stream" && mode != "file") || (mode == "file" && argc != 4) || argc > 5) {
-    std::fprintf(stderr, "usage: handoff_driver DIR stream [BYTES [SECONDS]] | DIR file LINES\n");
+  if ((mode != "stream" && mode != "file" && mode != "held") ||
+      (mode != "stream" && argc != 4) || argc > 5) {
+    std::fprintf(stderr,
+                 "usage: handoff_driver DIR stream [BYTES [SECONDS]] | DIR file LINES | "
+                 "DIR held JOBS\n");
     return 2;
   }
   try {

@@ -312,6 +312,61 @@ TEST_F(HandoffTest, ExecFailureThrowsAndLeavesNoZombie) {
   EXPECT_LE(::waitpid(-1, &st, WNOHANG), 0) << "an unreaped child is left";
 }
 
+TEST_F(HandoffTest, RunOfConsumersSharesOneGuardUntilAnAbortKillsIt) {
+  Launcher launcher;
+  opts_.launcher = &launcher;
+  // The consumer's process group, as the probe saw it.
+  auto group_of = [&](PayloadSource p) {
+    fs::remove(out());
+    auto res = run_consumer(probe({"--report"}), std::move(p), opts_);
+    EXPECT_TRUE(res.success()) << res.describe();
+    EXPECT_EQ(field(report(), "pgrp_leader"), "safespool-guard") << report();
+    return field(report(), "pgrp");
+  };
+  auto stream = [](MemReader& r) {
+    PayloadSource p;
+    p.stream = &r;
+    return p;
+  };
+  MemReader r1(random_bytes(300000));
+  std::string first = group_of(stream(r1));
+  EXPECT_EQ(first, std::to_string(launcher.guard_pid()));
+  std::ofstream(dir_ / "job") << "payload";
+  PayloadSource file;
+  file.file = Fd(::open((dir_ / "job").c_str(), O_RDONLY | O_CLOEXEC));
+  EXPECT_EQ(group_of(std::move(file)), first) << "a plain file got a new guard";
+  EXPECT_EQ(group_of(PayloadSource{}), first) << "/dev/null got a new guard";
+  // A command that cannot run leaves the guard holding nothing: were it
+  // still holding that pipe, the next hold would make it kill its group.
+  ConsumerSpec missing = probe();
+  missing.argv = {"safespool-no-such-command"};
+  MemReader r2(random_bytes(1000));
+  try {
+    run_stream(missing, r2);
+    ADD_FAILURE() << "a missing command ran";
+  } catch (const SysError& e) {
+    EXPECT_STREQ(e.what(), "cannot run 'safespool-no-such-command': No such file or directory");
+  }
+  MemReader r3(random_bytes(300000));
+  EXPECT_EQ(group_of(stream(r3)), first);
+  // An abort SIGKILLs the group, guard included: the next consumer gets a
+  // new guard, which the one after it shares.
+  opts_.timeout = 300ms;
+  auto res = run_consumer(shell("sleep 100"), PayloadSource{}, opts_);
+  EXPECT_EQ(res.kind, Kind::TimedOut) << res.describe();
+  EXPECT_EQ(launcher.guard_pid(), 0) << "the killed guard was not reaped";
+  opts_.timeout.reset();
+  MemReader r4(random_bytes(300000)), r5(random_bytes(300000));
+  std::string second = group_of(stream(r4));
+  EXPECT_NE(second, first);
+  EXPECT_EQ(group_of(stream(r5)), second);
+  launcher.release();
+  EXPECT_EQ(launcher.guard_pid(), 0);
+  EXPECT_NE(::kill(std::stoi(second), 0), 0) << "the released guard still runs";
+  int st;
+  EXPECT_LE(::waitpid(-1, &st, WNOHANG), 0) << "an unreaped child is left";
+}
+
 TEST_F(HandoffTest, StallTimeoutWhenConsumerNeverReads) {
   MemReader r(random_bytes(16 << 20));
   opts_.stall_timeout = 1000ms;
