@@ -2,8 +2,8 @@
 # Checks a safespool .deb (as `cpack -G DEB` makes it; tests/run.sh, stage
 # package, calls this): its control fields, that it holds everything an
 # installation needs, and that what it holds works: the extracted safespool
-# runs a real job through queue-process with the extracted guard, and looks
-# for the guard where the package puts it.
+# runs a real job through queue-process with the extracted guard (which the
+# binary finds by itself), and looks for the guard where the package puts it.
 #
 # Usage: scripts/check-deb.sh PACKAGE.deb
 # Env:   E2E_KEEP=1  keep the extracted package (see tests/e2e/lib.sh)
@@ -27,7 +27,7 @@ expect_eq "Package" safespool "$(field Package)"
 version=$(sed -n 's/^project(safespool VERSION \([^ )]*\).*/\1/p' "$kRoot/CMakeLists.txt")
 expect_eq "Version (project() in CMakeLists.txt)" "$version" "$(field Version)"
 expect_eq "Architecture" "$(dpkg --print-architecture)" "$(field Architecture)"
-expect_eq "Section" admin "$(field Section)"
+expect_eq "Section" utils "$(field Section)"
 expect_eq "Priority" optional "$(field Priority)"
 expect_match "Maintainer" '[^<>]+ <[^@ ]+@[^> ]+>' "$(field Maintainer)"
 description=$(field Description)
@@ -102,24 +102,28 @@ expect_ok queue-init "$bin" queue-init -q "$queue"
 "$bin" prepare -s "$T/seq" --zstd -i "$T/payload" >"$T/packet" 2>"$T/prepare.err"
 expect_eq "prepare --zstd: exit status" 0 "$?"
 expect_ok queue-write "$bin" queue-write -q "$queue" <"$T/packet"
-run process env SAFESPOOL_GUARD="$x$kGuard" "$bin" queue-process -q "$queue" tee -- "$T/received"
+# Unpacked anywhere, the binary finds the packaged guard by itself
+# (bin/../libexec/safespool/).
+run process env -u SAFESPOOL_GUARD "$bin" queue-process -q "$queue" tee -- "$T/received"
 expect_eq "queue-process with the packaged guard: exit status" 0 "$RC"
 ((RC == 0)) || show_err process
 expect_same "payload the consumer received" "$T/payload" "$T/received"
 expect_eq "nextseq after the job" 2 "$(cat "$queue/nextseq")"
 expect_eq "job files left" 0 "$(job_count "$queue")"
-# Without SAFESPOOL_GUARD the binary looks next to itself, then where the
-# package installs the guard: its "tried ..." message shows the path it has
-# compiled in. (With a guard installed on this machine the job would run:
-# then this is not checked.)
+# Without the unpacked guard it looks where the package installs it: its
+# "tried ..." message shows the path it has compiled in, and no consumer
+# runs without a guard. (With a guard installed on this machine the job
+# would run: then this is not checked.)
 if [[ -e "$kGuard" ]]; then
   echo "note: $kGuard exists here; the compiled-in guard path is not checked"
 else
+  mv "$x$kGuard" "$T/guard.aside"
   "$bin" prepare -s "$T/seq" >"$T/packet2" && "$bin" queue-write -q "$queue" <"$T/packet2"
   run lookup env -u SAFESPOOL_GUARD "$bin" queue-process -q "$queue" true
   expect_eq "queue-process without a guard: exit status (unavailable)" 69 "$RC"
   grep -qF "$kGuard" "$T/lookup.err" && pass ||
     fail "safespool does not look for its guard at $kGuard: $(head -c 400 "$T/lookup.err")"
+  mv "$T/guard.aside" "$x$kGuard"
 fi
 # The man page is this tree's, and the completion loads and completes.
 zcat "$x/usr/share/man/man1/safespool.1.gz" >"$T/safespool.1"
