@@ -230,6 +230,8 @@ sys.exit(z.wait())
 PY
 chmod +x bin/gate
 send_ok inc8 8 --from tank/fs@s7 tank/fs@s8 stick7
+# The earlier trips' probes left their marker: the gate must wait for this one's.
+rm -f "$kDataset"
 SAFESPOOL_OPTS="--stall-timeout 30 --decoder $T/bin/gate" ZFS_RECV_CMD="$TOOLS/probe_consumer --report --started" \
   run trip7 timeout -k 5 "$E2E_TIMEOUT" "$kExample/receive.sh" -q "$T/queue" stick7 "$kDataset"
 expect_eq "trip 7: exit status" 0 "$RC"
