@@ -127,8 +127,12 @@ ScanResult Queue::scan(const DecodeOptions& decode, ScanFor purpose, uint64_t se
   std::deque<std::string> fresh;
   if (key) next_index.reserve(idx.size());
   if (seq_below == UINT64_MAX) out.jobs.reserve(idx.size());
-  errno = 0;
-  while (dirent* e = ::readdir(d.get())) {
+  for (;;) {
+    // Only readdir's own failure may leave errno set when it returns null:
+    // a file that vanished (ENOENT from open) is not a listing error.
+    errno = 0;
+    dirent* e = ::readdir(d.get());
+    if (!e) break;
     std::string_view name = e->d_name;
     if (!is_job_name(name)) continue;
     if (const HeaderIndex::Entry* hit = unchanged(idx, ::dirfd(d.get()), *e, purpose)) {
@@ -139,7 +143,6 @@ ScanResult Queue::scan(const DecodeOptions& decode, ScanFor purpose, uint64_t se
           out.jobs.push_back({std::string(name), indexed_meta(idx, *hit, purpose), hit->id, true});
         }
         next_index.push_back(*hit);
-        errno = 0;
         continue;
       } catch (const Error& err) {
         spdlog::debug("header index entry for {}: {}; reading the file", name, err.what());
@@ -174,7 +177,6 @@ ScanResult Queue::scan(const DecodeOptions& decode, ScanFor purpose, uint64_t se
     } catch (const Error& err) {
       out.skipped.push_back({std::string(name), err.what()});
     }
-    errno = 0;
   }
   if (errno != 0) throw_errno("cannot list " + jobs_dir());
   // Rewrite the index when it learnt headers, or when it mostly describes
