@@ -20,6 +20,8 @@
 #include <cstdio>
 #include <cstring>
 
+#include <spdlog/spdlog.h>
+
 #include "safespool/error.hpp"
 
 namespace safespool {
@@ -201,6 +203,30 @@ std::unique_ptr<Reader> apply_stage(Encoding e, std::unique_ptr<Reader> r,
                     hex_head(head) + ")");
 }
 
+/// Peeks the stream `r` (after `depth` stages) and keeps the peeked bytes
+/// in front of it; throws when they are nothing we know.
+std::unique_ptr<Reader> peek_layer(std::unique_ptr<Reader> r, const std::string& name,
+                                   Encoding& e) {
+  std::vector<std::byte> head = peek_reader(*r);
+  e = detect_encoding(head);
+  if (e == Encoding::Unknown) throw_not_a_packet(name, head, r.get());
+  return std::make_unique<PrefixReader>(std::move(head), std::move(r));
+}
+
+/// Applies stages to `r`, whose next layer is `e`, until the packet tag
+/// shows.
+std::unique_ptr<Reader> peel(std::unique_ptr<Reader> r, Encoding e, int depth,
+                             const std::string& name, const DecodeOptions& opts) {
+  for (; e != Encoding::Packet; ++depth) {
+    if (depth >= opts.max_depth) {
+      throw FormatError(name + ": more than " + std::to_string(opts.max_depth) +
+                        " encoding layers (next: " + encoding_name(e) + ")");
+    }
+    r = peek_layer(apply_stage(e, std::move(r), opts), name, e);
+  }
+  return r;
+}
+
 /// --decode auto: peel stages off until the packet tag shows.
 Decoded open_auto(Fd file, const std::string& name, const DecodeOptions& opts) {
   const bool regular = is_regular(file.get(), name);
@@ -211,18 +237,18 @@ Decoded open_auto(Fd file, const std::string& name, const DecodeOptions& opts) {
   std::unique_ptr<Reader> r = make_fd_reader(std::move(file), name);
   if (e == Encoding::Packet && regular) return Decoded{std::move(r), true, fd};
   if (!regular) r = std::make_unique<PrefixReader>(head, std::move(r));
-  for (int depth = 0; e != Encoding::Packet; ++depth) {
-    if (depth >= opts.max_depth) {
-      throw FormatError(name + ": more than " + std::to_string(opts.max_depth) +
-                        " encoding layers (next: " + encoding_name(e) + ")");
-    }
-    r = apply_stage(e, std::move(r), opts);
-    head = peek_reader(*r);
-    e = detect_encoding(head);
-    if (e == Encoding::Unknown) throw_not_a_packet(name, head, r.get());
-    r = std::make_unique<PrefixReader>(head, std::move(r));
-  }
-  return Decoded{std::move(r), false, -1};
+  return Decoded{peel(std::move(r), e, 0, name, opts), false, -1};
+}
+
+/// Whether a DecodeBatch decrypts `fd` with the others: a small regular
+/// file that starts with an OpenPGP session key packet (binary: armor needs
+/// more than the peeked bytes to tell).
+bool batchable(int fd, const std::string& name) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) return false;
+  if (static_cast<uint64_t>(st.st_size) > kBatchMaxFileSize) return false;
+  std::vector<std::byte> head = pread_head(fd, name);
+  return detect_encoding(head) == Encoding::OpenPgp && openpgp_encrypted(head).value_or(false);
 }
 
 }  // namespace
@@ -294,6 +320,45 @@ Decoded open_decoded(Fd file, const std::string& name, const DecodeOptions& opts
   const int fd = file.get();
   const bool regular = is_regular(fd, name);
   return Decoded{make_fd_reader(std::move(file), name), regular, regular ? fd : -1};
+}
+
+DecodeBatch::DecodeBatch(std::vector<BatchFile> files, DecodeOptions opts)
+    : files_(std::move(files)), heads_(files_.size()), opts_(std::move(opts)) {
+  std::vector<size_t> batched;
+  std::vector<int> fds;
+  if (!opts_.external && (opts_.mode == DecodeMode::Auto || opts_.mode == DecodeMode::Gpg)) {
+    for (size_t i = 0; i < files_.size(); ++i) {
+      try {
+        if (!batchable(files_[i].file.get(), files_[i].name)) continue;
+      } catch (const Error&) {
+        continue;  // open() says what is wrong
+      }
+      batched.push_back(i);
+      fds.push_back(files_[i].file.get());
+    }
+  }
+  if (fds.empty()) return;
+  try {
+    auto heads = openpgp_heads(fds, opts_.gnupg_home, kBatchHeadBytes);
+    for (size_t b = 0; b < batched.size(); ++b) heads_[batched[b]] = std::move(heads[b]);
+  } catch (const Error& e) {
+    // Each file on its own then; their readers report what is wrong.
+    spdlog::debug("OpenPGP batch decryption not used: {}", e.what());
+  }
+}
+
+Decoded DecodeBatch::open(size_t i) {
+  auto& [file, name] = files_.at(i);
+  if (!file) throw Error(name + ": opened twice from a batch");
+  if (!heads_[i]) return open_decoded(std::move(file), name, opts_);
+  auto r = make_gpg_head_reader(std::move(file), name, std::move(*heads_[i]), opts_.gnupg_home);
+  heads_[i].reset();
+  if (opts_.mode == DecodeMode::Auto) {
+    Encoding e = Encoding::Unknown;
+    r = peek_layer(std::move(r), name, e);
+    r = peel(std::move(r), e, 1, name, opts_);
+  }
+  return Decoded{std::move(r)};
 }
 
 }  // namespace safespool

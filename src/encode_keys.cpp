@@ -109,20 +109,8 @@ gpgme_error_t PassphraseRefusal::callback(void* hook, const char* uid_hint, cons
 
 CtxPtr new_context(const std::optional<std::string>& home, PassphraseRefusal& refusal,
                    const std::string& what) {
-  init_gpgme(what);
-  gpgme_ctx_t c = nullptr;
-  check(gpgme_new(&c), what + ": cannot create a GPGME context");
-  CtxPtr ctx(c);
-  if (home) {
-    check(gpgme_ctx_set_engine_info(ctx.get(), GPGME_PROTOCOL_OpenPGP, nullptr, home->c_str()),
-          what + ": cannot use GnuPG home " + *home);
-  }
-  check(gpgme_set_protocol(ctx.get(), GPGME_PROTOCOL_OpenPGP), what + ": OpenPGP protocol");
-  check(gpgme_set_pinentry_mode(ctx.get(), GPGME_PINENTRY_MODE_LOOPBACK),
-        what + ": loopback pinentry");
+  CtxPtr ctx = basic_context(home, what);
   gpgme_set_passphrase_cb(ctx.get(), &PassphraseRefusal::callback, &refusal);
-  gpgme_set_armor(ctx.get(), 0);
-  gpgme_set_textmode(ctx.get(), 0);
   return ctx;
 }
 

@@ -127,4 +127,66 @@ std::unique_ptr<Reader> make_gpg_reader(std::unique_ptr<Reader> inner,
 std::unique_ptr<Reader> make_external_reader(Fd input, const std::string& command,
                                              std::string name);
 
+// ---- many files at once, for their headers (a queue scan)
+//
+// GPGME runs one gpg per message, and on a queue of small encrypted
+// packets starting gpg is nearly all the cost of a scan. The batch below
+// decrypts the first bytes of many messages with one gpg, and hands out
+// streams that behave exactly like open_decoded()'s (same bytes, same
+// errors, same verdict from finish()): past those first bytes, or when gpg
+// could not decrypt a message, a reader continues with a GPGME reader of
+// its own, which first checks the bytes already served.
+
+/// Files up to this size are decrypted in a batch; larger ones alone, so
+/// that a scan never decrypts much more than a header.
+inline constexpr size_t kBatchMaxFileSize = 1 << 20;
+/// Plaintext kept per batched file: a usual header, even behind a zstd
+/// block of up to 64 KiB.
+inline constexpr size_t kBatchHeadBytes = 64 << 10;
+
+/// Decrypts the start of many OpenPGP messages with one `gpg
+/// --decrypt-files` per 128. For each of `files` (open regular files; their
+/// offsets do not move): up to `limit` bytes of what gpg wrote for it,
+/// fewer or none when it is shorter or gpg failed on it. Unchecked: a hint
+/// for make_gpg_head_reader(), never a verdict. Stops early, leaving the
+/// rest empty, when an interrupt is pending (signals.hpp). Throws Error
+/// when gpg cannot be run at all.
+std::vector<std::vector<std::byte>> openpgp_heads(std::span<const int> files,
+                                                  const std::optional<std::string>& gnupg_home,
+                                                  size_t limit);
+
+/// The OpenPGP stage on `file` (named `name`), serving `head` first: read
+/// past it, it continues with make_gpg_reader()'s output, after checking
+/// that this starts with the bytes already served (FormatError "NAME:
+/// OpenPGP: the message changed while it was read" otherwise).
+std::unique_ptr<Reader> make_gpg_head_reader(Fd file, std::string name,
+                                             std::vector<std::byte> head,
+                                             const std::optional<std::string>& gnupg_home);
+
+/// One job file for a DecodeBatch: open, positioned at its start.
+struct BatchFile {
+  Fd file;
+  std::string name;
+};
+
+/// open_decoded() for many files, to read their headers (a queue scan).
+/// Encrypted binary OpenPGP files of at most kBatchMaxFileSize bytes (auto
+/// or gpg mode) get their first kBatchHeadBytes from one openpgp_heads()
+/// call when the batch is made; open() then builds each stream on demand,
+/// so only the heads (small) are held for the files not opened yet. Give
+/// it a bounded number of files (a few hundred): each holds an open fd.
+class DecodeBatch {
+ public:
+  DecodeBatch(std::vector<BatchFile> files, DecodeOptions opts);
+  size_t size() const { return files_.size(); }
+  /// open_decoded() of file i, starting from its head when it has one.
+  /// Once per file. Throws what open_decoded() throws.
+  Decoded open(size_t i);
+
+ private:
+  std::vector<BatchFile> files_;
+  std::vector<std::optional<std::vector<std::byte>>> heads_;  ///< nullopt: not batched
+  DecodeOptions opts_;
+};
+
 }  // namespace safespool

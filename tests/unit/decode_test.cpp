@@ -6,10 +6,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -570,4 +573,209 @@ TEST_F(DecodeGpg, SignedOnlyMessageNeedsAGoodSignature) {
   expect_error<FormatError>([&] { drain(*open_path(d_ / "fspl-s.fspl", o).reader); },
                             {"fspl-s.fspl: OpenPGP: signed-only message without a good signature"});
   std::system(("gpgconf --homedir " + empty + " --kill gpg-agent").c_str());
+}
+
+/// Counts the bytes taken from the reader below it.
+class CountingReader : public Reader {
+ public:
+  CountingReader(std::unique_ptr<Reader> inner, std::shared_ptr<std::atomic<size_t>> count)
+      : inner_(std::move(inner)), count_(std::move(count)) {}
+  size_t read(std::span<std::byte> buf) override {
+    size_t n = inner_->read(buf);
+    *count_ += n;
+    return n;
+  }
+  void finish() override { inner_->finish(); }
+  void cancel() override { inner_->cancel(); }
+  std::string describe() const override { return inner_->describe(); }
+
+ private:
+  std::unique_ptr<Reader> inner_;
+  std::shared_ptr<std::atomic<size_t>> count_;
+};
+
+/// Processes running `gpg ... --decrypt` on `home`, by /proc.
+int gpg_decrypts_running(const std::string& home) {
+  int n = 0;
+  for (const auto& e : fs::directory_iterator("/proc")) {
+    std::ifstream f(e.path() / "cmdline", std::ios::binary);
+    std::string cmd((std::istreambuf_iterator<char>(f)), {});
+    if (fs::path(cmd.substr(0, cmd.find('\0'))).filename() != "gpg") continue;
+    if (cmd.find(home) != std::string::npos && cmd.find("--decrypt") != std::string::npos) ++n;
+  }
+  return n;
+}
+
+/// Children of this process (any thread) that are zombies.
+int zombie_children() {
+  int n = 0;
+  for (const auto& t : fs::directory_iterator("/proc/self/task")) {
+    std::ifstream kids(t.path() / "children");
+    for (pid_t pid; kids >> pid;) {
+      std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+      std::string line;
+      std::getline(stat, line);
+      size_t paren = line.rfind(')');
+      if (paren != std::string::npos && line.size() > paren + 2 && line[paren + 2] == 'Z') ++n;
+    }
+  }
+  return n;
+}
+
+// A queue scan reads only a packet's header and then drops the reader: gpg
+// must stop there, not decrypt the rest, and the context it used must work
+// for the next message.
+TEST_F(DecodeGpg, DroppedReaderStopsGpgEarlyAndTheNextMessageDecodes) {
+  Bytes pkt = fake_packet(16 << 20);
+  spit(d_ / "p", pkt);
+  encrypt(d_ / "p", d_ / "big", "-z 0");  // uncompressed: ciphertext ~ plaintext
+  const size_t size = fs::file_size(d_ / "big");
+  ASSERT_GT(size, size_t{16} << 20);
+  for (int round = 0; round < 3; ++round) {
+    auto count = std::make_shared<std::atomic<size_t>>(0);
+    auto r = make_gpg_reader(
+        std::make_unique<CountingReader>(make_fd_reader(open_ro(d_ / "big"), "big"), count),
+        home_);
+    Bytes head(4096);
+    for (size_t got = 0; got < head.size();) {
+      size_t n = r->read(std::span(head).subspan(got));
+      ASSERT_GT(n, 0u);
+      got += n;
+    }
+    EXPECT_TRUE(std::equal(head.begin(), head.end(), pkt.begin()));
+    r.reset();
+    // The ring, GPGME's buffers, two pipes and gpg's own buffers: a few
+    // hundred KiB, nowhere near the whole message.
+    EXPECT_LT(count->load(), size_t{4} << 20) << "round " << round << " of " << size;
+  }
+  EXPECT_EQ(zombie_children(), 0);
+  // gpg sees its pipes closed and exits; wait for that rather than time it.
+  for (int i = 0; i < 600 && gpg_decrypts_running(home_) > 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(gpg_decrypts_running(home_), 0) << "gpg kept running after the reader was dropped";
+  Decoded dec = open_path(d_ / "big", opts());
+  EXPECT_EQ(drain(*dec.reader, 1 << 20), pkt);
+}
+
+/// What reading a whole stream gives: its bytes and signatures, or the
+/// message of the error it ended with.
+struct Outcome {
+  Bytes bytes;
+  std::vector<std::string> sigs;  ///< "fingerprint good summary"
+  std::string error;
+};
+
+Outcome read_outcome(const std::function<Decoded()>& open) {
+  Outcome o;
+  try {
+    Decoded dec = open();
+    o.bytes = drain(*dec.reader, 7000);
+    for (const auto& s : dec.reader->signatures()) {
+      o.sigs.push_back(s.fingerprint + (s.good ? " good " : " bad ") + s.summary);
+    }
+  } catch (const Error& e) {
+    o.error = e.what();
+  }
+  return o;
+}
+
+// Many small encrypted packets are decrypted by one gpg for a scan; their
+// readers must give exactly what a reader of each file alone gives: the
+// same bytes, signatures and errors, for good messages and bad ones.
+TEST_F(DecodeGpg, BatchGivesWhatSingleReadersGive) {
+  std::vector<std::string> names;
+  auto add = [&](const std::string& name, size_t size, const std::string& how) {
+    spit(d_ / "p", fake_packet(size, static_cast<uint32_t>(names.size() + 7)));
+    if (how == "plain") {
+      sh("cp " + d_ / "p" + " " + d_ / name);
+    } else if (how == "zstd") {
+      sh("zstd -q -c " + d_ / "p" + " > " + d_ / name);
+    } else if (how == "zstd+gpg") {
+      sh("zstd -q -c " + d_ / "p" + " > " + d_ / "p.zst");
+      encrypt(d_ / "p.zst", d_ / name, "-s");
+    } else if (how == "locked") {
+      encrypt(d_ / "p", d_ / name, "", "l@example.invalid");
+    } else if (how == "truncated") {
+      encrypt(d_ / "p", d_ / "e", "-s");
+      Bytes e = slurp(d_ / "e");
+      spit(d_ / name, Bytes(e.begin(), e.begin() + e.size() * 2 / 3));
+    } else {
+      encrypt(d_ / "p", d_ / name, how);
+    }
+    names.push_back(name);
+  };
+  add("fspl-1.fspl", 600, "-s");
+  add("fspl-2.fspl", 900, "");
+  add("fspl-3.fspl", 5000, "zstd+gpg");
+  add("fspl-4.fspl", 700, "plain");
+  add("fspl-5.fspl", 800, "locked");
+  add("fspl-6.fspl", 300000, "-s");  // batched; its plaintext outgrows the head
+  add("fspl-7.fspl", 4000, "-s");
+  add("fspl-8.fspl", 100000, "truncated");
+  add("fspl-9.fspl", 700, "zstd");
+  add("fspl-10.fspl", kBatchMaxFileSize + 1000, "-z 0");  // too big for the batch
+  add("fspl-11.fspl", 1000, "");
+  const Bytes last = fake_packet(1000, static_cast<uint32_t>(names.size() - 1 + 7));
+  const size_t distinct = names.size();
+  // More than one gpg run's worth (128), the same small message again.
+  for (int i = 12; i < 135; ++i) {
+    names.push_back("fspl-" + std::to_string(i) + ".fspl");
+    fs::copy_file(d_ / "fspl-11.fspl", d_ / names.back());
+  }
+
+  // The batch itself: every small good message came out of it.
+  std::vector<Fd> fds;
+  std::vector<int> raw;
+  for (const auto& n : names) {
+    fds.push_back(open_ro(d_ / n));
+    raw.push_back(fds.back().get());
+  }
+  auto heads = openpgp_heads(raw, home_, kBatchHeadBytes);
+  ASSERT_EQ(heads.size(), names.size());
+  for (size_t i : {0u, 1u, 2u, 5u, 6u, 10u, 11u, 133u}) {
+    EXPECT_FALSE(heads[i].empty()) << names[i] << " was not decrypted by the batch";
+  }
+  EXPECT_EQ(heads[5].size(), kBatchHeadBytes);
+  EXPECT_TRUE(heads[4].empty()) << "needs a passphrase";
+  EXPECT_TRUE(heads[3].empty()) << "not OpenPGP";
+
+  std::vector<BatchFile> files;
+  for (const auto& n : names) files.push_back({open_ro(d_ / n), n});
+  DecodeBatch batch(std::move(files), opts());
+  ASSERT_EQ(batch.size(), names.size());
+  for (size_t i = distinct; i < names.size(); ++i) {  // the copies: their heads only
+    Decoded dec = batch.open(i);
+    Bytes head(600);
+    for (size_t got = 0; got < head.size();) {
+      size_t n = dec.reader->read(std::span(head).subspan(got));
+      ASSERT_GT(n, 0u) << names[i];
+      got += n;
+    }
+    EXPECT_TRUE(std::equal(head.begin(), head.end(), last.begin())) << names[i];
+  }
+  for (size_t i = 0; i < distinct; ++i) {
+    SCOPED_TRACE(names[i]);
+    Outcome alone = read_outcome([&] { return open_path(d_ / names[i], opts()); });
+    Outcome batched = read_outcome([&] { return batch.open(i); });
+    EXPECT_EQ(batched.error, alone.error);
+    EXPECT_EQ(batched.sigs, alone.sigs);
+    EXPECT_TRUE(batched.bytes == alone.bytes);
+  }
+  EXPECT_EQ(zombie_children(), 0);
+}
+
+// A head that is not what gpg writes is caught when the reader goes past it.
+TEST_F(DecodeGpg, HeadReaderChecksTheHeadAgainstGpg) {
+  Bytes pkt = fake_packet(50000);
+  spit(d_ / "p", pkt);
+  encrypt(d_ / "p", d_ / "fspl-h.fspl", "");
+  Bytes head(pkt.begin(), pkt.begin() + 1000);
+  auto good = make_gpg_head_reader(open_ro(d_ / "fspl-h.fspl"), "fspl-h.fspl", head, home_);
+  EXPECT_EQ(good->describe(), "OpenPGP < fspl-h.fspl");
+  EXPECT_TRUE(drain(*good) == pkt);
+  head[500] ^= std::byte{1};
+  auto bad = make_gpg_head_reader(open_ro(d_ / "fspl-h.fspl"), "fspl-h.fspl", head, home_);
+  expect_error<FormatError>([&] { drain(*bad); },
+                            {"fspl-h.fspl: OpenPGP: the message changed while it was read"});
 }
