@@ -337,6 +337,7 @@ DecodeBatch::DecodeBatch(std::vector<BatchFile> files, DecodeOptions opts)
       fds.push_back(files_[i].file.get());
     }
   }
+  encrypted_ = fds.size();
   if (fds.empty()) return;
   try {
     auto heads = openpgp_heads(fds, opts_.gnupg_home, kBatchHeadBytes);

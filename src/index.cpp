@@ -30,6 +30,9 @@
 #include <algorithm>
 #include <cstring>
 #include <ctime>
+#include <functional>
+#include <string_view>
+#include <utility>
 
 #include "safespool/error.hpp"
 #include "safespool/fd.hpp"
@@ -222,17 +225,23 @@ const HeaderIndex::Entry* HeaderIndex::find(std::string_view name) const {
       return trusted(entries_[i]);
     }
   }
+  // Otherwise by hash: sorting 100,000 hashes is several times cheaper
+  // than sorting the names, which share their first bytes.
+  std::hash<std::string_view> hash;
   if (by_name_.empty() && !entries_.empty()) {
-    by_name_.resize(entries_.size());
-    for (uint32_t i = 0; i < by_name_.size(); ++i) by_name_[i] = i;
-    std::sort(by_name_.begin(), by_name_.end(),
-              [this](uint32_t a, uint32_t b) { return entries_[a].name < entries_[b].name; });
+    by_name_.reserve(entries_.size());
+    for (uint32_t i = 0; i < entries_.size(); ++i) by_name_.push_back({hash(entries_[i].name), i});
+    std::sort(by_name_.begin(), by_name_.end());
   }
-  auto it = std::lower_bound(by_name_.begin(), by_name_.end(), name,
-                             [this](uint32_t i, std::string_view n) { return entries_[i].name < n; });
-  if (it == by_name_.end() || entries_[*it].name != name) return nullptr;
-  cursor_ = *it + 1;
-  return trusted(entries_[*it]);
+  const size_t h = hash(name);
+  for (auto it = std::lower_bound(by_name_.begin(), by_name_.end(), std::pair<size_t, uint32_t>{h, 0});
+       it != by_name_.end() && it->first == h; ++it) {
+    if (entries_[it->second].name == name) {
+      cursor_ = it->second + 1;
+      return trusted(entries_[it->second]);
+    }
+  }
+  return nullptr;
 }
 
 void HeaderIndex::save(const std::string& queuedir, const std::string& key,

@@ -133,9 +133,11 @@ ScanResult Queue::scan(const DecodeOptions& decode, ScanFor purpose, uint64_t se
   constexpr size_t kReadBatch = 128;
   std::vector<BatchFile> batch;
   std::vector<std::pair<std::string, struct stat>> batch_files;  // name, its stat
+  size_t learnt_encrypted = 0;
   auto read_batch = [&] {
     DecodeBatch opened(std::move(batch), decode);
     batch.clear();
+    learnt_encrypted += opened.encrypted();
     for (size_t k = 0; k < opened.size(); ++k) {
       // A scan of many encrypted packets takes a while: honour a stop request.
       if (take_interrupt() || interrupted()) throw Error("interrupted during the scan of " + jobs_dir(), kExitInterrupted);
@@ -208,13 +210,19 @@ ScanResult Queue::scan(const DecodeOptions& decode, ScanFor purpose, uint64_t se
   }
   if (errno != 0) throw_errno("cannot list " + jobs_dir());
   read_batch();
-  // Rewrite the index when it learnt headers, or when it mostly describes
-  // files that are gone; a few stale entries cost nothing.
+  // Rewriting the index costs about as much as reading 1/64 of its
+  // headers from their files (it is all written again): rewrite it when it
+  // learnt at least that many, or any encrypted one (a gpg run each time),
+  // or when it mostly describes files that are gone. Otherwise the few
+  // new files are read again by the next scan, and a stale entry costs
+  // nothing. So one packet arriving in a queue of 100,000 does not rewrite
+  // 20 MB.
   size_t learnt = fresh.size() / 2;
   spdlog::debug("scan of {}: {} header(s) from the index, {} read, {} unreadable", jobs_dir(),
                 next_index.size() - learnt, learnt, out.skipped.size());
   size_t gone = idx.size() > next_index.size() - learnt ? idx.size() - (next_index.size() - learnt) : 0;
-  if (key && (learnt > 0 || gone > std::max<size_t>(64, next_index.size() / 4))) {
+  bool worth_it = learnt_encrypted > 0 || (learnt > 0 && learnt * 64 >= next_index.size());
+  if (key && (worth_it || gone > std::max<size_t>(64, next_index.size() / 4))) {
     try {
       HeaderIndex::save(dir_, *key, dir_st, started, next_index, &idx);
     } catch (const Error& err) {

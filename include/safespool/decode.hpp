@@ -179,6 +179,9 @@ class DecodeBatch {
  public:
   DecodeBatch(std::vector<BatchFile> files, DecodeOptions opts);
   size_t size() const { return files_.size(); }
+  /// How many files are encrypted (decrypted in the batch): reading their
+  /// headers again costs a gpg run, reading a plain or zstd one almost nothing.
+  size_t encrypted() const { return encrypted_; }
   /// open_decoded() of file i, starting from its head when it has one.
   /// Once per file. Throws what open_decoded() throws.
   Decoded open(size_t i);
@@ -187,6 +190,7 @@ class DecodeBatch {
   std::vector<BatchFile> files_;
   std::vector<std::optional<std::vector<std::byte>>> heads_;  ///< nullopt: not batched
   DecodeOptions opts_;
+  size_t encrypted_ = 0;
 };
 
 }  // namespace safespool

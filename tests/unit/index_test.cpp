@@ -125,6 +125,34 @@ TEST(HeaderIndex, RemovedFilesAreNotListed) {
   EXPECT_FALSE(jobs.count(name_of(2)));
 }
 
+TEST(HeaderIndex, AFewNewFilesAreReadWithoutRewritingABigIndex) {
+  TempQueue t;
+  constexpr int kOld = 200;
+  for (int i = 1; i <= kOld; ++i) put(t.job(name_of(i)), packet(i));
+  settle_index(t);
+  auto index_bytes = [&] {
+    std::ifstream in(t.index(), std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  const std::string settled = index_bytes();
+  // 2 new files in 202: fewer than 1/64, read again by every scan instead.
+  for (int i = kOld + 1; i <= kOld + 2; ++i) put(t.job(name_of(i)), packet(i));
+  for (int round = 0; round < 2; ++round) {
+    auto jobs = scan_by_name(t);
+    ASSERT_EQ(jobs.size(), kOld + 2u);
+    EXPECT_TRUE(jobs.at(name_of(1)).from_index);
+    for (int i = kOld + 1; i <= kOld + 2; ++i) {
+      EXPECT_FALSE(jobs.at(name_of(i)).from_index);
+      EXPECT_EQ(jobs.at(name_of(i)).meta.seq, static_cast<uint64_t>(i));
+    }
+    EXPECT_EQ(index_bytes(), settled) << "round " << round;
+  }
+  // 6 in 206: now the index learns them.
+  for (int i = kOld + 3; i <= kOld + 6; ++i) put(t.job(name_of(i)), packet(i));
+  EXPECT_EQ(scan_by_name(t).size(), kOld + 6u);
+  EXPECT_NE(index_bytes(), settled);
+}
+
 TEST(HeaderIndex, ACorruptOrTruncatedIndexIsIgnoredAndRewritten) {
   for (int damage : {0, 1, 2, 3}) {
     TempQueue t;
