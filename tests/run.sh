@@ -67,7 +67,10 @@ stage_asan() {
   # halt_on_error: a sanitizer report fails the test that triggered it.
   export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:halt_on_error=1:abort_on_error=1}
   export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
-  configure_and_build build-asan -DSAFESPOOL_SANITIZE=ON || return
+  # -O1 -g1: a third less compile time than -O2 -g, with line numbers in
+  # the reports still.
+  configure_and_build build-asan -DSAFESPOOL_SANITIZE=ON \
+    "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -g1 -DNDEBUG" || return
   # Every test that runs our code, minus those whose subject is another
   # program or a text (units, man page, completion, NNCP, the benchmark
   # script), and a shorter crash-kill run: the sanitizers look for memory
