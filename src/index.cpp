@@ -99,8 +99,8 @@ Meta parse_stored_header(std::string_view h) {
 
 // `size` bytes at `offset`, without zero-filling a buffer first (it can be
 // large). Throws FormatError when the file is shorter.
-std::unique_ptr<char[]> read_at(int fd, uint64_t offset, size_t size, const std::string& path) {
-  std::unique_ptr<char[]> data(new char[size + 1]);
+HugeBuffer read_at(int fd, uint64_t offset, size_t size, const std::string& path) {
+  HugeBuffer data(size + 1);
   size_t got = 0;
   while (got < size) {
     ssize_t n = ::pread(fd, data.get() + got, size - got, static_cast<off_t>(offset + got));

@@ -123,7 +123,7 @@ ScanResult Queue::scan(const DecodeOptions& decode, ScanFor purpose, uint64_t se
   ScanResult out;
   // The next index, in directory order: views into the loaded index, or
   // into `fresh` for files read now (a deque: its strings stay put).
-  std::vector<HeaderIndex::Entry> next_index;
+  std::vector<HeaderIndex::Entry, HugePageAllocator<HeaderIndex::Entry>> next_index;
   std::deque<std::string> fresh;
   if (key) next_index.reserve(idx.size());
   if (seq_below == UINT64_MAX) out.jobs.reserve(idx.size());

@@ -40,6 +40,7 @@
 
 #include "safespool/decode.hpp"
 #include "safespool/fd.hpp"
+#include "safespool/huge_pages.hpp"
 #include "safespool/packet.hpp"
 
 namespace safespool {
@@ -118,14 +119,15 @@ class HeaderIndex {
 
   Fd file_;                       ///< the loaded file (never changed in place)
   uint64_t headers_at_ = 0;       ///< where its headers part starts
-  std::unique_ptr<char[]> data_;  ///< its entries part, which entries_ point into
+  HugeBuffer data_;               ///< its entries part, which entries_ point into
   mutable std::string headers_;   ///< its headers part, read when first needed
   mutable bool headers_read_ = false;
-  std::vector<Entry> entries_;    ///< in the order written
+  std::vector<Entry, HugePageAllocator<Entry>> entries_;  ///< in the order written
   int64_t written_at_ = 0;        ///< scan start of the loaded index
   mutable size_t cursor_ = 0;     ///< where the next name is expected
   /// (hash of the name, position), sorted; built on the first miss
-  mutable std::vector<std::pair<size_t, uint32_t>> by_name_;
+  mutable std::vector<std::pair<size_t, uint32_t>, HugePageAllocator<std::pair<size_t, uint32_t>>>
+      by_name_;
 };
 
 }  // namespace safespool
