@@ -272,12 +272,16 @@ void Supervisor::clean_up() {
   if (relay_) {
     relay_->stop();
     relay_->join();
-    clean = clean && relay_->outcome() == Relay::Outcome::Eof;
+    // A payload cut short by a consumer that quit without reading it all
+    // is harmless once nobody holds the read end: nobody can take our
+    // close for its end. `true` as a consumer does this on every job.
+    clean = clean && (relay_->outcome() == Relay::Outcome::Eof || relay_->reader_gone());
   }
-  // Aborted, or the payload was cut short: what is left of the group
-  // (grandchildren that ignored SIGTERM, holders of the read end, the
-  // guard) dies before our close could look like the end of the payload.
-  // The group id is still pinned: the guard, its leader, is not reaped yet.
+  // Aborted, or the payload was cut short while someone can still read:
+  // what is left of the group (grandchildren that ignored SIGTERM, holders
+  // of the read end, the guard) dies before our close could look like the
+  // end of the payload. The group id is still pinned: the guard, its
+  // leader, is not reaped yet.
   if (!clean) child_.kill_group(SIGKILL);
   if (relay_) relay_->close_write();
   // After a clean ending the guard holds nothing and stays, ready to kill

@@ -143,6 +143,14 @@ void Relay::close_write() {
   write_.reset();
 }
 
+bool Relay::reader_gone() const {
+  std::lock_guard lock(mu_);
+  if (!write_) return false;
+  // A pipe's write end polls POLLERR exactly when it has no readers.
+  pollfd p{write_.get(), POLLOUT, 0};
+  return ::poll(&p, 1, 0) == 1 && (p.revents & POLLERR);
+}
+
 std::chrono::steady_clock::time_point Relay::last_progress() const {
   return Clock::time_point(std::chrono::nanoseconds(last_progress_ns_.load()));
 }

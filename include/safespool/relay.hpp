@@ -75,6 +75,11 @@ class Relay {
   /// Closes the write end. For the abort path: after the consumer's group
   /// was killed, so it can never mistake this for the end of the payload.
   void close_write();
+  /// True when the write end is still open and no process holds the read
+  /// end any more (the consumer and all it forked closed it or ended).
+  /// Nobody can then read on, nor see our close as the end of a payload
+  /// that was cut short: closing is harmless. Thread-safe.
+  bool reader_gone() const;
 
   uint64_t bytes() const { return bytes_.load(); }
   /// When a payload byte last entered the pipe (or when started).

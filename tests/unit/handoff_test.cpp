@@ -367,6 +367,33 @@ TEST_F(HandoffTest, RunOfConsumersSharesOneGuardUntilAnAbortKillsIt) {
   EXPECT_LE(::waitpid(-1, &st, WNOHANG), 0) << "an unreaped child is left";
 }
 
+TEST_F(HandoffTest, ConsumerQuittingWithNoReaderLeftKeepsTheGuard) {
+  Launcher launcher;
+  opts_.launcher = &launcher;
+  // More than the pipe holds: the relay is still at work when they quit.
+  MemReader r1(random_bytes(16 << 20)), r2(random_bytes(16 << 20));
+  auto res = run_stream(shell("exit 3"), r1);
+  EXPECT_EQ(res.kind, Kind::Exited) << res.describe();
+  EXPECT_EQ(res.status, 3);
+  pid_t guard = launcher.guard_pid();
+  EXPECT_NE(guard, 0) << "the guard was killed although nobody could read on";
+  res = run_stream(probe({"--exit-after", "65536", "--status", "0"}), r2);
+  EXPECT_TRUE(res.success()) << res.describe();
+  EXPECT_EQ(launcher.guard_pid(), guard) << "a new guard after a consumer that left no reader";
+}
+
+TEST_F(HandoffTest, ConsumerQuittingWhileItsChildHoldsTheCutPayloadKillsTheGroup) {
+  Launcher launcher;
+  opts_.launcher = &launcher;
+  MemReader r(random_bytes(16 << 20));
+  // The grandchild keeps stdin open and never reads: the payload is cut
+  // short. (An asynchronous command's own stdin is /dev/null: hence fd 3.)
+  auto res = run_stream(shell("exec 3<&0; sleep 100 <&3 3<&- & echo $! > gc"), r);
+  EXPECT_EQ(res.kind, Kind::Exited) << res.describe();
+  EXPECT_TRUE(gone(std::stoi(slurp(dir_ / "gc")))) << "a holder of the cut payload survived";
+  EXPECT_EQ(launcher.guard_pid(), 0) << "the killed guard was not reaped";
+}
+
 TEST_F(HandoffTest, StallTimeoutWhenConsumerNeverReads) {
   MemReader r(random_bytes(16 << 20));
   opts_.stall_timeout = 1000ms;
