@@ -18,6 +18,9 @@ namespace {
 
 std::string done_path(const Queue& q) { return q.dir() + "/.safespool-done"; }
 
+/// The length of one completion record line, and what a reader reads.
+constexpr size_t kDoneRecordSize = 512;
+
 }  // namespace
 
 bool same_bytes(Fd a, Fd b, const std::string& what) {
@@ -113,19 +116,37 @@ std::vector<JobEntry> stale_jobs(const std::vector<JobEntry>& jobs, uint64_t nex
   return out;
 }
 
-void record_completion(const Queue& q, uint64_t seq, const std::string& filename) {
-  std::string path = done_path(q), temp = path + ".temp";
+CompletionRecord::CompletionRecord(const Queue& q) : path_(done_path(q)) {}
+
+void CompletionRecord::note(uint64_t seq, const std::string& filename) {
+  // Every line the same length (job names are at most NAME_MAX bytes), so
+  // a rewrite in place leaves nothing of a longer line behind.
+  std::string line = std::to_string(seq) + " " + filename;
+  line.resize(std::max(line.size(), kDoneRecordSize - 1), ' ');
+  line += '\n';
+  if (fd_) {
+    const char* p = line.data();
+    size_t left = line.size();
+    for (off_t off = 0; left > 0;) {
+      ssize_t n = ::pwrite(fd_.get(), p, left, off);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) throw_errno("cannot write " + path_);
+      p += n, off += n, left -= static_cast<size_t>(n);
+    }
+    return;
+  }
+  std::string temp = path_ + ".temp";
   Fd fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0666));
   if (!fd) throw_errno("cannot create " + temp);
-  write_all(fd.get(), std::to_string(seq) + " " + filename + "\n", temp);
-  fd.reset();
-  if (::rename(temp.c_str(), path.c_str()) != 0) throw_errno("cannot rename " + temp);
+  write_all(fd.get(), line, temp);
+  if (::rename(temp.c_str(), path_.c_str()) != 0) throw_errno("cannot rename " + temp);
+  fd_ = std::move(fd);
 }
 
 void finish_recorded_completion(const Queue& q, uint64_t next, const DecodeOptions& decode) {
   Fd fd(::open(done_path(q).c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
   if (!fd) return;
-  std::string text(512, '\0');
+  std::string text(kDoneRecordSize, '\0');
   text.resize(read_full(fd.get(), std::as_writable_bytes(std::span(text)), done_path(q)));
   std::istringstream in(text);
   uint64_t seq = 0;

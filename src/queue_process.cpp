@@ -62,7 +62,7 @@ enum class Verdict { Continue, Stop };
 
 // Applies --on-error and records progress. Returns whether to go on.
 Verdict settle(const Queue& q, const JobEntry& e, const HandoffResult& r, SeqFile* seq,
-               const ProcessOptions& opts) {
+               CompletionRecord& done, const ProcessOptions& opts) {
   if (r.kind == HandoffResult::Kind::Interrupted) return Verdict::Stop;
   bool ok = r.success();
   if (!ok)
@@ -70,7 +70,7 @@ Verdict settle(const Queue& q, const JobEntry& e, const HandoffResult& r, SeqFil
                   opts.on_error == OnError::Retry ? "; it stays in the queue" : "");
   if (!ok && opts.on_error == OnError::Retry) return Verdict::Stop;
   bool keep = opts.never_delete || (!ok && opts.on_error == OnError::Leave);
-  if (!keep && seq) record_completion(q, e.meta.seq, e.filename);
+  if (!keep && seq) done.note(e.meta.seq, e.filename);
   if (seq) seq->increment();
   if (!keep) remove_job_file(q, e.filename);
   return Verdict::Continue;
@@ -201,6 +201,7 @@ int run_pass(const Queue& q, const ProcessOptions& opts, RunRecord& record) {
   Plan p = plan(q, opts, seq->next(), ScanFor::Processing);
   bool rescanned = false;
   std::set<std::string> ran;  // by timestamp: a rescan must not run a job twice
+  CompletionRecord done_record(q);
   uint64_t done = 0;
   for (size_t i = 0;; ++i) {
     if (take_interrupt() || interrupted()) return kExitInterrupted;
@@ -236,7 +237,7 @@ int run_pass(const Queue& q, const ProcessOptions& opts, RunRecord& record) {
     ++done;
     if (!by_seq) ran.insert(entry->filename);
     note(record, *entry, r);
-    if (settle(q, *entry, r, by_seq ? &*seq : nullptr, opts) == Verdict::Stop) return exit_for(r);
+    if (settle(q, *entry, r, by_seq ? &*seq : nullptr, done_record, opts) == Verdict::Stop) return exit_for(r);
   }
 }
 

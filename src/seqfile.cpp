@@ -32,6 +32,16 @@ Fd open_lock(const std::string& lock_path, bool create) {
   return fd;
 }
 
+Fd open_dir(const std::string& dir) {
+  Fd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!fd) throw_errno("cannot open directory " + dir);
+  return fd;
+}
+
+void fsync_dir_fd(int fd, const std::string& dir) {
+  if (::fsync(fd) != 0 && errno != EINVAL) throw_errno("cannot fsync directory " + dir);
+}
+
 }  // namespace
 
 uint64_t parse_u64(const std::string& text, const std::string& what) {
@@ -48,12 +58,10 @@ uint64_t parse_u64(const std::string& text, const std::string& what) {
 
 void fsync_dir(const std::string& path, bool is_dir) {
   std::string dir = is_dir ? path : dir_of(path);
-  Fd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!fd) throw_errno("cannot open directory " + dir);
-  if (::fsync(fd.get()) != 0 && errno != EINVAL) throw_errno("cannot fsync directory " + dir);
+  fsync_dir_fd(open_dir(dir).get(), dir);
 }
 
-void replace_file(const std::string& path, const std::string& content) {
+void replace_file(const std::string& path, const std::string& content, int dir_fd) {
   std::string temp = path + ".temp";
   {
     Fd fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0666));
@@ -62,7 +70,10 @@ void replace_file(const std::string& path, const std::string& content) {
     if (::fsync(fd.get()) != 0) throw_errno("cannot fsync " + temp);
   }
   if (::rename(temp.c_str(), path.c_str()) != 0) throw_errno("cannot rename " + temp + " to " + path);
-  fsync_dir(path);
+  if (dir_fd >= 0)
+    fsync_dir_fd(dir_fd, dir_of(path));
+  else
+    fsync_dir(path);
 }
 
 std::optional<SeqFile> SeqFile::try_open(const std::string& path, bool create) {
@@ -71,7 +82,8 @@ std::optional<SeqFile> SeqFile::try_open(const std::string& path, bool create) {
     if (errno == EWOULDBLOCK) return std::nullopt;
     throw_errno("cannot lock " + path + ".lock");
   }
-  SeqFile sf(path, std::move(lock));
+  // Opened once: every set() fsyncs it after its rename.
+  SeqFile sf(path, std::move(lock), open_dir(dir_of(path)));
   sf.load(create);
   return sf;
 }
@@ -106,7 +118,7 @@ void SeqFile::load(bool create) {
 }
 
 void SeqFile::set(uint64_t value) {
-  replace_file(path_, std::to_string(value) + "\n");
+  replace_file(path_, std::to_string(value) + "\n", dir_.get());
   next_ = value;
 }
 

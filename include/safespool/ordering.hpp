@@ -11,9 +11,12 @@
 // The completion record closes the one window where a crash leaves a
 // finished job's file behind: nextseq is advanced durably, then the file is
 // deleted. Just before advancing, the processor notes "seq N is done, file
-// F" in queuedir/.safespool-done (atomically renamed, not fsynced: losing
-// it on power failure only leaves a stale file, as fspl would). The next
-// run deletes F if nextseq moved past N and F still holds seq N.
+// F" in queuedir/.safespool-done (not fsynced: losing it on power failure
+// only leaves a stale file, as fspl would). The next run deletes F if
+// nextseq moved past N and F still holds seq N. A run creates the record
+// once, by rename, and then rewrites it in place, one fixed-size line per
+// job: a new file and a rename per job cost a data writeback (ext4 flushes
+// a file renamed over another) and the freeing of the old file's block.
 #pragma once
 
 #include <cstdint>
@@ -21,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "safespool/fd.hpp"
 #include "safespool/queue.hpp"
 
 namespace safespool {
@@ -49,8 +53,19 @@ bool same_packet(Fd a, const std::string& name_a, Fd b, const std::string& name_
 /// same_packet() for two files in jobs/.
 bool same_content(const Queue& q, const std::string& a, const std::string& b, const DecodeOptions& decode);
 
-/// Notes that `filename` (seq `seq`) is done and about to be deleted.
-void record_completion(const Queue& q, uint64_t seq, const std::string& filename);
+/// queuedir/.safespool-done, as one run writes it.
+class CompletionRecord {
+ public:
+  explicit CompletionRecord(const Queue& q);
+  /// Notes that `filename` (seq `seq`) is done and about to be deleted.
+  /// The first note of a run replaces the file (temp, rename) and keeps it
+  /// open; the next ones overwrite its one line in place. Throws SysError.
+  void note(uint64_t seq, const std::string& filename);
+
+ private:
+  std::string path_;
+  Fd fd_;
+};
 
 /// Deletes the file a previous run recorded as done if it is still there,
 /// still holds that seq, and nextseq has moved past it.

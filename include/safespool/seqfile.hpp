@@ -42,11 +42,13 @@ class SeqFile {
   const std::string& path() const { return path_; }
 
  private:
-  SeqFile(std::string path, Fd lock) : path_(std::move(path)), lock_(std::move(lock)) {}
+  SeqFile(std::string path, Fd lock, Fd dir)
+      : path_(std::move(path)), lock_(std::move(lock)), dir_(std::move(dir)) {}
   void load(bool create);
 
   std::string path_;
   Fd lock_;
+  Fd dir_;  ///< the directory holding path_, fsynced after each rename
   uint64_t next_ = 1;
 };
 
@@ -55,8 +57,9 @@ class SeqFile {
 uint64_t parse_u64(const std::string& text, const std::string& what);
 
 /// Durably replaces `path` with `content`: PATH.temp,
-/// fsync, rename, fsync of the directory.
-void replace_file(const std::string& path, const std::string& content);
+/// fsync, rename, fsync of the directory (`dir_fd` when given: an open
+/// descriptor of the directory holding `path`).
+void replace_file(const std::string& path, const std::string& content, int dir_fd = -1);
 
 /// fsync()s the directory holding `path` (or `path` itself if `is_dir`).
 void fsync_dir(const std::string& path, bool is_dir = false);

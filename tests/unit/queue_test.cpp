@@ -9,6 +9,7 @@
 #include <fstream>
 
 #include "safespool/error.hpp"
+#include "safespool/ordering.hpp"
 #include "safespool/queue.hpp"
 #include "safespool/seqfile.hpp"
 
@@ -160,4 +161,32 @@ TEST(Queue, UuidsAreVersion4) {
   EXPECT_EQ(u[14], '4');
   EXPECT_NE(std::string("89ab").find(u[19]), std::string::npos);
   EXPECT_NE(gen_uuid(), u);
+}
+
+TEST(CompletionRecord, RewrittenInPlaceNamesTheLastJobForTheNextRun) {
+  TempDir d;
+  std::string q = d.path / "q";
+  Queue::init(q, false);
+  std::string longer = "fspl-" + std::string(200, 'a') + ".fspl", shorter = "fspl-b.fspl";
+  put(q + "/jobs/" + longer, packet(5));
+  put(q + "/jobs/" + shorter, packet(6));
+  {
+    CompletionRecord done{Queue(q)};
+    done.note(5, longer);
+    struct stat first {};
+    ASSERT_EQ(::stat((q + "/.safespool-done").c_str(), &first), 0);
+    done.note(6, shorter);
+    struct stat second {};
+    ASSERT_EQ(::stat((q + "/.safespool-done").c_str(), &second), 0);
+    EXPECT_EQ(first.st_ino, second.st_ino) << "the second note made a new file";
+    EXPECT_EQ(second.st_size, first.st_size);
+  }
+  EXPECT_FALSE(fs::exists(q + "/.safespool-done.temp"));
+  EXPECT_EQ(get(q + "/.safespool-done").rfind("6 fspl-b.fspl ", 0), 0u);
+  // nextseq has not moved past 6: the job runs again, nothing is deleted.
+  finish_recorded_completion(Queue(q), 6, DecodeOptions{});
+  EXPECT_TRUE(fs::exists(q + "/jobs/" + shorter));
+  finish_recorded_completion(Queue(q), 7, DecodeOptions{});
+  EXPECT_FALSE(fs::exists(q + "/jobs/" + shorter));
+  EXPECT_TRUE(fs::exists(q + "/jobs/" + longer)) << "the first record's file was deleted";
 }
