@@ -9,6 +9,7 @@
 #include <zstd.h>
 
 #include <memory>
+#include <mutex>
 
 #include "safespool/decode.hpp"
 #include "safespool/error.hpp"
@@ -20,17 +21,51 @@ namespace {
 /// anything above 2^27 by default ("Frame requires too much memory").
 constexpr int kWindowLogMax = 31;
 
+/// A context that grew beyond this (a large window) is not kept as the
+/// spare: it would hold that memory for the rest of the run.
+constexpr size_t kSpareMaxBytes = 1 << 20;
+
 struct DCtxDeleter {
   void operator()(ZSTD_DCtx* d) const { ZSTD_freeDCtx(d); }
 };
+using DCtxPtr = std::unique_ptr<ZSTD_DCtx, DCtxDeleter>;
+
+/// One spare decompression context, reused from packet to packet: creating
+/// and freeing one costs more than decoding a small packet.
+class SpareDCtx {
+ public:
+  DCtxPtr take() {
+    std::lock_guard lock(mu_);
+    return spare_ ? std::move(spare_) : DCtxPtr(ZSTD_createDCtx());
+  }
+  void give(DCtxPtr d) {
+    if (!d || ZSTD_isError(ZSTD_DCtx_reset(d.get(), ZSTD_reset_session_and_parameters)) ||
+        ZSTD_sizeof_DCtx(d.get()) > kSpareMaxBytes)
+      return;
+    std::lock_guard lock(mu_);
+    if (!spare_) spare_ = std::move(d);
+  }
+
+ private:
+  std::mutex mu_;
+  DCtxPtr spare_;
+};
+
+SpareDCtx& spare_dctx() {
+  static auto* spare = new SpareDCtx;  // never destroyed: readers may outlive statics
+  return *spare;
+}
 
 class ZstdReader : public Reader {
  public:
   explicit ZstdReader(std::unique_ptr<Reader> inner)
-      : inner_(std::move(inner)), dctx_(ZSTD_createDCtx()), in_buf_(ZSTD_DStreamInSize()) {
+      : inner_(std::move(inner)), dctx_(spare_dctx().take()),
+        in_size_(ZSTD_DStreamInSize()), in_buf_(new std::byte[in_size_]) {
     if (!dctx_) throw Error(inner_->source() + ": zstd: cannot allocate a decompression context");
     check(ZSTD_DCtx_setParameter(dctx_.get(), ZSTD_d_windowLogMax, kWindowLogMax));
   }
+
+  ~ZstdReader() override { spare_dctx().give(std::move(dctx_)); }
 
   size_t read(std::span<std::byte> buf) override {
     if (buf.empty() || done_) return 0;
@@ -64,8 +99,8 @@ class ZstdReader : public Reader {
 
  private:
   void refill() {
-    size_t n = inner_->read(std::span(in_buf_));
-    in_ = ZSTD_inBuffer{in_buf_.data(), n, 0};
+    size_t n = inner_->read(std::span(in_buf_.get(), in_size_));
+    in_ = ZSTD_inBuffer{in_buf_.get(), n, 0};
     if (n == 0) inner_eof_ = true;
   }
 
@@ -86,8 +121,9 @@ class ZstdReader : public Reader {
   }
 
   std::unique_ptr<Reader> inner_;
-  std::unique_ptr<ZSTD_DCtx, DCtxDeleter> dctx_;
-  std::vector<std::byte> in_buf_;
+  DCtxPtr dctx_;
+  size_t in_size_;
+  std::unique_ptr<std::byte[]> in_buf_;  ///< not zeroed: only what is read is touched
   ZSTD_inBuffer in_{nullptr, 0, 0};
   size_t last_ = 0;       ///< last ZSTD_decompressStream hint; 0 = frame complete
   bool inner_eof_ = false;

@@ -9,7 +9,9 @@
 
 #include <cerrno>
 #include <climits>
+#include <cstdlib>
 #include <fstream>
+#include <memory>
 #include <vector>
 
 #include "safespool/error.hpp"
@@ -75,9 +77,18 @@ size_t size_pipe(int fd, size_t target) {
 
 size_t target_pipe_size(size_t requested) {
   if (requested > 0) return requested;
-  std::ifstream in("/proc/sys/fs/pipe-max-size");
-  size_t max = 0;
-  if (in >> max && max > 0) return max;
+  // Read afresh for every pipe (an administrator may raise it mid-run), but
+  // through one descriptor kept open: a pread instead of a path lookup in
+  // /proc, an open and a close per job.
+  static const Fd sysctl(::open("/proc/sys/fs/pipe-max-size", O_RDONLY | O_CLOEXEC));
+  char text[32];
+  ssize_t n = sysctl ? ::pread(sysctl.get(), text, sizeof text - 1, 0) : -1;
+  if (n > 0) {
+    text[n] = '\0';
+    char* end = nullptr;
+    unsigned long long max = std::strtoull(text, &end, 10);
+    if (end != text && max > 0) return static_cast<size_t>(max);
+  }
   return 1 << 20;  // the kernel's default pipe-max-size
 }
 
@@ -184,12 +195,13 @@ void Relay::run() {
 }
 
 void Relay::pump() {
-  std::vector<std::byte> buf(kBufferSize);
+  // Not zeroed: a small payload touches one page of it, not 256.
+  std::unique_ptr<std::byte[]> buf(new std::byte[kBufferSize]);
   while (!stop_) {
     phase_ = Phase::Reading;
-    size_t n = reader_.read(buf);
+    size_t n = reader_.read(std::span(buf.get(), kBufferSize));
     if (n == 0) return;
-    if (!write_bounded(buf.data(), n)) return;
+    if (!write_bounded(buf.get(), n)) return;
   }
 }
 
