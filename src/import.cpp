@@ -49,7 +49,7 @@ std::string copy_in(const Queue& q, const std::string& src) {
 }
 
 // Whether a job with `seq` and the same bytes as `src` is already in jobs/.
-bool already_queued(const Queue& q, const std::vector<JobEntry>& jobs, uint64_t seq,
+bool already_queued(const Queue& q, const JobList& jobs, uint64_t seq,
                     const std::string& src, const DecodeOptions& decode) {
   for (const auto& j : jobs)
     if (j.meta.seq == seq && same_packet(open_source(src), src, q.open_job(j.filename), j.filename, decode))
@@ -76,7 +76,7 @@ ImportReport import_packets(const Queue& q, const std::vector<std::string>& sour
                             const ImportOptions& opts) {
   q.check_exists();
   ImportReport report;
-  std::vector<JobEntry> present = q.scan(opts.decode).jobs;
+  JobList present = q.scan(opts.decode).jobs;
   std::optional<uint64_t> next = next_seq(q);
   for (const auto& src : list_sources(sources)) {
     uint64_t seq;

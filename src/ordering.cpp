@@ -79,13 +79,13 @@ void remove_job_file(const Queue& q, const std::string& filename) {
   if (::unlink(path.c_str()) != 0 && errno != ENOENT) throw_errno("cannot delete " + path);
 }
 
-std::vector<JobEntry> index_by_seq(const Queue& q, std::vector<JobEntry> jobs, uint64_t next,
+JobList index_by_seq(const Queue& q, JobList jobs, uint64_t next,
                                    bool keep_files, const DecodeOptions& decode) {
   std::erase_if(jobs, [next](const JobEntry& j) { return j.meta.seq < next; });
   // Stable: of two files with one seq, the first listed is kept.
   std::stable_sort(jobs.begin(), jobs.end(),
                    [](const JobEntry& a, const JobEntry& b) { return a.meta.seq < b.meta.seq; });
-  std::vector<JobEntry> by_seq;
+  JobList by_seq;
   by_seq.reserve(jobs.size());
   for (auto& j : jobs) {
     if (by_seq.empty() || by_seq.back().meta.seq != j.meta.seq) {
@@ -103,14 +103,14 @@ std::vector<JobEntry> index_by_seq(const Queue& q, std::vector<JobEntry> jobs, u
   return by_seq;
 }
 
-const JobEntry* find_seq(const std::vector<JobEntry>& by_seq, uint64_t seq) {
+const JobEntry* find_seq(const JobList& by_seq, uint64_t seq) {
   auto it = std::lower_bound(by_seq.begin(), by_seq.end(), seq,
                              [](const JobEntry& j, uint64_t s) { return j.meta.seq < s; });
   return it != by_seq.end() && it->meta.seq == seq ? &*it : nullptr;
 }
 
-std::vector<JobEntry> stale_jobs(const std::vector<JobEntry>& jobs, uint64_t next) {
-  std::vector<JobEntry> out;
+JobList stale_jobs(const JobList& jobs, uint64_t next) {
+  JobList out;
   for (const auto& j : jobs)
     if (j.meta.seq < next) out.push_back(j);
   return out;

@@ -118,7 +118,7 @@ void finish_record(const Queue& q, const ProcessOptions& opts, RunRecord& rec, i
   }
 }
 
-std::vector<JobEntry> by_timestamp(std::vector<JobEntry> jobs) {
+JobList by_timestamp(JobList jobs) {
   std::stable_sort(jobs.begin(), jobs.end(), [](const JobEntry& a, const JobEntry& b) {
     return std::pair(a.meta.ctime_secs, a.meta.ctime_nanos) <
            std::pair(b.meta.ctime_secs, b.meta.ctime_nanos);
@@ -138,7 +138,7 @@ bool still_has_seq(const Queue& q, const JobEntry& j, const DecodeOptions& decod
 }
 
 // Finishes a previous run's interrupted delete and handles stale files.
-void tidy(const Queue& q, const std::vector<JobEntry>& jobs, uint64_t next, const ProcessOptions& opts) {
+void tidy(const Queue& q, const JobList& jobs, uint64_t next, const ProcessOptions& opts) {
   if (!opts.never_delete) finish_recorded_completion(q, next, opts.decode);
   auto stale = stale_jobs(jobs, next);
   if (stale.empty()) return;
@@ -162,8 +162,8 @@ constexpr uint64_t kSeqWindow = 4096;
 
 // The jobs of one scan, in the order they run.
 struct Plan {
-  std::vector<JobEntry> by_seq;         ///< --order-by sequence (sorted)
-  std::vector<JobEntry> by_time;        ///< --order-by timestamp
+  JobList by_seq;         ///< --order-by sequence (sorted)
+  JobList by_time;        ///< --order-by timestamp
   uint64_t seq_below = UINT64_MAX;      ///< by_seq holds the jobs below this
   size_t beyond = 0;                    ///< jobs at or above it, not listed
 };

@@ -22,7 +22,7 @@ std::string record_path(const Queue& q) { return q.dir() + "/.safespool-status";
 int64_t now_secs() { return now_ctime().first; }
 
 // Gaps between `next` and the highest pending seq, as closed ranges.
-std::vector<std::pair<uint64_t, uint64_t>> find_gaps(const std::vector<JobEntry>& pending, uint64_t next) {
+std::vector<std::pair<uint64_t, uint64_t>> find_gaps(const JobList& pending, uint64_t next) {
   std::vector<std::pair<uint64_t, uint64_t>> gaps;
   uint64_t expected = next;
   for (const auto& j : pending) {

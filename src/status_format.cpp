@@ -64,7 +64,7 @@ std::string job_json(const Meta& meta, const std::string* filename, const std::s
   return dump(j);
 }
 
-std::string jobs_json(const std::string& queuedir, const std::vector<JobEntry>& jobs,
+std::string jobs_json(const std::string& queuedir, const JobList& jobs,
                       const std::vector<SkippedFile>& skipped,
                       const std::vector<std::optional<Verdict>>& verdicts) {
   ordered_json j;

@@ -33,14 +33,14 @@ namespace safespool {
 /// collapsed (the later file in `jobs` is removed unless `keep_files`); a
 /// different packet under a seq already seen throws Error (exit 65) naming
 /// both files.
-std::vector<JobEntry> index_by_seq(const Queue& q, std::vector<JobEntry> jobs, uint64_t next,
+JobList index_by_seq(const Queue& q, JobList jobs, uint64_t next,
                                    bool keep_files, const DecodeOptions& decode);
 
 /// The job with sequence `seq` in a vector made by index_by_seq, or null.
-const JobEntry* find_seq(const std::vector<JobEntry>& by_seq, uint64_t seq);
+const JobEntry* find_seq(const JobList& by_seq, uint64_t seq);
 
 /// Jobs with seq < `next`.
-std::vector<JobEntry> stale_jobs(const std::vector<JobEntry>& jobs, uint64_t next);
+JobList stale_jobs(const JobList& jobs, uint64_t next);
 
 /// True when the two open files hold the same bytes (`what` names them in errors).
 bool same_bytes(Fd a, Fd b, const std::string& what);

@@ -39,8 +39,8 @@ struct QueueStatus {
   enum class State { Healthy, Waiting, Blocked };
   std::string queuedir;
   std::optional<uint64_t> next_seq;  ///< nullopt: append-only queue
-  std::vector<JobEntry> pending;     ///< seq >= next, sorted by seq
-  std::vector<JobEntry> stale;       ///< seq < next
+  JobList pending;     ///< seq >= next, sorted by seq
+  JobList stale;       ///< seq < next
   std::vector<SkippedFile> unreadable;
   std::vector<std::pair<uint64_t, uint64_t>> gaps;  ///< missing ranges [a, b]
   std::optional<int64_t> oldest_age_seconds;        ///< by ctime of pending jobs
@@ -75,7 +75,7 @@ std::string job_json(const Meta& meta, const std::string* filename, const std::s
                      const Verdict* verdict = nullptr);
 
 /// queue-ls --json: the jobs (sorted by seq) and the skipped files.
-std::string jobs_json(const std::string& queuedir, const std::vector<JobEntry>& jobs,
+std::string jobs_json(const std::string& queuedir, const JobList& jobs,
                       const std::vector<SkippedFile>& skipped,
                       const std::vector<std::optional<Verdict>>& verdicts = {});
 

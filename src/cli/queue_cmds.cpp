@@ -97,7 +97,7 @@ int run_ls(const QueueArgs& a) {
 // The one job with sequence `id`; a missing or ambiguous id is an error.
 JobEntry find_job(const Queue& q, const DecodeOptions& d, const std::string& id_text) {
   uint64_t id = parse_u64(id_text, "--job");
-  std::vector<JobEntry> found;
+  JobList found;
   for (auto& j : scan_sorted(q, d).jobs)
     if (j.meta.seq == id) found.push_back(std::move(j));
   if (found.empty()) throw Error("job " + id_text + " not found in queue " + q.dir(), kExitNoInput);
