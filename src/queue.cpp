@@ -134,6 +134,16 @@ ScanResult Queue::scan(const DecodeOptions& decode, ScanFor purpose, uint64_t se
   std::vector<BatchFile> batch;
   std::vector<std::pair<std::string, struct stat>> batch_files;  // name, its stat
   size_t learnt_encrypted = 0;
+  // A file that vanished since readdir is simply gone; any other failure
+  // is listed as skipped, with its reason.
+  auto unreadable = [&](const std::string& name, const Error& err) {
+    const auto* sys = dynamic_cast<const SysError*>(&err);
+    if (sys && sys->err() == ENOENT) {
+      spdlog::debug("{} vanished during the scan", name);
+    } else {
+      out.skipped.push_back({name, err.what()});
+    }
+  };
   auto read_batch = [&] {
     DecodeBatch opened(std::move(batch), decode);
     batch.clear();
@@ -156,14 +166,8 @@ ScanResult Queue::scan(const DecodeOptions& decode, ScanFor purpose, uint64_t se
         } else {
           out.jobs.push_back({name, std::move(meta), file_id(st), false});
         }
-      } catch (const SysError& err) {
-        if (err.err() == ENOENT) {
-          spdlog::debug("{} vanished during the scan", name);
-        } else {
-          out.skipped.push_back({name, err.what()});
-        }
       } catch (const Error& err) {
-        out.skipped.push_back({name, err.what()});
+        unreadable(name, err);
       }
     }
     batch_files.clear();
@@ -189,22 +193,15 @@ ScanResult Queue::scan(const DecodeOptions& decode, ScanFor purpose, uint64_t se
         spdlog::debug("header index entry for {}: {}; reading the file", name, err.what());
       }
     }
-    // A scan of many encrypted packets takes a while: honour a stop request.
-    if (take_interrupt() || interrupted()) throw Error("interrupted during the scan of " + jobs_dir(), kExitInterrupted);
+    // Opened now, read in read_batch (which honours a stop request).
     try {
       Fd fd = open_job(std::string(name));
       struct stat st;
       if (::fstat(fd.get(), &st) != 0) throw_errno("cannot stat " + job_path(std::string(name)));
       batch.push_back({std::move(fd), "jobs/" + std::string(name)});
       batch_files.emplace_back(std::string(name), st);
-    } catch (const SysError& err) {
-      if (err.err() == ENOENT) {
-        spdlog::debug("{} vanished during the scan", name);
-        continue;
-      }
-      out.skipped.push_back({std::string(name), err.what()});
     } catch (const Error& err) {
-      out.skipped.push_back({std::string(name), err.what()});
+      unreadable(std::string(name), err);
     }
     if (batch.size() == kReadBatch) read_batch();
   }
