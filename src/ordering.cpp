@@ -125,15 +125,8 @@ void CompletionRecord::note(uint64_t seq, const std::string& filename) {
   line.resize(std::max(line.size(), kDoneRecordSize - 1), ' ');
   line += '\n';
   if (fd_) {
-    const char* p = line.data();
-    size_t left = line.size();
-    for (off_t off = 0; left > 0;) {
-      ssize_t n = ::pwrite(fd_.get(), p, left, off);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) throw_errno("cannot write " + path_);
-      p += n, off += n, left -= static_cast<size_t>(n);
-    }
-    return;
+    if (::lseek(fd_.get(), 0, SEEK_SET) != 0) throw_errno("cannot write " + path_);
+    return write_all(fd_.get(), line, path_);
   }
   std::string temp = path_ + ".temp";
   Fd fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0666));
