@@ -109,7 +109,7 @@ gpgme_error_t PassphraseRefusal::callback(void* hook, const char* uid_hint, cons
 
 CtxPtr new_context(const std::optional<std::string>& home, PassphraseRefusal& refusal,
                    const std::string& what) {
-  CtxPtr ctx = basic_context(home, what);
+  CtxPtr ctx = basic_context(home, what, kExitUnavailable);
   gpgme_set_passphrase_cb(ctx.get(), &PassphraseRefusal::callback, &refusal);
   return ctx;
 }

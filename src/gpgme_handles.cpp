@@ -24,12 +24,12 @@ Pool& pool() {
   return *p;
 }
 
-void check(gpgme_error_t err, const std::string& what) {
-  if (err) throw Error(what + ": " + gpgme_strerror(err));
+void check(gpgme_error_t err, const std::string& what, int exit_code = kExitSoftware) {
+  if (err) throw Error(what + ": " + gpgme_strerror(err), exit_code);
 }
 
 CtxPtr make_context(const std::optional<std::string>& home, const std::string& what) {
-  CtxPtr ctx = basic_context(home, what);
+  CtxPtr ctx = basic_context(home, what, kExitSoftware);
   // --disable-dirmngr: a gpg.conf with auto-key-retrieve must not make an
   // unattended decoder wait on a key server.
   gpgme_set_offline(ctx.get(), 1);
@@ -41,18 +41,20 @@ CtxPtr make_context(const std::optional<std::string>& home, const std::string& w
 
 }  // namespace
 
-CtxPtr basic_context(const std::optional<std::string>& home, const std::string& what) {
+CtxPtr basic_context(const std::optional<std::string>& home, const std::string& what,
+                     int exit_code) {
   init_gpgme(what);
   gpgme_ctx_t c = nullptr;
-  check(gpgme_new(&c), what + ": cannot create a GPGME context");
+  check(gpgme_new(&c), what + ": cannot create a GPGME context", exit_code);
   CtxPtr ctx(c);
   if (home) {
     check(gpgme_ctx_set_engine_info(ctx.get(), GPGME_PROTOCOL_OpenPGP, nullptr, home->c_str()),
-          what + ": cannot use GnuPG home " + *home);
+          what + ": cannot use GnuPG home " + *home, exit_code);
   }
-  check(gpgme_set_protocol(ctx.get(), GPGME_PROTOCOL_OpenPGP), what + ": OpenPGP protocol");
+  check(gpgme_set_protocol(ctx.get(), GPGME_PROTOCOL_OpenPGP), what + ": OpenPGP protocol",
+        exit_code);
   check(gpgme_set_pinentry_mode(ctx.get(), GPGME_PINENTRY_MODE_LOOPBACK),
-        what + ": loopback pinentry");
+        what + ": loopback pinentry", exit_code);
   gpgme_set_armor(ctx.get(), 0);
   gpgme_set_textmode(ctx.get(), 0);
   return ctx;

@@ -32,8 +32,10 @@ void init_gpgme(const std::string& what);
 
 /// A new OpenPGP context on `home` (nullopt: gpg's default home): binary,
 /// not text mode, loopback pinentry (the owner installs a passphrase
-/// callback). Throws Error "WHAT: ..." when GPGME or gpg is unusable.
-CtxPtr basic_context(const std::optional<std::string>& home, const std::string& what);
+/// callback). Throws Error "WHAT: ..." when GPGME or gpg is unusable (exit
+/// 69 from init_gpgme(), `exit_code` when setting up the context fails).
+CtxPtr basic_context(const std::optional<std::string>& home, const std::string& what,
+                     int exit_code);
 
 /// The gpg program GPGME runs (from gpgconf), for running it directly.
 /// Throws as init_gpgme() does.
