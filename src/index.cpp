@@ -196,13 +196,13 @@ std::string_view HeaderIndex::header(const Entry& e) const {
       throw FormatError("header index: headers part unreadable");
     size_t size = static_cast<size_t>(st.st_size - headers_at_);
     if (size > kMaxIndexBytes) throw FormatError("header index: headers part too large");
-    auto data = read_at(file_.get(), headers_at_, size, kFileName);
-    headers_.assign(data.get(), size);
+    headers_ = read_at(file_.get(), headers_at_, size, kFileName);
+    headers_size_ = size;
     headers_read_ = true;
   }
-  if (e.header_offset > headers_.size() || e.header_size > headers_.size() - e.header_offset)
+  if (e.header_offset > headers_size_ || e.header_size > headers_size_ - e.header_offset)
     throw FormatError("header index: header out of bounds");
-  return std::string_view(headers_).substr(e.header_offset, e.header_size);
+  return std::string_view(headers_.get() + e.header_offset, e.header_size);
 }
 
 Meta HeaderIndex::meta(const Entry& e) const {

@@ -120,7 +120,8 @@ class HeaderIndex {
   Fd file_;                       ///< the loaded file (never changed in place)
   uint64_t headers_at_ = 0;       ///< where its headers part starts
   HugeBuffer data_;               ///< its entries part, which entries_ point into
-  mutable std::string headers_;   ///< its headers part, read when first needed
+  mutable HugeBuffer headers_;    ///< its headers part, read when first needed
+  mutable size_t headers_size_ = 0;
   mutable bool headers_read_ = false;
   std::vector<Entry, HugePageAllocator<Entry>> entries_;  ///< in the order written
   int64_t written_at_ = 0;        ///< scan start of the loaded index
