@@ -76,7 +76,7 @@ ImportReport import_packets(const Queue& q, const std::vector<std::string>& sour
                             const ImportOptions& opts) {
   q.check_exists();
   ImportReport report;
-  JobList present = q.scan(opts.decode).jobs;
+  JobList present = q.scan(opts.decode, ScanFor::Summary).jobs;
   std::optional<uint64_t> next = next_seq(q);
   for (const auto& src : list_sources(sources)) {
     uint64_t seq;

@@ -87,6 +87,26 @@ Fd Queue::open_job(const std::string& filename) const {
   return fd;
 }
 
+void sort_by_seq(JobList& jobs) {
+  std::vector<std::pair<uint64_t, size_t>> order(jobs.size());
+  for (size_t i = 0; i < jobs.size(); ++i) order[i] = {jobs[i].meta.seq, i};
+  std::sort(order.begin(), order.end());
+  // Position k takes the entry at order[k].second: follow each cycle once.
+  std::vector<bool> placed(jobs.size());
+  for (size_t k = 0; k < jobs.size(); ++k) {
+    if (placed[k] || order[k].second == k) continue;
+    JobEntry held = std::move(jobs[k]);
+    size_t at = k;
+    for (size_t from = order[at].second; from != k; from = order[at].second) {
+      jobs[at] = std::move(jobs[from]);
+      placed[at] = true;
+      at = from;
+    }
+    jobs[at] = std::move(held);
+    placed[at] = true;
+  }
+}
+
 namespace {
 
 // The indexed header of `e`, if the file is still the one it was read from.
@@ -99,10 +119,11 @@ const HeaderIndex::Entry* unchanged(const HeaderIndex& idx, int dir_fd, const di
   return file_id(st) == hit->id ? hit : nullptr;
 }
 
-// The header an index entry holds: all of it for a listing; for the
-// processor only what orders the jobs (it reads the rest from the file).
+// The header an index entry holds: all of it for a full listing; for
+// summaries and the processor only what orders the jobs (the processor
+// reads the rest from the file).
 Meta indexed_meta(const HeaderIndex& idx, const HeaderIndex::Entry& hit, ScanFor purpose) {
-  if (purpose == ScanFor::Listing) return idx.meta(hit);
+  if (purpose == ScanFor::Listing) return idx.meta(hit);  // all of the header
   Meta m;
   m.seq = hit.seq;
   m.ctime_secs = hit.ctime_secs;
@@ -122,9 +143,11 @@ ScanResult Queue::scan(const DecodeOptions& decode, ScanFor purpose, uint64_t se
   HeaderIndex idx = key ? HeaderIndex::load(dir_, *key, dir_st) : HeaderIndex();
   ScanResult out;
   // The next index, in directory order: views into the loaded index, or
-  // into `fresh` for files read now (a deque: its strings stay put).
-  std::vector<HeaderIndex::Entry, HugePageAllocator<HeaderIndex::Entry>> next_index;
-  std::deque<std::string> fresh;
+  // into `learnt` for files read now (deques: their elements stay put).
+  // Pointers, not copies: most scans keep the index as it is.
+  std::vector<const HeaderIndex::Entry*> next_index;
+  std::deque<HeaderIndex::Entry> learnt;
+  std::deque<std::string> fresh;  // the names and headers `learnt` views
   if (key) next_index.reserve(idx.size());
   if (seq_below == UINT64_MAX) out.jobs.reserve(idx.size());
   // Files the index does not know are opened and read in batches: small
@@ -159,7 +182,8 @@ ScanResult Queue::scan(const DecodeOptions& decode, ScanFor purpose, uint64_t se
         if (key) {
           const std::string& n = fresh.emplace_back(name);
           const std::string& h = fresh.emplace_back(std::move(raw));
-          next_index.push_back({n, file_id(st), meta.seq, meta.ctime_secs, meta.ctime_nanos, h});
+          next_index.push_back(&learnt.emplace_back(
+              HeaderIndex::Entry{n, file_id(st), meta.seq, meta.ctime_secs, meta.ctime_nanos, h}));
         }
         if (meta.seq >= seq_below) {
           ++out.beyond;
@@ -187,7 +211,7 @@ ScanResult Queue::scan(const DecodeOptions& decode, ScanFor purpose, uint64_t se
         } else {
           out.jobs.push_back({std::string(name), indexed_meta(idx, *hit, purpose), hit->id, true});
         }
-        next_index.push_back(*hit);
+        next_index.push_back(hit);
         continue;
       } catch (const Error& err) {
         spdlog::debug("header index entry for {}: {}; reading the file", name, err.what());
@@ -214,14 +238,17 @@ ScanResult Queue::scan(const DecodeOptions& decode, ScanFor purpose, uint64_t se
   // new files are read again by the next scan, and a stale entry costs
   // nothing. So one packet arriving in a queue of 100,000 does not rewrite
   // 20 MB.
-  size_t learnt = fresh.size() / 2;
-  spdlog::debug("scan of {}: {} header(s) from the index, {} read, {} unreadable", jobs_dir(),
-                next_index.size() - learnt, learnt, out.skipped.size());
-  size_t gone = idx.size() > next_index.size() - learnt ? idx.size() - (next_index.size() - learnt) : 0;
-  bool worth_it = learnt_encrypted > 0 || (learnt > 0 && learnt * 64 >= next_index.size());
+  size_t read = learnt.size(), kept = next_index.size() - read;
+  spdlog::debug("scan of {}: {} header(s) from the index, {} read, {} unreadable", jobs_dir(), kept,
+                read, out.skipped.size());
+  size_t gone = idx.size() > kept ? idx.size() - kept : 0;
+  bool worth_it = learnt_encrypted > 0 || (read > 0 && read * 64 >= next_index.size());
   if (key && (worth_it || gone > std::max<size_t>(64, next_index.size() / 4))) {
     try {
-      HeaderIndex::save(dir_, *key, dir_st, started, next_index, &idx);
+      std::vector<HeaderIndex::Entry> entries;
+      entries.reserve(next_index.size());
+      for (const HeaderIndex::Entry* e : next_index) entries.push_back(*e);
+      HeaderIndex::save(dir_, *key, dir_st, started, entries, &idx);
     } catch (const Error& err) {
       spdlog::debug("cannot update the header index: {}", err.what());
     }

@@ -123,9 +123,8 @@ QueueStatus classify(const Queue& q, ScanResult scan, std::optional<uint64_t> ne
   s.unreadable = std::move(scan.skipped);
   uint64_t n = next.value_or(0);
   for (auto& j : scan.jobs) (j.meta.seq < n ? s.stale : s.pending).push_back(std::move(j));
-  auto by_seq = [](const JobEntry& a, const JobEntry& b) { return a.meta.seq < b.meta.seq; };
-  std::sort(s.pending.begin(), s.pending.end(), by_seq);
-  std::sort(s.stale.begin(), s.stale.end(), by_seq);
+  sort_by_seq(s.pending);
+  sort_by_seq(s.stale);
   if (next) s.gaps = find_gaps(s.pending, n);
   for (const auto& j : s.pending) {
     int64_t age = now_secs() - j.meta.ctime_secs;
@@ -141,7 +140,7 @@ QueueStatus classify(const Queue& q, ScanResult scan, std::optional<uint64_t> ne
 
 QueueStatus queue_status(const Queue& q, const DecodeOptions& decode) {
   q.check_exists();
-  return classify(q, q.scan(decode), read_next(q));
+  return classify(q, q.scan(decode, ScanFor::Summary), read_next(q));
 }
 
 }  // namespace safespool

@@ -59,12 +59,11 @@ SeqFile lock_queue(const Queue& q) {
   return std::move(*sf);
 }
 
-ScanResult scan_sorted(const Queue& q, const DecodeOptions& d) {
+ScanResult scan_sorted(const Queue& q, const DecodeOptions& d, ScanFor purpose) {
   q.check_exists();
-  ScanResult scan = q.scan(d);
+  ScanResult scan = q.scan(d, purpose);
   scan.warn_skipped(q.dir());
-  std::stable_sort(scan.jobs.begin(), scan.jobs.end(),
-                   [](const JobEntry& a, const JobEntry& b) { return a.meta.seq < b.meta.seq; });
+  sort_by_seq(scan.jobs);
   return scan;
 }
 
@@ -72,10 +71,15 @@ int run_ls(const QueueArgs& a) {
   Queue q(a.queuedir);
   DecodeOptions d = a.decode.finish();
   SignerPolicy policy = a.policy_flags.build();
-  ScanResult scan = scan_sorted(q, d);
+  // The text listing shows seq, ctime and the name: the rest of an
+  // indexed header is not needed.
+  ScanResult scan = scan_sorted(q, d, a.json ? ScanFor::Listing : ScanFor::Summary);
   const auto& jobs = scan.jobs;
-  std::vector<std::optional<Verdict>> verdicts;
-  for (const auto& j : jobs) verdicts.push_back(judge_job(q, j, d, policy));
+  std::vector<std::optional<Verdict>> verdicts;  // empty without a policy
+  if (!policy.empty()) {
+    verdicts.reserve(jobs.size());
+    for (const auto& j : jobs) verdicts.push_back(judge_job(q, j, d, policy));
+  }
   if (a.json) {
     write_all(1, jobs_json(q.dir(), jobs, scan.skipped, verdicts), "standard output");
     return kExitOk;
@@ -83,12 +87,19 @@ int run_ls(const QueueArgs& a) {
   char line[128];
   snprintf(line, sizeof line, "%-20s %-27s filename\n", "ID", "creation timestamp");
   std::string out = line;
-  for (const auto& j : jobs) {
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    const JobEntry& j = jobs[i];
     snprintf(line, sizeof line, "%-20llu %-27s ", static_cast<unsigned long long>(j.meta.seq),
              rfc3339_local(j.meta.ctime_secs).c_str());
-    out += line + j.filename;
-    if (const auto& v = verdicts[&j - jobs.data()]) out += "  signer " + v->signer + (v->trusted ? " (trusted)" : " (NOT trusted)");
-    out += "\n";
+    out += line;
+    out += j.filename;
+    if (i < verdicts.size() && verdicts[i])
+      out += "  signer " + verdicts[i]->signer + (verdicts[i]->trusted ? " (trusted)" : " (NOT trusted)");
+    out += '\n';
+    if (out.size() >= 64 * 1024) {
+      write_all(1, out, "standard output");
+      out.clear();
+    }
   }
   write_all(1, out, "standard output");
   return kExitOk;
@@ -98,7 +109,7 @@ int run_ls(const QueueArgs& a) {
 JobEntry find_job(const Queue& q, const DecodeOptions& d, const std::string& id_text) {
   uint64_t id = parse_u64(id_text, "--job");
   JobList found;
-  for (auto& j : scan_sorted(q, d).jobs)
+  for (auto& j : scan_sorted(q, d, ScanFor::Listing).jobs)
     if (j.meta.seq == id) found.push_back(std::move(j));
   if (found.empty()) throw Error("job " + id_text + " not found in queue " + q.dir(), kExitNoInput);
   if (found.size() > 1)

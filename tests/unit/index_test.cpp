@@ -74,14 +74,37 @@ TEST(HeaderIndex, UnchangedFilesAreTakenFromTheIndex) {
   TempQueue t;
   for (int i = 1; i <= 3; ++i) put(t.job(name_of(i)), packet(i));
   settle_index(t);
-  for (auto check : {ScanFor::Listing, ScanFor::Processing}) {
+  for (auto check : {ScanFor::Listing, ScanFor::Summary, ScanFor::Processing}) {
     auto jobs = scan_by_name(t, check);
     ASSERT_EQ(jobs.size(), 3u);
     for (int i = 1; i <= 3; ++i) {
       EXPECT_TRUE(jobs.at(name_of(i)).from_index);
       EXPECT_EQ(jobs.at(name_of(i)).meta.seq, static_cast<uint64_t>(i));
+      EXPECT_EQ(jobs.at(name_of(i)).meta.ctime_secs, 1700000000);
     }
   }
+}
+
+TEST(HeaderIndex, OnlyAFullListingParsesTheIndexedHeaders) {
+  TempQueue t;
+  Meta m;
+  m.seq = 5;
+  m.ctime_secs = 1700000001;
+  m.ctime_nanos = 42;
+  m.kind = JobKind::Command;
+  m.params = {"echo", "hi"};
+  m.env = {{"A", "b"}};
+  put(t.job(name_of(1)), encode_header(m) + "payload");
+  settle_index(t);
+  JobEntry full = scan_by_name(t, ScanFor::Listing).at(name_of(1));
+  ASSERT_TRUE(full.from_index);
+  EXPECT_EQ(full.meta, m);
+  JobEntry summary = scan_by_name(t, ScanFor::Summary).at(name_of(1));
+  ASSERT_TRUE(summary.from_index);
+  EXPECT_EQ(summary.meta.seq, 5u);
+  EXPECT_EQ(summary.meta.ctime_secs, 1700000001);
+  EXPECT_EQ(summary.meta.ctime_nanos, 42u);
+  EXPECT_TRUE(summary.meta.params.empty());
 }
 
 TEST(HeaderIndex, FreshFilesAreRacyAndReadAgain) {
@@ -110,9 +133,11 @@ TEST(HeaderIndex, AFileRewrittenInPlaceIsReadAgainByAStatScan) {
   put(t.job(name_of(1)), packet(1));
   settle_index(t);
   put(t.job(name_of(1)), packet(7));  // same inode, same size
-  auto j = scan_by_name(t, ScanFor::Listing).at(name_of(1));
-  EXPECT_FALSE(j.from_index);
-  EXPECT_EQ(j.meta.seq, 7u);
+  for (auto check : {ScanFor::Listing, ScanFor::Summary}) {
+    auto j = scan_by_name(t, check).at(name_of(1));
+    EXPECT_FALSE(j.from_index);
+    EXPECT_EQ(j.meta.seq, 7u);
+  }
 }
 
 TEST(HeaderIndex, RemovedFilesAreNotListed) {

@@ -7,6 +7,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <random>
 
 #include "safespool/error.hpp"
 #include "safespool/ordering.hpp"
@@ -153,6 +154,28 @@ TEST(Queue, ScanSkipsBadFilesWithReasonsAndNeverBlocks) {
   EXPECT_NE(why["fspl-link.fspl"].find("symbolic link"), std::string::npos) << why["fspl-link.fspl"];
   EXPECT_NE(why["fspl-fifo.fspl"].find("not a regular file"), std::string::npos);
   EXPECT_NE(why["fspl-dir.fspl"].find("not a regular file"), std::string::npos);
+}
+
+TEST(Queue, SortBySeqMatchesAStableSort) {
+  std::mt19937 rng(7);
+  for (size_t n : {0, 1, 2, 3, 10, 1000}) {
+    JobList jobs;
+    for (size_t i = 0; i < n; ++i) {
+      JobEntry j;
+      j.filename = "fspl-" + std::to_string(i) + ".fspl";
+      j.meta.seq = rng() % (n / 2 + 1);  // many equal seqs
+      jobs.push_back(j);
+    }
+    JobList expected = jobs;
+    std::stable_sort(expected.begin(), expected.end(),
+                     [](const JobEntry& a, const JobEntry& b) { return a.meta.seq < b.meta.seq; });
+    sort_by_seq(jobs);
+    ASSERT_EQ(jobs.size(), expected.size());
+    for (size_t i = 0; i < n; ++i) {
+      EXPECT_EQ(jobs[i].filename, expected[i].filename) << "n " << n << " at " << i;
+      EXPECT_EQ(jobs[i].meta.seq, expected[i].meta.seq);
+    }
+  }
 }
 
 TEST(Queue, UuidsAreVersion4) {
