@@ -148,6 +148,7 @@ HandoffResult Supervisor::run() {
   if (relay_)
     relay_->start([this] { asio::post(io_, [this] { on_relay_done(); }); });
   arm();
+  if (opts_.while_running) asio::post(io_, opts_.while_running);
   io_.run();
   clean_up();
   show_progress(true);

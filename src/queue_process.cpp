@@ -32,7 +32,8 @@ struct IndexDoubt {
 
 // Opens the job again (it may have changed since the scan) and runs it:
 // what runs is what this read finds, never what the scan or index said.
-HandoffResult run_entry(const Queue& q, const JobEntry& entry, const ProcessOptions& opts) {
+// With `seq` (by sequence), the next seqfile is written while it runs.
+HandoffResult run_entry(const Queue& q, const JobEntry& entry, const ProcessOptions& opts, SeqFile* seq) {
   std::string shown = "jobs/" + entry.filename;
   Decoded dec = open_decoded(q.open_job(entry.filename), shown, opts.decode);
   Meta meta = read_header(*dec.reader, shown);
@@ -46,6 +47,7 @@ HandoffResult run_entry(const Queue& q, const JobEntry& entry, const ProcessOpti
   JobOptions job = opts.job;
   if (job.spool_dir.empty()) job.spool_dir = q.jobs_dir();
   job.handoff.job_name = "seq " + std::to_string(meta.seq) + " (" + entry.filename + ")";
+  if (seq) job.handoff.while_running = [seq] { seq->prepare(seq->next() + 1); };
   JobOrigin origin{&entry.filename, &q.dir()};
   if (opts.output_to == OutputTo::SaveBoth) {
     Fd out = open_output(q, entry.filename);
@@ -223,7 +225,7 @@ int run_pass(const Queue& q, const ProcessOptions& opts, RunRecord& record) {
     }
     HandoffResult r;
     try {
-      r = run_entry(q, *entry, opts);
+      r = run_entry(q, *entry, opts, by_seq ? &*seq : nullptr);
     } catch (const IndexDoubt& d) {
       // Once per pass: a second doubt comes from a scan that read every file.
       if (rescanned) throw Error(d.why + ": it changed during the run", kExitDataErr);

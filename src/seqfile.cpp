@@ -1,6 +1,7 @@
 #include "safespool/seqfile.hpp"
 
 #include <fcntl.h>
+#include <spdlog/spdlog.h>
 #include <sys/file.h>
 #include <unistd.h>
 
@@ -61,19 +62,31 @@ void fsync_dir(const std::string& path, bool is_dir) {
   fsync_dir_fd(open_dir(dir).get(), dir);
 }
 
-void replace_file(const std::string& path, const std::string& content, int dir_fd) {
-  std::string temp = path + ".temp";
-  {
-    Fd fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0666));
-    if (!fd) throw_errno("cannot create " + temp);
-    write_all(fd.get(), content, temp);
-    if (::fsync(fd.get()) != 0) throw_errno("cannot fsync " + temp);
-  }
+namespace {
+
+// The first half of a durable replace: PATH.temp written and fsynced.
+void write_temp(const std::string& temp, const std::string& content) {
+  Fd fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0666));
+  if (!fd) throw_errno("cannot create " + temp);
+  write_all(fd.get(), content, temp);
+  if (::fsync(fd.get()) != 0) throw_errno("cannot fsync " + temp);
+}
+
+// The second half: PATH.temp renamed over PATH, and the directory fsynced.
+void commit_temp(const std::string& temp, const std::string& path, int dir_fd) {
   if (::rename(temp.c_str(), path.c_str()) != 0) throw_errno("cannot rename " + temp + " to " + path);
   if (dir_fd >= 0)
     fsync_dir_fd(dir_fd, dir_of(path));
   else
     fsync_dir(path);
+}
+
+}  // namespace
+
+void replace_file(const std::string& path, const std::string& content, int dir_fd) {
+  std::string temp = path + ".temp";
+  write_temp(temp, content);
+  commit_temp(temp, path, dir_fd);
 }
 
 std::optional<SeqFile> SeqFile::try_open(const std::string& path, bool create) {
@@ -117,8 +130,26 @@ void SeqFile::load(bool create) {
   }
 }
 
+SeqFile::~SeqFile() {
+  // Moved-from objects hold no lock and own no temporary file.
+  if (prepared_ && lock_) ::unlink((path_ + ".temp").c_str());
+}
+
+void SeqFile::prepare(uint64_t value) noexcept {
+  prepared_.reset();
+  try {
+    write_temp(path_ + ".temp", std::to_string(value) + "\n");
+    prepared_ = value;
+  } catch (const std::exception& e) {
+    spdlog::debug("cannot prepare {}: {}", path_, e.what());
+  }
+}
+
 void SeqFile::set(uint64_t value) {
-  replace_file(path_, std::to_string(value) + "\n", dir_.get());
+  std::string temp = path_ + ".temp";
+  if (prepared_ != value) write_temp(temp, std::to_string(value) + "\n");
+  prepared_.reset();
+  commit_temp(temp, path_, dir_.get());
   next_ = value;
 }
 

@@ -21,6 +21,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -57,6 +58,12 @@ struct HandoffOptions {
   /// The run's launcher (not owned): its guard and PATH search serve every
   /// consumer of the run. Null: a guard for this consumer alone.
   Launcher* launcher = nullptr;
+  /// Called once on the supervising thread just after the consumer has
+  /// started (and the payload with it), while it runs: work the caller
+  /// would otherwise do after it, such as preparing the next seqfile. It
+  /// delays noticing the consumer's exit by as long as it takes; it must
+  /// not throw.
+  std::function<void()> while_running;
 };
 
 /// How one consumer run ended. An outcome, not an exception.

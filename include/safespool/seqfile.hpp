@@ -8,7 +8,9 @@
 //
 // Updates are durable: write PATH.temp, fsync, rename over PATH, fsync the
 // directory. A crash leaves either the old or the new number, never a torn
-// one.
+// one. The processor writes and fsyncs PATH.temp while a job runs
+// (prepare), so that only the rename and the directory fsync wait for it
+// to end.
 #pragma once
 
 #include <cstdint>
@@ -38,6 +40,15 @@ class SeqFile {
   void set(uint64_t value);
   /// Durably stores next()+1; returns the previous value.
   uint64_t increment();
+  /// Writes and fsyncs PATH.temp holding `value` ahead of time, so that a
+  /// later set(value) only renames it and fsyncs the directory. Nothing
+  /// changes PATH until then; a failure here only logs (set() does all
+  /// the work again), and an unused PATH.temp is removed with the lock.
+  void prepare(uint64_t value) noexcept;
+
+  SeqFile(SeqFile&&) = default;
+  SeqFile& operator=(SeqFile&&) = default;
+  ~SeqFile();
 
   const std::string& path() const { return path_; }
 
@@ -50,6 +61,7 @@ class SeqFile {
   Fd lock_;
   Fd dir_;  ///< the directory holding path_, fsynced after each rename
   uint64_t next_ = 1;
+  std::optional<uint64_t> prepared_;  ///< the value PATH.temp holds, fsynced
 };
 
 /// Parses a decimal u64 (surrounding whitespace allowed). Throws UsageError

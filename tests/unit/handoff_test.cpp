@@ -255,6 +255,23 @@ TEST_F(HandoffTest, ConsumerExitingEarlyGivesItsStatusWithoutHanging) {
   EXPECT_EQ(field(report(), "bytes"), "65536");
 }
 
+TEST_F(HandoffTest, WhileRunningWorkHappensWhileTheConsumerRuns) {
+  // The consumer exits only once the callback has left its mark: had the
+  // callback run after the consumer ended, the timeout would end it.
+  MemReader r(random_bytes(1 << 20));
+  opts_.timeout = 20000ms;
+  int calls = 0;
+  opts_.while_running = [&] {
+    ++calls;
+    std::ofstream(dir_ / "mark") << "x";
+  };
+  auto res = run_stream(shell("cat > /dev/null; while [ ! -e mark ]; do sleep 0.01; done"), r);
+  EXPECT_EQ(res.kind, Kind::Exited) << res.describe();
+  EXPECT_EQ(res.status, 0);
+  EXPECT_EQ(res.bytes, 1u << 20);
+  EXPECT_EQ(calls, 1);
+}
+
 TEST_F(HandoffTest, TimeoutTerminatesConsumerAndItsGrandchildren) {
   MemReader r(random_bytes(16 << 20));
   opts_.timeout = 1000ms;

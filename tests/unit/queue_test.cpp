@@ -60,6 +60,39 @@ TEST(SeqFile, CreatesStartsAtOneAndIncrementsDurably) {
   EXPECT_FALSE(fs::exists(path + ".temp"));
 }
 
+TEST(SeqFile, APreparedValueChangesNothingUntilSetAndIsNeverLeftBehind) {
+  TempDir d;
+  std::string path = d.path / "seq";
+  {
+    auto sf = SeqFile::try_open(path, true);
+    ASSERT_TRUE(sf);
+    sf->prepare(2);
+    EXPECT_EQ(get(path), "1\n");  // PATH unchanged until set()
+    EXPECT_EQ(get(path + ".temp"), "2\n");
+    struct stat prepared;
+    ASSERT_EQ(::stat((path + ".temp").c_str(), &prepared), 0);
+    EXPECT_EQ(sf->increment(), 1u);
+    struct stat now;
+    ASSERT_EQ(::stat(path.c_str(), &now), 0);
+    EXPECT_EQ(now.st_ino, prepared.st_ino);  // renamed, not written again
+    EXPECT_EQ(get(path), "2\n");
+    EXPECT_FALSE(fs::exists(path + ".temp"));
+    // A prepared value that is not the one set is not used.
+    sf->prepare(7);
+    sf->set(5);
+    EXPECT_EQ(get(path), "5\n");
+    EXPECT_EQ(sf->next(), 5u);
+    // Prepared and never used (the job failed): removed with the lock,
+    // and not by a moved-from SeqFile.
+    sf->prepare(6);
+    SeqFile moved = std::move(*sf);
+    sf.reset();
+    EXPECT_TRUE(fs::exists(path + ".temp"));
+  }
+  EXPECT_FALSE(fs::exists(path + ".temp"));
+  EXPECT_EQ(get(path), "5\n");
+}
+
 TEST(SeqFile, LockExcludesAnotherOpenAndFlockUsers) {
   TempDir d;
   std::string path = d.path / "seq";
