@@ -44,6 +44,8 @@ namespace {
 constexpr char kMagic[8] = {'S', 'S', 'P', 'L', 'I', 'D', 'X', '2'};
 constexpr uint32_t kByteOrder = 0x01020304;
 constexpr size_t kMaxIndexBytes = size_t{1} << 31;
+/// An entry's fixed-size fields after its name (see the layout above).
+constexpr size_t kRecordFields = 6 * 8 + 8 + 8 + 4 + 8 + 4;
 
 uint32_t checksum(const char* data, size_t n) {
   uLong crc = ::crc32(0L, Z_NULL, 0);
@@ -84,6 +86,7 @@ class Cursor {
     return s;
   }
   size_t left() const { return data_.size() - pos_; }
+  size_t pos() const { return pos_; }
 
  private:
   std::string_view data_;
@@ -160,23 +163,13 @@ HeaderIndex HeaderIndex::load(const std::string& queuedir, const std::string& ke
     uint64_t count = in.get<uint64_t>();
     // Each entry takes at least 4 + 48 + 20 + 12 bytes: no absurd reservation.
     if (count > in.left() / 84) throw FormatError("entry count beyond the file");
-    idx.entries_.reserve(count);
+    idx.records_.reserve(count);
     for (uint64_t i = 0; i < count; ++i) {
-      Entry e;
-      e.name = in.bytes();
-      if (!is_job_name(e.name) || e.name.find('/') != std::string::npos) throw FormatError("bad entry name");
-      e.id.ino = in.get<uint64_t>();
-      e.id.size = in.get<uint64_t>();
-      e.id.mtime_sec = in.get<int64_t>();
-      e.id.mtime_nsec = in.get<int64_t>();
-      e.id.ctime_sec = in.get<int64_t>();
-      e.id.ctime_nsec = in.get<int64_t>();
-      e.seq = in.get<uint64_t>();
-      e.ctime_secs = in.get<int64_t>();
-      e.ctime_nanos = in.get<uint32_t>();
-      e.header_offset = in.get<uint64_t>();
-      e.header_size = in.get<uint32_t>();
-      idx.entries_.push_back(e);
+      // Checked here, decoded when asked for (entry()).
+      idx.records_.push_back(static_cast<uint32_t>(in.pos()));
+      std::string_view name = in.bytes();
+      if (!is_job_name(name) || name.find('/') != std::string::npos) throw FormatError("bad entry name");
+      in.take(kRecordFields);
     }
     if (in.left() != 0) throw FormatError("trailing bytes");
   } catch (const SysError& e) {
@@ -205,6 +198,33 @@ std::string_view HeaderIndex::header(const Entry& e) const {
   return std::string_view(headers_.get() + e.header_offset, e.header_size);
 }
 
+std::string_view HeaderIndex::name_at(size_t pos) const {
+  const char* p = data_.get() + records_[pos];
+  uint32_t len;
+  std::memcpy(&len, p, sizeof len);
+  return std::string_view(p + sizeof len, len);
+}
+
+HeaderIndex::Entry HeaderIndex::entry(size_t pos) const {
+  Entry e;
+  e.name = name_at(pos);
+  // The fields follow the name, as load() checked them: 6 x 8 FileId,
+  // 8 seq, 8 + 4 ctime, 8 + 4 header offset and size.
+  Cursor in(std::string_view(e.name.data() + e.name.size(), kRecordFields));
+  e.id.ino = in.get<uint64_t>();
+  e.id.size = in.get<uint64_t>();
+  e.id.mtime_sec = in.get<int64_t>();
+  e.id.mtime_nsec = in.get<int64_t>();
+  e.id.ctime_sec = in.get<int64_t>();
+  e.id.ctime_nsec = in.get<int64_t>();
+  e.seq = in.get<uint64_t>();
+  e.ctime_secs = in.get<int64_t>();
+  e.ctime_nanos = in.get<uint32_t>();
+  e.header_offset = in.get<uint64_t>();
+  e.header_size = in.get<uint32_t>();
+  return e;
+}
+
 Meta HeaderIndex::meta(const Entry& e) const {
   Meta m = parse_stored_header(header(e));
   if (m.seq != e.seq || m.ctime_secs != e.ctime_secs || m.ctime_nanos != e.ctime_nanos)
@@ -212,36 +232,36 @@ Meta HeaderIndex::meta(const Entry& e) const {
   return m;
 }
 
-const HeaderIndex::Entry* HeaderIndex::trusted(const Entry& e) const {
-  return e.id.ctime_sec < written_at_ - kRacySeconds ? &e : nullptr;
+size_t HeaderIndex::trusted(size_t pos) const {
+  return entry(pos).id.ctime_sec < written_at_ - kRacySeconds ? pos : npos;
 }
 
-const HeaderIndex::Entry* HeaderIndex::find(std::string_view name) const {
+size_t HeaderIndex::find(std::string_view name) const {
   // The directory lists its names in the same order as when the index was
   // written, give or take the files added or removed since.
-  for (size_t i = cursor_; i < entries_.size() && i < cursor_ + 2; ++i) {
-    if (entries_[i].name == name) {
+  for (size_t i = cursor_; i < records_.size() && i < cursor_ + 2; ++i) {
+    if (name_at(i) == name) {
       cursor_ = i + 1;
-      return trusted(entries_[i]);
+      return trusted(i);
     }
   }
   // Otherwise by hash: sorting 100,000 hashes is several times cheaper
   // than sorting the names, which share their first bytes.
   std::hash<std::string_view> hash;
-  if (by_name_.empty() && !entries_.empty()) {
-    by_name_.reserve(entries_.size());
-    for (uint32_t i = 0; i < entries_.size(); ++i) by_name_.push_back({hash(entries_[i].name), i});
+  if (by_name_.empty() && !records_.empty()) {
+    by_name_.reserve(records_.size());
+    for (uint32_t i = 0; i < records_.size(); ++i) by_name_.push_back({hash(name_at(i)), i});
     std::sort(by_name_.begin(), by_name_.end());
   }
   const size_t h = hash(name);
   for (auto it = std::lower_bound(by_name_.begin(), by_name_.end(), std::pair<size_t, uint32_t>{h, 0});
        it != by_name_.end() && it->first == h; ++it) {
-    if (entries_[it->second].name == name) {
+    if (name_at(it->second) == name) {
       cursor_ = it->second + 1;
-      return trusted(entries_[it->second]);
+      return trusted(it->second);
     }
   }
-  return nullptr;
+  return npos;
 }
 
 void HeaderIndex::save(const std::string& queuedir, const std::string& key,

@@ -109,14 +109,18 @@ void sort_by_seq(JobList& jobs) {
 
 namespace {
 
-// The indexed header of `e`, if the file is still the one it was read from.
-const HeaderIndex::Entry* unchanged(const HeaderIndex& idx, int dir_fd, const dirent& e, ScanFor purpose) {
-  const HeaderIndex::Entry* hit = idx.find(e.d_name);
-  if (!hit) return nullptr;
-  if (purpose == ScanFor::Processing) return e.d_ino == hit->id.ino ? hit : nullptr;
+// The position of the indexed header of `e`, if the file is still the one
+// it was read from; else HeaderIndex::npos. `hit` receives the entry.
+size_t unchanged(const HeaderIndex& idx, int dir_fd, const dirent& e, ScanFor purpose,
+                 HeaderIndex::Entry& hit) {
+  size_t pos = idx.find(e.d_name);
+  if (pos == HeaderIndex::npos) return pos;
+  hit = idx.entry(pos);
+  if (purpose == ScanFor::Processing) return e.d_ino == hit.id.ino ? pos : HeaderIndex::npos;
   struct stat st;
-  if (::fstatat(dir_fd, e.d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode)) return nullptr;
-  return file_id(st) == hit->id ? hit : nullptr;
+  if (::fstatat(dir_fd, e.d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode))
+    return HeaderIndex::npos;
+  return file_id(st) == hit.id ? pos : HeaderIndex::npos;
 }
 
 // The header an index entry holds: all of it for a full listing; for
@@ -142,12 +146,12 @@ ScanResult Queue::scan(const DecodeOptions& decode, ScanFor purpose, uint64_t se
   std::optional<std::string> key = index_key(decode);
   HeaderIndex idx = key ? HeaderIndex::load(dir_, *key, dir_st) : HeaderIndex();
   ScanResult out;
-  // The next index, in directory order: views into the loaded index, or
-  // into `learnt` for files read now (deques: their elements stay put).
-  // Pointers, not copies: most scans keep the index as it is.
-  std::vector<const HeaderIndex::Entry*> next_index;
-  std::deque<HeaderIndex::Entry> learnt;
-  std::deque<std::string> fresh;  // the names and headers `learnt` views
+  // The next index, in directory order: positions in the loaded index,
+  // or idx.size() + k for learnt[k], a file read now. Positions, not
+  // copies: most scans keep the index as it is.
+  std::vector<size_t> next_index;
+  std::vector<HeaderIndex::Entry> learnt;
+  std::deque<std::string> fresh;  // the names and headers `learnt` views (they stay put)
   if (key) next_index.reserve(idx.size());
   if (seq_below == UINT64_MAX) out.jobs.reserve(idx.size());
   // Files the index does not know are opened and read in batches: small
@@ -182,8 +186,8 @@ ScanResult Queue::scan(const DecodeOptions& decode, ScanFor purpose, uint64_t se
         if (key) {
           const std::string& n = fresh.emplace_back(name);
           const std::string& h = fresh.emplace_back(std::move(raw));
-          next_index.push_back(&learnt.emplace_back(
-              HeaderIndex::Entry{n, file_id(st), meta.seq, meta.ctime_secs, meta.ctime_nanos, h}));
+          next_index.push_back(idx.size() + learnt.size());
+          learnt.push_back({n, file_id(st), meta.seq, meta.ctime_secs, meta.ctime_nanos, h});
         }
         if (meta.seq >= seq_below) {
           ++out.beyond;
@@ -204,14 +208,15 @@ ScanResult Queue::scan(const DecodeOptions& decode, ScanFor purpose, uint64_t se
     if (!e) break;
     std::string_view name = e->d_name;
     if (!is_job_name(name)) continue;
-    if (const HeaderIndex::Entry* hit = unchanged(idx, ::dirfd(d.get()), *e, purpose)) {
+    HeaderIndex::Entry hit;
+    if (size_t pos = unchanged(idx, ::dirfd(d.get()), *e, purpose, hit); pos != HeaderIndex::npos) {
       try {
-        if (hit->seq >= seq_below) {
+        if (hit.seq >= seq_below) {
           ++out.beyond;
         } else {
-          out.jobs.push_back({std::string(name), indexed_meta(idx, *hit, purpose), hit->id, true});
+          out.jobs.push_back({std::string(name), indexed_meta(idx, hit, purpose), hit.id, true});
         }
-        next_index.push_back(hit);
+        next_index.push_back(pos);
         continue;
       } catch (const Error& err) {
         spdlog::debug("header index entry for {}: {}; reading the file", name, err.what());
@@ -247,7 +252,8 @@ ScanResult Queue::scan(const DecodeOptions& decode, ScanFor purpose, uint64_t se
     try {
       std::vector<HeaderIndex::Entry> entries;
       entries.reserve(next_index.size());
-      for (const HeaderIndex::Entry* e : next_index) entries.push_back(*e);
+      for (size_t pos : next_index)
+        entries.push_back(pos < idx.size() ? idx.entry(pos) : learnt[pos - idx.size()]);
       HeaderIndex::save(dir_, *key, dir_st, started, entries, &idx);
     } catch (const Error& err) {
       spdlog::debug("cannot update the header index: {}", err.what());

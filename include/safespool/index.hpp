@@ -68,8 +68,8 @@ class HeaderIndex {
   static constexpr const char* kFileName = ".safespool-index";
   static constexpr int64_t kRacySeconds = 2;
 
-  /// One indexed file: views into the loaded index, or into the caller's
-  /// strings for an entry about to be saved.
+  /// One indexed file: views into the loaded index (entry()), or into the
+  /// caller's strings for an entry about to be saved.
   struct Entry {
     std::string_view name;
     FileId id;
@@ -89,11 +89,15 @@ class HeaderIndex {
   static HeaderIndex load(const std::string& queuedir, const std::string& key,
                           const struct stat& jobs_st);
 
-  /// The trusted entry for `name`, if any (racy entries are not). Cheapest
-  /// when names are asked for in the order the index was written
-  /// (readdir() order, which an unchanged directory repeats).
-  const Entry* find(std::string_view name) const;
-  size_t size() const { return entries_.size(); }
+  static constexpr size_t npos = SIZE_MAX;
+  /// The position of the trusted entry for `name`, or npos (racy entries
+  /// are not trusted). Cheapest when names are asked for in the order the
+  /// index was written (readdir() order, which an unchanged directory
+  /// repeats).
+  size_t find(std::string_view name) const;
+  /// The entry at a position below size(), decoded from the loaded bytes.
+  Entry entry(size_t pos) const;
+  size_t size() const { return records_.size(); }
 
   /// The header bytes of a loaded entry. Throws FormatError when they
   /// cannot be read or are out of bounds.
@@ -115,15 +119,19 @@ class HeaderIndex {
   static void discard(const std::string& queuedir);
 
  private:
-  const Entry* trusted(const Entry& e) const;
+  std::string_view name_at(size_t pos) const;
+  size_t trusted(size_t pos) const;
 
   Fd file_;                       ///< the loaded file (never changed in place)
   uint64_t headers_at_ = 0;       ///< where its headers part starts
-  HugeBuffer data_;               ///< its entries part, which entries_ point into
+  HugeBuffer data_;               ///< its entries part, checked when loaded
   mutable HugeBuffer headers_;    ///< its headers part, read when first needed
   mutable size_t headers_size_ = 0;
   mutable bool headers_read_ = false;
-  std::vector<Entry, HugePageAllocator<Entry>> entries_;  ///< in the order written
+  /// Where each entry's record starts in data_, in the order written: 4
+  /// bytes per entry rather than a decoded Entry (~120 bytes) each, most
+  /// of which a scan never asks for.
+  std::vector<uint32_t> records_;
   int64_t written_at_ = 0;        ///< scan start of the loaded index
   mutable size_t cursor_ = 0;     ///< where the next name is expected
   /// (hash of the name, position), sorted; built on the first miss
