@@ -239,10 +239,10 @@ ScanResult Queue::scan(const DecodeOptions& decode, ScanFor purpose, uint64_t se
   // Rewriting the index costs about as much as reading 1/64 of its
   // headers from their files (it is all written again): rewrite it when it
   // learnt at least that many, or any encrypted one (a gpg run each time),
-  // or when it mostly describes files that are gone. Otherwise the few
-  // new files are read again by the next scan, and a stale entry costs
-  // nothing. So one packet arriving in a queue of 100,000 does not rewrite
-  // 20 MB.
+  // or when more of its entries are gone than a quarter of the files
+  // listed now (and more than 64). Otherwise the few new files are read
+  // again by the next scan, and a stale entry costs nothing. So one
+  // packet arriving in a queue of 100,000 does not rewrite 20 MB.
   size_t read = learnt.size(), kept = next_index.size() - read;
   spdlog::debug("scan of {}: {} header(s) from the index, {} read, {} unreadable", jobs_dir(), kept,
                 read, out.skipped.size());

@@ -19,9 +19,10 @@
 //
 // A scan rewrites the whole index only when that pays: when it read at
 // least 1/64 as many headers from files as the index holds, or any
-// encrypted one (a gpg run), or when most entries are gone. A few new
-// plain or zstd files are cheaper to read again at the next scan than a
-// 20 MB index of 100,000 entries is to write.
+// encrypted one (a gpg run), or when more of its entries are gone than a
+// quarter of the files listed now (and more than 64). A few new plain or
+// zstd files are cheaper to read again at the next scan than a 20 MB
+// index of 100,000 entries is to write.
 //
 // The index holds headers only, never a verdict: the processor re-reads
 // the header of the job it is about to run and runs nothing else.
