@@ -82,9 +82,7 @@ void remove_job_file(const Queue& q, const std::string& filename) {
 JobList index_by_seq(const Queue& q, JobList jobs, uint64_t next,
                                    bool keep_files, const DecodeOptions& decode) {
   std::erase_if(jobs, [next](const JobEntry& j) { return j.meta.seq < next; });
-  // Stable: of two files with one seq, the first listed is kept.
-  std::stable_sort(jobs.begin(), jobs.end(),
-                   [](const JobEntry& a, const JobEntry& b) { return a.meta.seq < b.meta.seq; });
+  sort_by_seq(jobs);  // stable: of two files with one seq, the first listed is kept
   JobList by_seq;
   by_seq.reserve(jobs.size());
   for (auto& j : jobs) {
