@@ -183,7 +183,7 @@ HeaderIndex HeaderIndex::load(const std::string& queuedir, const std::string& ke
 }
 
 std::string_view HeaderIndex::header(const Entry& e) const {
-  if (!headers_read_) {
+  if (!headers_.get()) {
     struct stat st;
     if (::fstat(file_.get(), &st) != 0 || static_cast<uint64_t>(st.st_size) < headers_at_)
       throw FormatError("header index: headers part unreadable");
@@ -191,7 +191,6 @@ std::string_view HeaderIndex::header(const Entry& e) const {
     if (size > kMaxIndexBytes) throw FormatError("header index: headers part too large");
     headers_ = read_at(file_.get(), headers_at_, size, kFileName);
     headers_size_ = size;
-    headers_read_ = true;
   }
   if (e.header_offset > headers_size_ || e.header_size > headers_size_ - e.header_offset)
     throw FormatError("header index: header out of bounds");
@@ -232,18 +231,16 @@ Meta HeaderIndex::meta(const Entry& e) const {
   return m;
 }
 
-size_t HeaderIndex::trusted(size_t pos) const {
-  return entry(pos).id.ctime_sec < written_at_ - kRacySeconds ? pos : npos;
-}
-
-size_t HeaderIndex::find(std::string_view name) const {
+size_t HeaderIndex::find(std::string_view name, Entry& hit) const {
+  auto found = [&](size_t pos) {
+    cursor_ = pos + 1;
+    hit = entry(pos);
+    return hit.id.ctime_sec < written_at_ - kRacySeconds ? pos : npos;
+  };
   // The directory lists its names in the same order as when the index was
   // written, give or take the files added or removed since.
   for (size_t i = cursor_; i < records_.size() && i < cursor_ + 2; ++i) {
-    if (name_at(i) == name) {
-      cursor_ = i + 1;
-      return trusted(i);
-    }
+    if (name_at(i) == name) return found(i);
   }
   // Otherwise by hash: sorting 100,000 hashes is several times cheaper
   // than sorting the names, which share their first bytes.
@@ -256,10 +253,7 @@ size_t HeaderIndex::find(std::string_view name) const {
   const size_t h = hash(name);
   for (auto it = std::lower_bound(by_name_.begin(), by_name_.end(), std::pair<size_t, uint32_t>{h, 0});
        it != by_name_.end() && it->first == h; ++it) {
-    if (name_at(it->second) == name) {
-      cursor_ = it->second + 1;
-      return trusted(it->second);
-    }
+    if (name_at(it->second) == name) return found(it->second);
   }
   return npos;
 }

@@ -113,9 +113,8 @@ namespace {
 // it was read from; else HeaderIndex::npos. `hit` receives the entry.
 size_t unchanged(const HeaderIndex& idx, int dir_fd, const dirent& e, ScanFor purpose,
                  HeaderIndex::Entry& hit) {
-  size_t pos = idx.find(e.d_name);
+  size_t pos = idx.find(e.d_name, hit);
   if (pos == HeaderIndex::npos) return pos;
-  hit = idx.entry(pos);
   if (purpose == ScanFor::Processing) return e.d_ino == hit.id.ino ? pos : HeaderIndex::npos;
   struct stat st;
   if (::fstatat(dir_fd, e.d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode))

@@ -92,10 +92,10 @@ class HeaderIndex {
 
   static constexpr size_t npos = SIZE_MAX;
   /// The position of the trusted entry for `name`, or npos (racy entries
-  /// are not trusted). Cheapest when names are asked for in the order the
-  /// index was written (readdir() order, which an unchanged directory
-  /// repeats).
-  size_t find(std::string_view name) const;
+  /// are not trusted); `hit` receives the entry found. Cheapest when names
+  /// are asked for in the order the index was written (readdir() order,
+  /// which an unchanged directory repeats).
+  size_t find(std::string_view name, Entry& hit) const;
   /// The entry at a position below size(), decoded from the loaded bytes.
   Entry entry(size_t pos) const;
   size_t size() const { return records_.size(); }
@@ -121,14 +121,12 @@ class HeaderIndex {
 
  private:
   std::string_view name_at(size_t pos) const;
-  size_t trusted(size_t pos) const;
 
   Fd file_;                       ///< the loaded file (never changed in place)
   uint64_t headers_at_ = 0;       ///< where its headers part starts
   HugeBuffer data_;               ///< its entries part, checked when loaded
   mutable HugeBuffer headers_;    ///< its headers part, read when first needed
   mutable size_t headers_size_ = 0;
-  mutable bool headers_read_ = false;
   /// Where each entry's record starts in data_, in the order written: 4
   /// bytes per entry rather than a decoded Entry (~120 bytes) each, most
   /// of which a scan never asks for.
