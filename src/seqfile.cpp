@@ -72,7 +72,8 @@ void write_temp(const std::string& temp, const std::string& content) {
   if (::fsync(fd.get()) != 0) throw_errno("cannot fsync " + temp);
 }
 
-// The second half: PATH.temp renamed over PATH, and the directory fsynced.
+// The second half: PATH.temp renamed over PATH, and the directory fsynced
+// (`dir_fd` when it is open, else opened by name).
 void commit_temp(const std::string& temp, const std::string& path, int dir_fd) {
   if (::rename(temp.c_str(), path.c_str()) != 0) throw_errno("cannot rename " + temp + " to " + path);
   if (dir_fd >= 0)
@@ -83,10 +84,10 @@ void commit_temp(const std::string& temp, const std::string& path, int dir_fd) {
 
 }  // namespace
 
-void replace_file(const std::string& path, const std::string& content, int dir_fd) {
+void replace_file(const std::string& path, const std::string& content) {
   std::string temp = path + ".temp";
   write_temp(temp, content);
-  commit_temp(temp, path, dir_fd);
+  commit_temp(temp, path, -1);
 }
 
 std::optional<SeqFile> SeqFile::try_open(const std::string& path, bool create) {

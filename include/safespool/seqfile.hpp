@@ -69,9 +69,8 @@ class SeqFile {
 uint64_t parse_u64(const std::string& text, const std::string& what);
 
 /// Durably replaces `path` with `content`: PATH.temp,
-/// fsync, rename, fsync of the directory (`dir_fd` when given: an open
-/// descriptor of the directory holding `path`).
-void replace_file(const std::string& path, const std::string& content, int dir_fd = -1);
+/// fsync, rename, fsync of the directory.
+void replace_file(const std::string& path, const std::string& content);
 
 /// fsync()s the directory holding `path` (or `path` itself if `is_dir`).
 void fsync_dir(const std::string& path, bool is_dir = false);
