@@ -9,6 +9,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <spdlog/spdlog.h>
 #include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -19,8 +20,6 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
-
-#include <spdlog/spdlog.h>
 
 #include "safespool/error.hpp"
 
@@ -199,8 +198,8 @@ std::unique_ptr<Reader> apply_stage(Encoding e, std::unique_ptr<Reader> r,
     throw FormatError(name + ": not a packet (first bytes: " + hex_head(head) +
                       "); if it is encoded, try --decoder");
   }
-  throw FormatError(name + ": decoded by " + stages->describe() + " is not a packet (first bytes: " +
-                    hex_head(head) + ")");
+  throw FormatError(name + ": decoded by " + stages->describe() +
+                    " is not a packet (first bytes: " + hex_head(head) + ")");
 }
 
 /// Peeks the stream `r` (after `depth` stages) and keeps the peeked bytes
@@ -230,7 +229,8 @@ std::unique_ptr<Reader> peel(std::unique_ptr<Reader> r, Encoding e, int depth,
 /// --decode auto: peel stages off until the packet tag shows.
 Decoded open_auto(Fd file, const std::string& name, const DecodeOptions& opts) {
   const bool regular = is_regular(file.get(), name);
-  std::vector<std::byte> head = regular ? pread_head(file.get(), name) : read_head(file.get(), name);
+  std::vector<std::byte> head =
+      regular ? pread_head(file.get(), name) : read_head(file.get(), name);
   Encoding e = detect_encoding(head);
   if (e == Encoding::Unknown) throw_not_a_packet(name, head, nullptr);
   const int fd = file.get();
@@ -271,8 +271,10 @@ std::optional<bool> openpgp_encrypted(std::span<const std::byte> head) {
   // Armor: header lines, an empty line, then base64 of the binary message.
   size_t body = s.find("\n\n");
   size_t crlf = s.find("\r\n\r\n");
-  if (crlf != std::string_view::npos && crlf < body) body = crlf + 4;
-  else if (body != std::string_view::npos) body += 2;
+  if (crlf != std::string_view::npos && crlf < body)
+    body = crlf + 4;
+  else if (body != std::string_view::npos)
+    body += 2;
   if (body == std::string_view::npos || s.size() < body + 2) return std::nullopt;
   constexpr std::string_view kB64 =
       "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -284,10 +286,14 @@ std::optional<bool> openpgp_encrypted(std::span<const std::byte> head) {
 
 const char* encoding_name(Encoding e) {
   switch (e) {
-    case Encoding::Packet: return "packet";
-    case Encoding::Zstd: return "zstd";
-    case Encoding::OpenPgp: return "OpenPGP";
-    case Encoding::Unknown: break;
+    case Encoding::Packet:
+      return "packet";
+    case Encoding::Zstd:
+      return "zstd";
+    case Encoding::OpenPgp:
+      return "OpenPGP";
+    case Encoding::Unknown:
+      break;
   }
   return "unknown";
 }
@@ -299,7 +305,8 @@ DecodeMode parse_decode_mode(const std::string& s) {
   if (v == "none") return DecodeMode::None;
   if (v == "zstd") return DecodeMode::Zstd;
   if (v == "gpg" || v == "openpgp") return DecodeMode::Gpg;
-  throw UsageError("invalid --decode value '" + s + "' (expected auto, none, zstd, gpg or openpgp)");
+  throw UsageError("invalid --decode value '" + s +
+                   "' (expected auto, none, zstd, gpg or openpgp)");
 }
 
 std::unique_ptr<Reader> make_fd_reader(Fd fd, std::string name) {
@@ -309,11 +316,14 @@ std::unique_ptr<Reader> make_fd_reader(Fd fd, std::string name) {
 Decoded open_decoded(Fd file, const std::string& name, const DecodeOptions& opts) {
   if (opts.external) return Decoded{make_external_reader(std::move(file), *opts.external, name)};
   switch (opts.mode) {
-    case DecodeMode::Auto: return open_auto(std::move(file), name, opts);
-    case DecodeMode::Zstd: return Decoded{make_zstd_reader(make_fd_reader(std::move(file), name))};
+    case DecodeMode::Auto:
+      return open_auto(std::move(file), name, opts);
+    case DecodeMode::Zstd:
+      return Decoded{make_zstd_reader(make_fd_reader(std::move(file), name))};
     case DecodeMode::Gpg:
       return Decoded{make_gpg_reader(make_fd_reader(std::move(file), name), opts.gnupg_home)};
-    case DecodeMode::None: break;
+    case DecodeMode::None:
+      break;
   }
   // Only a regular file can be the consumer's stdin: a pipe would be one
   // that another process writes into (see the hand-off invariant).

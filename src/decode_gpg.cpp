@@ -214,8 +214,8 @@ class GpgReader : public Reader {
     err_ = err;
     // Without encryption there is no MDC: only a good signature vouches
     // for the bytes.
-    unvouched_ = !encrypted && std::none_of(sigs.begin(), sigs.end(),
-                                            [](const Signature& s) { return s.good; });
+    unvouched_ = !encrypted &&
+                 std::none_of(sigs.begin(), sigs.end(), [](const Signature& s) { return s.good; });
     sigs_ = std::move(sigs);
     done_ = true;
     data_cv_.notify_all();
@@ -227,7 +227,8 @@ class GpgReader : public Reader {
     std::optional<bool> encrypted;
     while (!encrypted && prefix_.size() < kSniffMax) {
       std::byte buf[512];
-      size_t n = inner_->read(std::span(buf).first(std::min(sizeof buf, kSniffMax - prefix_.size())));
+      size_t n =
+          inner_->read(std::span(buf).first(std::min(sizeof buf, kSniffMax - prefix_.size())));
       if (n == 0) break;
       prefix_.insert(prefix_.end(), buf, buf + n);
       encrypted = openpgp_encrypted(prefix_);
@@ -246,8 +247,7 @@ class GpgReader : public Reader {
 
   static gpgme_ssize_t on_input(void* handle, void* buf, size_t size);
   static gpgme_ssize_t on_output(void* handle, const void* buf, size_t size);
-  static gpgme_error_t on_passphrase(void* handle, const char* uid_hint, const char*, int,
-                                     int);
+  static gpgme_error_t on_passphrase(void* handle, const char* uid_hint, const char*, int, int);
   static gpgme_error_t on_status(void* handle, const char* keyword, const char* args);
 
   std::unique_ptr<Reader> inner_;
@@ -261,7 +261,7 @@ class GpgReader : public Reader {
   gpg::CtxLease ctx_;
   DataPtr in_;
   DataPtr out_;
-  mutable std::mutex mu_;  ///< guards everything below down to sigs_
+  mutable std::mutex mu_;             ///< guards everything below down to sigs_
   std::condition_variable data_cv_;   ///< ring has data, or done/cancelled
   std::condition_variable space_cv_;  ///< ring has space, or cancelled
   ByteRing ring_;
@@ -343,8 +343,7 @@ gpgme_error_t GpgReader::on_status(void* handle, const char* keyword, const char
   return 0;
 }
 
-gpgme_error_t GpgReader::on_passphrase(void* handle, const char* uid_hint, const char*, int,
-                                       int) {
+gpgme_error_t GpgReader::on_passphrase(void* handle, const char* uid_hint, const char*, int, int) {
   auto* self = static_cast<GpgReader*>(handle);
   std::lock_guard lock(self->mu_);
   self->passphrase_for_ = uid_hint && *uid_hint ? uid_hint : "a secret key";
@@ -400,11 +399,15 @@ void GpgReader::check_result() const {
                 kExitConfig);
   }
   switch (gpgme_err_code(err_)) {
-    case GPG_ERR_NO_SECKEY: throw Error(what + gpgme_strerror(err_), kExitConfig);
-    case GPG_ERR_CANCELED: throw Error(what + gpgme_strerror(err_));
+    case GPG_ERR_NO_SECKEY:
+      throw Error(what + gpgme_strerror(err_), kExitConfig);
+    case GPG_ERR_CANCELED:
+      throw Error(what + gpgme_strerror(err_));
     case GPG_ERR_ENOENT:
-    case GPG_ERR_INV_ENGINE: throw Error(what + gpgme_strerror(err_), kExitUnavailable);
-    default: throw FormatError(what + gpgme_strerror(err_));
+    case GPG_ERR_INV_ENGINE:
+      throw Error(what + gpgme_strerror(err_), kExitUnavailable);
+    default:
+      throw FormatError(what + gpgme_strerror(err_));
   }
 }
 
@@ -456,8 +459,8 @@ constexpr size_t kHeadsPerRun = 128;
 
 /// How a run of gpg over files [from, n) ended, and where the next starts.
 struct BatchEnd {
-  size_t next;    ///< first file not yet tried; n when all were
-  bool aborted;   ///< gpg gave up on its own before the last file
+  size_t next;   ///< first file not yet tried; n when all were
+  bool aborted;  ///< gpg gave up on its own before the last file
 };
 
 /// One run of gpg over files [from, n), filling heads with up to `limit`
@@ -482,8 +485,17 @@ BatchEnd run_heads_batch(const std::string& program, const std::optional<std::st
   SpawnSpec spec;
   // --no-use-embedded-filename: whatever gpg.conf says, the outputs are
   // our FIFOs, never a name taken from the message.
-  spec.argv = {program, "--batch", "--no-tty", "--quiet", "--yes", "--status-fd", "2",
-               "--pinentry-mode", "loopback", "--disable-dirmngr", "--no-use-embedded-filename"};
+  spec.argv = {program,
+               "--batch",
+               "--no-tty",
+               "--quiet",
+               "--yes",
+               "--status-fd",
+               "2",
+               "--pinentry-mode",
+               "loopback",
+               "--disable-dirmngr",
+               "--no-use-embedded-filename"};
   if (home) {
     spec.argv.push_back("--homedir");
     spec.argv.push_back(*home);
@@ -597,7 +609,9 @@ class GpgHeadReader : public Reader {
  public:
   GpgHeadReader(Fd file, std::string name, std::vector<std::byte> head,
                 std::optional<std::string> home)
-      : file_(std::move(file)), name_(std::move(name)), head_(std::move(head)),
+      : file_(std::move(file)),
+        name_(std::move(name)),
+        head_(std::move(head)),
         home_(std::move(home)) {}
 
   size_t read(std::span<std::byte> buf) override {
@@ -655,7 +669,7 @@ class GpgHeadReader : public Reader {
   std::vector<std::byte> head_;
   size_t pos_ = 0;
   std::optional<std::string> home_;
-  std::mutex mu_;           ///< guards full_ (set once) and cancelled_ against cancel()
+  std::mutex mu_;  ///< guards full_ (set once) and cancelled_ against cancel()
   bool cancelled_ = false;
   std::unique_ptr<Reader> full_;
 };
@@ -675,7 +689,8 @@ std::vector<std::vector<std::byte>> openpgp_heads(std::span<const int> files,
   if (n == 0 || limit == 0) return heads;
   if (n > kHeadsPerRun) {
     for (size_t at = 0; at < n; at += kHeadsPerRun) {
-      auto part = openpgp_heads(files.subspan(at, std::min(kHeadsPerRun, n - at)), gnupg_home, limit);
+      auto part =
+          openpgp_heads(files.subspan(at, std::min(kHeadsPerRun, n - at)), gnupg_home, limit);
       std::move(part.begin(), part.end(), heads.begin() + static_cast<ptrdiff_t>(at));
     }
     return heads;
@@ -698,16 +713,15 @@ std::vector<std::vector<std::byte>> openpgp_heads(std::span<const int> files,
   // few, the rest is left to the readers (each message alone, as before).
   int aborted = 0;
   for (size_t next = 0; next < n && aborted < 3;) {
-    BatchEnd end = run_heads_batch(program, gnupg_home, dir.path(), next, fifos, heads, limit,
-                                   devnull.get());
+    BatchEnd end =
+        run_heads_batch(program, gnupg_home, dir.path(), next, fifos, heads, limit, devnull.get());
     next = end.next;
     aborted += end.aborted;
   }
   return heads;
 }
 
-std::unique_ptr<Reader> make_gpg_head_reader(Fd file, std::string name,
-                                             std::vector<std::byte> head,
+std::unique_ptr<Reader> make_gpg_head_reader(Fd file, std::string name, std::vector<std::byte> head,
                                              const std::optional<std::string>& gnupg_home) {
   return std::make_unique<GpgHeadReader>(std::move(file), std::move(name), std::move(head),
                                          gnupg_home);

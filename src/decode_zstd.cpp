@@ -59,8 +59,10 @@ SpareDCtx& spare_dctx() {
 class ZstdReader : public Reader {
  public:
   explicit ZstdReader(std::unique_ptr<Reader> inner)
-      : inner_(std::move(inner)), dctx_(spare_dctx().take()),
-        in_size_(ZSTD_DStreamInSize()), in_buf_(new std::byte[in_size_]) {
+      : inner_(std::move(inner)),
+        dctx_(spare_dctx().take()),
+        in_size_(ZSTD_DStreamInSize()),
+        in_buf_(new std::byte[in_size_]) {
     if (!dctx_) throw Error(inner_->source() + ": zstd: cannot allocate a decompression context");
     check(ZSTD_DCtx_setParameter(dctx_.get(), ZSTD_d_windowLogMax, kWindowLogMax));
   }
@@ -125,7 +127,7 @@ class ZstdReader : public Reader {
   size_t in_size_;
   std::unique_ptr<std::byte[]> in_buf_;  ///< not zeroed: only what is read is touched
   ZSTD_inBuffer in_{nullptr, 0, 0};
-  size_t last_ = 0;       ///< last ZSTD_decompressStream hint; 0 = frame complete
+  size_t last_ = 0;  ///< last ZSTD_decompressStream hint; 0 = frame complete
   bool inner_eof_ = false;
   bool pending_ = false;  ///< output was full: libzstd may hold more bytes
   bool fed_ = false;      ///< some input was consumed (at least one frame)

@@ -18,7 +18,6 @@
 
 namespace safespool::gpg {
 
-
 /// Records that gpg asked for a passphrase (and refuses to give one).
 /// Written by GPGME's callback on whatever thread runs the operation.
 class PassphraseRefusal {

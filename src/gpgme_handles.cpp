@@ -67,7 +67,8 @@ void init_gpgme(const std::string& what) {
     gpgme_check_version(nullptr);
     engine_err = gpgme_engine_check_version(GPGME_PROTOCOL_OpenPGP);
   });
-  if (engine_err) throw Error(what + ": gpg is not usable: " + gpgme_strerror(engine_err), kExitUnavailable);
+  if (engine_err)
+    throw Error(what + ": gpg is not usable: " + gpgme_strerror(engine_err), kExitUnavailable);
 }
 
 std::string gpg_program(const std::string& what) {

@@ -1,22 +1,20 @@
 // Finding, starting, talking to and reaping the consumers' guard
 // (src/guard/main.cpp), and keeping one for a run of consumers. See
 // include/safespool/guard.hpp and docs/design/handoff.md, "The guard".
-#include "safespool/guard.hpp"
-
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <spdlog/spdlog.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include <spdlog/spdlog.h>
 
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
 
 #include "safespool/error.hpp"
+#include "safespool/guard.hpp"
 
 #ifndef SAFESPOOL_GUARD_INSTALL_PATH
 #define SAFESPOOL_GUARD_INSTALL_PATH "/usr/local/libexec/safespool/safespool-guard"
@@ -44,8 +42,7 @@ std::string self_exe() {
 
 bool executable_file(const std::string& path) {
   struct stat st {};
-  return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
-         ::access(path.c_str(), X_OK) == 0;
+  return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && ::access(path.c_str(), X_OK) == 0;
 }
 
 Fd open_dev_null_for_writing() {
@@ -70,8 +67,7 @@ std::vector<std::string> guard_candidates() {
   // Only for binaries inside the build tree (unit_tests, test tools): an
   // installed binary must not pick up some developer's build.
   std::string build_dir = dir_of(SAFESPOOL_GUARD_BUILD_PATH) + "/";
-  if (exe.compare(0, build_dir.size(), build_dir) == 0)
-    out.push_back(SAFESPOOL_GUARD_BUILD_PATH);
+  if (exe.compare(0, build_dir.size(), build_dir) == 0) out.push_back(SAFESPOOL_GUARD_BUILD_PATH);
 #endif
   out.push_back(SAFESPOOL_GUARD_INSTALL_PATH);
   return out;

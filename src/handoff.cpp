@@ -14,16 +14,17 @@
 #include "safespool/handoff.hpp"
 
 #include <signal.h>
+#include <spdlog/spdlog.h>
 #include <unistd.h>
 
+// clang-format off
 #include <utility>  // before Asio: Boost 1.74 under C++20 needs it first
+// clang-format on
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <spdlog/spdlog.h>
-
 #include <cstdio>
 #include <cstring>
 #include <functional>
@@ -100,9 +101,16 @@ class Supervisor {
  public:
   Supervisor(Child& child, Launcher& launcher, Relay* relay, std::function<uint64_t()> bytes,
              const HandoffOptions& opts)
-      : opts_(opts), child_(child), launcher_(launcher), relay_(relay), bytes_(std::move(bytes)),
-        child_watch_(io_, child.pidfd()), signal_watch_(io_, interrupt_fd()),
-        timeout_(io_), grace_(io_), tick_(io_) {}
+      : opts_(opts),
+        child_(child),
+        launcher_(launcher),
+        relay_(relay),
+        bytes_(std::move(bytes)),
+        child_watch_(io_, child.pidfd()),
+        signal_watch_(io_, interrupt_fd()),
+        timeout_(io_),
+        grace_(io_),
+        tick_(io_) {}
   ~Supervisor() {
     // Exception path: the relay thread posts to io_, so it must end first.
     if (relay_) {
@@ -145,8 +153,7 @@ class Supervisor {
 };
 
 HandoffResult Supervisor::run() {
-  if (relay_)
-    relay_->start([this] { asio::post(io_, [this] { on_relay_done(); }); });
+  if (relay_) relay_->start([this] { asio::post(io_, [this] { on_relay_done(); }); });
   arm();
   if (opts_.while_running) asio::post(io_, opts_.while_running);
   io_.run();
@@ -229,8 +236,8 @@ void Supervisor::check_stall(Clock::duration idle) {
   if (opts_.stall_timeout && idle >= *opts_.stall_timeout) {
     spdlog::error("{}: stalled: {}; consumer {}", opts_.job_name, relay_->describe_pipe(),
                   describe_process(child_.pid()));
-    abort(Kind::Stalled, "stalled: no payload byte moved for " +
-                             seconds_text(*opts_.stall_timeout));
+    abort(Kind::Stalled,
+          "stalled: no payload byte moved for " + seconds_text(*opts_.stall_timeout));
   } else if (!opts_.stall_timeout && idle >= (stall_warnings_ + 1) * kStallWarnEvery) {
     ++stall_warnings_;
     spdlog::warn("{}: no payload byte moved for {} s: {}; consumer {}", opts_.job_name,
@@ -332,9 +339,12 @@ void log_result(const HandoffOptions& opts, const HandoffResult& r) {
 
 std::string HandoffResult::describe() const {
   switch (kind) {
-    case Kind::Exited: return ExitStatus{false, status}.describe();
-    case Kind::Signaled: return ExitStatus{true, status}.describe();
-    default: return message;
+    case Kind::Exited:
+      return ExitStatus{false, status}.describe();
+    case Kind::Signaled:
+      return ExitStatus{true, status}.describe();
+    default:
+      return message;
   }
 }
 
@@ -357,12 +367,11 @@ HandoffResult run_consumer(const ConsumerSpec& consumer, PayloadSource payload,
   in.pipe.read.reset();  // only the consumer may hold the read end
   if (payload.stream)
     relay = std::make_unique<Relay>(*payload.stream, std::move(in.pipe.write), opts.tick);
-  spdlog::debug("{}: started consumer {} ({}) in the group of guard {}", opts.job_name,
-                child.pid(), consumer.argv[0], child.pgid());
-  HandoffResult result =
-      Supervisor(child, launcher, relay.get(),
-                 byte_counter(payload, relay.get(), in.start_offset), opts)
-          .run();
+  spdlog::debug("{}: started consumer {} ({}) in the group of guard {}", opts.job_name, child.pid(),
+                consumer.argv[0], child.pgid());
+  HandoffResult result = Supervisor(child, launcher, relay.get(),
+                                    byte_counter(payload, relay.get(), in.start_offset), opts)
+                             .run();
   log_result(opts, result);
   return result;
 }

@@ -20,7 +20,8 @@ Fd open_source(const std::string& path) {
   Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY));
   if (!fd) throw_errno("cannot open " + path);
   struct stat st;
-  if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) throw Error(path + ": not a regular file", kExitDataErr);
+  if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode))
+    throw Error(path + ": not a regular file", kExitDataErr);
   ::fcntl(fd.get(), F_SETFL, ::fcntl(fd.get(), F_GETFL) & ~O_NONBLOCK);
   return fd;
 }
@@ -49,10 +50,11 @@ std::string copy_in(const Queue& q, const std::string& src) {
 }
 
 // Whether a job with `seq` and the same bytes as `src` is already in jobs/.
-bool already_queued(const Queue& q, const JobList& jobs, uint64_t seq,
-                    const std::string& src, const DecodeOptions& decode) {
+bool already_queued(const Queue& q, const JobList& jobs, uint64_t seq, const std::string& src,
+                    const DecodeOptions& decode) {
   for (const auto& j : jobs)
-    if (j.meta.seq == seq && same_packet(open_source(src), src, q.open_job(j.filename), j.filename, decode))
+    if (j.meta.seq == seq &&
+        same_packet(open_source(src), src, q.open_job(j.filename), j.filename, decode))
       return true;
   return false;
 }
@@ -88,11 +90,15 @@ ImportReport import_packets(const Queue& q, const std::vector<std::string>& sour
       continue;
     }
     std::vector<std::string>* bucket = &report.imported;
-    if (next && seq < *next) bucket = &report.processed;
-    else if (already_queued(q, present, seq, src, opts.decode)) bucket = &report.duplicates;
-    else present.push_back({copy_in(q, src), header_only(seq), {}});
+    if (next && seq < *next)
+      bucket = &report.processed;
+    else if (already_queued(q, present, seq, src, opts.decode))
+      bucket = &report.duplicates;
+    else
+      present.push_back({copy_in(q, src), header_only(seq), {}});
     bucket->push_back(src);
-    if (!opts.copy && ::unlink(src.c_str()) != 0) spdlog::warn("cannot remove {} after import: {}", src, strerror(errno));
+    if (!opts.copy && ::unlink(src.c_str()) != 0)
+      spdlog::warn("cannot remove {} after import: {}", src, strerror(errno));
   }
   return report;
 }

@@ -118,8 +118,12 @@ HugeBuffer read_at(int fd, uint64_t offset, size_t size, const std::string& path
 }  // namespace
 
 FileId file_id(const struct stat& st) {
-  return {static_cast<uint64_t>(st.st_ino), static_cast<uint64_t>(st.st_size),
-          st.st_mtim.tv_sec, st.st_mtim.tv_nsec, st.st_ctim.tv_sec, st.st_ctim.tv_nsec};
+  return {static_cast<uint64_t>(st.st_ino),
+          static_cast<uint64_t>(st.st_size),
+          st.st_mtim.tv_sec,
+          st.st_mtim.tv_nsec,
+          st.st_ctim.tv_sec,
+          st.st_ctim.tv_nsec};
 }
 
 std::optional<std::string> index_key(const DecodeOptions& decode) {
@@ -142,7 +146,8 @@ HeaderIndex HeaderIndex::load(const std::string& queuedir, const std::string& ke
     auto fixed = read_at(idx.file_.get(), 0, std::min<uint64_t>(kFixed, st.st_size), path);
     if (static_cast<uint64_t>(st.st_size) < kFixed) throw FormatError("truncated");
     Cursor head(std::string_view(fixed.get(), kFixed));
-    if (head.take(sizeof kMagic) != std::string_view(kMagic, sizeof kMagic)) throw FormatError("not an index");
+    if (head.take(sizeof kMagic) != std::string_view(kMagic, sizeof kMagic))
+      throw FormatError("not an index");
     if (head.get<uint32_t>() != kByteOrder) throw FormatError("foreign byte order");
     uint64_t entries_size = head.get<uint64_t>();
     if (entries_size < kFixed || entries_size > static_cast<uint64_t>(st.st_size) - 4 ||
@@ -152,7 +157,8 @@ HeaderIndex HeaderIndex::load(const std::string& queuedir, const std::string& ke
     idx.headers_at_ = entries_size + 4;
     uint32_t stored_crc;
     std::memcpy(&stored_crc, idx.data_.get() + entries_size, sizeof stored_crc);
-    if (checksum(idx.data_.get(), entries_size) != stored_crc) throw FormatError("checksum mismatch");
+    if (checksum(idx.data_.get(), entries_size) != stored_crc)
+      throw FormatError("checksum mismatch");
     Cursor in(std::string_view(idx.data_.get(), entries_size));
     in.take(kFixed);
     uint64_t dev = in.get<uint64_t>(), ino = in.get<uint64_t>();
@@ -168,7 +174,8 @@ HeaderIndex HeaderIndex::load(const std::string& queuedir, const std::string& ke
       // Checked here, decoded when asked for (entry()).
       idx.records_.push_back(static_cast<uint32_t>(in.pos()));
       std::string_view name = in.bytes();
-      if (!is_job_name(name) || name.find('/') != std::string::npos) throw FormatError("bad entry name");
+      if (!is_job_name(name) || name.find('/') != std::string::npos)
+        throw FormatError("bad entry name");
       in.take(kRecordFields);
     }
     if (in.left() != 0) throw FormatError("trailing bytes");
@@ -251,7 +258,8 @@ size_t HeaderIndex::find(std::string_view name, Entry& hit) const {
     std::sort(by_name_.begin(), by_name_.end());
   }
   const size_t h = hash(name);
-  for (auto it = std::lower_bound(by_name_.begin(), by_name_.end(), std::pair<size_t, uint32_t>{h, 0});
+  for (auto it =
+           std::lower_bound(by_name_.begin(), by_name_.end(), std::pair<size_t, uint32_t>{h, 0});
        it != by_name_.end() && it->first == h; ++it) {
     if (name_at(it->second) == name) return found(it->second);
   }
@@ -259,8 +267,8 @@ size_t HeaderIndex::find(std::string_view name, Entry& hit) const {
 }
 
 void HeaderIndex::save(const std::string& queuedir, const std::string& key,
-                       const struct stat& jobs_st, int64_t scan_started, std::span<const Entry> entries,
-                       const HeaderIndex* source) {
+                       const struct stat& jobs_st, int64_t scan_started,
+                       std::span<const Entry> entries, const HeaderIndex* source) {
   std::string out, headers;
   out.reserve(64 + entries.size() * 140);
   headers.reserve(entries.size() * 90);
@@ -275,8 +283,8 @@ void HeaderIndex::save(const std::string& queuedir, const std::string& key,
   for (const Entry& e : entries) {
     std::string_view h = e.header.empty() && source ? source->header(e) : e.header;
     put_bytes(out, e.name);
-    for (int64_t v : {static_cast<int64_t>(e.id.ino), static_cast<int64_t>(e.id.size), e.id.mtime_sec,
-                      e.id.mtime_nsec, e.id.ctime_sec, e.id.ctime_nsec})
+    for (int64_t v : {static_cast<int64_t>(e.id.ino), static_cast<int64_t>(e.id.size),
+                      e.id.mtime_sec, e.id.mtime_nsec, e.id.ctime_sec, e.id.ctime_nsec})
       put_raw(out, v);
     put_raw(out, e.seq);
     put_raw(out, e.ctime_secs);

@@ -48,10 +48,14 @@ uint64_t Cursor::read_uint() {
   uint8_t b = byte();
   if (b <= 0x7f) return b;
   switch (b) {
-    case 0xcc: return be(1);
-    case 0xcd: return be(2);
-    case 0xce: return be(4);
-    case 0xcf: return be(8);
+    case 0xcc:
+      return be(1);
+    case 0xcd:
+      return be(2);
+    case 0xce:
+      return be(4);
+    case 0xcf:
+      return be(8);
   }
   bad("expected an unsigned integer");
 }
@@ -65,10 +69,14 @@ int64_t Cursor::read_int() {
   uint8_t b = byte();
   if (b >= 0xe0) return static_cast<int8_t>(b);
   switch (b) {
-    case 0xd0: return static_cast<int8_t>(be(1));
-    case 0xd1: return static_cast<int16_t>(be(2));
-    case 0xd2: return static_cast<int32_t>(be(4));
-    case 0xd3: return static_cast<int64_t>(be(8));
+    case 0xd0:
+      return static_cast<int8_t>(be(1));
+    case 0xd1:
+      return static_cast<int16_t>(be(2));
+    case 0xd2:
+      return static_cast<int32_t>(be(4));
+    case 0xd3:
+      return static_cast<int64_t>(be(8));
   }
   bad("expected an integer");
 }
@@ -76,11 +84,16 @@ int64_t Cursor::read_int() {
 std::string Cursor::read_str() {
   uint8_t b = byte();
   uint64_t n;
-  if ((b & 0xe0) == 0xa0) n = b & 0x1f;
-  else if (b == 0xd9) n = be(1);
-  else if (b == 0xda) n = be(2);
-  else if (b == 0xdb) n = be(4);
-  else bad("expected a string");
+  if ((b & 0xe0) == 0xa0)
+    n = b & 0x1f;
+  else if (b == 0xd9)
+    n = be(1);
+  else if (b == 0xda)
+    n = be(2);
+  else if (b == 0xdb)
+    n = be(4);
+  else
+    bad("expected a string");
   size_t len = checked_len(n, 1);
   std::string s(reinterpret_cast<const char*>(data_.data() + pos_), len);
   pos_ += len;
@@ -110,20 +123,28 @@ std::string Cursor::read_bytes() {
 uint32_t Cursor::read_array_header() {
   uint8_t b = byte();
   uint64_t n;
-  if ((b & 0xf0) == 0x90) n = b & 0x0f;
-  else if (b == 0xdc) n = be(2);
-  else if (b == 0xdd) n = be(4);
-  else bad("expected an array");
+  if ((b & 0xf0) == 0x90)
+    n = b & 0x0f;
+  else if (b == 0xdc)
+    n = be(2);
+  else if (b == 0xdd)
+    n = be(4);
+  else
+    bad("expected an array");
   return static_cast<uint32_t>(checked_len(n, 1));
 }
 
 uint32_t Cursor::read_map_header() {
   uint8_t b = byte();
   uint64_t n;
-  if ((b & 0xf0) == 0x80) n = b & 0x0f;
-  else if (b == 0xde) n = be(2);
-  else if (b == 0xdf) n = be(4);
-  else bad("expected a map");
+  if ((b & 0xf0) == 0x80)
+    n = b & 0x0f;
+  else if (b == 0xde)
+    n = be(2);
+  else if (b == 0xdf)
+    n = be(4);
+  else
+    bad("expected a map");
   return static_cast<uint32_t>(checked_len(n, 2));
 }
 
@@ -131,20 +152,38 @@ void Cursor::skip(int depth) {
   if (depth > kMaxSkipDepth) bad("nested too deeply");
   uint8_t b = static_cast<uint8_t>(data_.size() > pos_ ? data_[pos_] : std::byte{0});
   switch (peek()) {
-    case Type::Uint: read_uint(); return;
-    case Type::Int: read_int(); return;
-    case Type::Str: read_str(); return;
-    case Type::Bin: read_bytes(); return;
+    case Type::Uint:
+      read_uint();
+      return;
+    case Type::Int:
+      read_int();
+      return;
+    case Type::Str:
+      read_str();
+      return;
+    case Type::Bin:
+      read_bytes();
+      return;
     case Type::Nil:
-    case Type::Bool: byte(); return;
-    case Type::Float: byte(); checked_len(b == 0xca ? 4 : 8, 1); pos_ += (b == 0xca ? 4 : 8); return;
+    case Type::Bool:
+      byte();
+      return;
+    case Type::Float:
+      byte();
+      checked_len(b == 0xca ? 4 : 8, 1);
+      pos_ += (b == 0xca ? 4 : 8);
+      return;
     case Type::Array:
       for (uint32_t n = read_array_header(); n > 0; --n) skip(depth + 1);
       return;
     case Type::Map:
-      for (uint32_t n = read_map_header(); n > 0; --n) { skip(depth + 1); skip(depth + 1); }
+      for (uint32_t n = read_map_header(); n > 0; --n) {
+        skip(depth + 1);
+        skip(depth + 1);
+      }
       return;
-    default: bad("unsupported MessagePack type");
+    default:
+      bad("unsupported MessagePack type");
   }
 }
 

@@ -23,9 +23,9 @@ class Cursor {
   Type peek() const;
   bool at_end() const { return pos_ == data_.size(); }
 
-  uint64_t read_uint();          ///< a non-negative integer of any width
-  int64_t read_int();            ///< any integer that fits in i64
-  std::string read_str();        ///< str (UTF-8 not required)
+  uint64_t read_uint();    ///< a non-negative integer of any width
+  int64_t read_int();      ///< any integer that fits in i64
+  std::string read_str();  ///< str (UTF-8 not required)
   /// A byte string: an array of integers 0..255 (rmp-serde's Vec<u8>), or bin.
   std::string read_bytes();
   uint32_t read_array_header();  ///< element count, bounded by bytes left

@@ -62,14 +62,16 @@ bool same_packet(Fd a, const std::string& name_a, Fd b, const std::string& name_
   ::lseek(a2.get(), 0, SEEK_SET);
   ::lseek(b2.get(), 0, SEEK_SET);
   try {
-    Decoded da = open_decoded(std::move(a2), name_a, decode), db = open_decoded(std::move(b2), name_b, decode);
+    Decoded da = open_decoded(std::move(a2), name_a, decode),
+            db = open_decoded(std::move(b2), name_b, decode);
     return same_stream(*da.reader, *db.reader);
   } catch (const Error&) {
     return false;  // one of them does not decode: not the same packet
   }
 }
 
-bool same_content(const Queue& q, const std::string& a, const std::string& b, const DecodeOptions& decode) {
+bool same_content(const Queue& q, const std::string& a, const std::string& b,
+                  const DecodeOptions& decode) {
   return same_packet(q.open_job(a), "jobs/" + a, q.open_job(b), "jobs/" + b, decode);
 }
 
@@ -79,8 +81,8 @@ void remove_job_file(const Queue& q, const std::string& filename) {
   if (::unlink(path.c_str()) != 0 && errno != ENOENT) throw_errno("cannot delete " + path);
 }
 
-JobList index_by_seq(const Queue& q, JobList jobs, uint64_t next,
-                                   bool keep_files, const DecodeOptions& decode) {
+JobList index_by_seq(const Queue& q, JobList jobs, uint64_t next, bool keep_files,
+                     const DecodeOptions& decode) {
   std::erase_if(jobs, [next](const JobEntry& j) { return j.meta.seq < next; });
   sort_by_seq(jobs);  // stable: of two files with one seq, the first listed is kept
   JobList by_seq;
@@ -92,10 +94,11 @@ JobList index_by_seq(const Queue& q, JobList jobs, uint64_t next,
     }
     const std::string& first = by_seq.back().filename;
     if (!same_content(q, first, j.filename, decode))
-      throw Error("two different job files have sequence " + std::to_string(j.meta.seq) + ": jobs/" +
-                      first + " and jobs/" + j.filename, kExitDataErr);
-    spdlog::info("jobs/{} is a copy of jobs/{} (seq {}){}", j.filename, first,
-                 j.meta.seq, keep_files ? "; ignoring it" : "; removing it");
+      throw Error("two different job files have sequence " + std::to_string(j.meta.seq) +
+                      ": jobs/" + first + " and jobs/" + j.filename,
+                  kExitDataErr);
+    spdlog::info("jobs/{} is a copy of jobs/{} (seq {}){}", j.filename, first, j.meta.seq,
+                 keep_files ? "; ignoring it" : "; removing it");
     if (!keep_files) remove_job_file(q, j.filename);
   }
   return by_seq;
@@ -150,7 +153,8 @@ void finish_recorded_completion(const Queue& q, uint64_t next, const DecodeOptio
   } catch (const Error&) {
     return;  // gone or unreadable: nothing of ours to finish
   }
-  spdlog::info("removing jobs/{} (seq {}), completed by a run that stopped before deleting it", name, seq);
+  spdlog::info("removing jobs/{} (seq {}), completed by a run that stopped before deleting it",
+               name, seq);
   remove_job_file(q, name);
 }
 

@@ -74,14 +74,17 @@ std::string encode_header(const Meta& m) {
 
 Prefix parse_prefix(std::span<const std::byte> p) {
   constexpr size_t kTagLen = sizeof(kPacketTag) - 1;
-  if (p.size() < kPrefixSize) throw FormatError("truncated packet prefix (" + std::to_string(p.size()) + " of 30 bytes)");
-  if (std::memcmp(p.data(), kPacketTag, kTagLen) != 0) throw FormatError("not a packet (wrong tag)");
+  if (p.size() < kPrefixSize)
+    throw FormatError("truncated packet prefix (" + std::to_string(p.size()) + " of 30 bytes)");
+  if (std::memcmp(p.data(), kPacketTag, kTagLen) != 0)
+    throw FormatError("not a packet (wrong tag)");
   uint64_t version = load_be(p, 12, 2);
   if (version != 1) throw FormatError("unsupported packet version " + std::to_string(version));
   if (load_be(p, 26, 4) != crc32(p.first(26))) throw FormatError("prefix CRC mismatch");
   Prefix out{load_be(p, 14, 8), static_cast<uint32_t>(load_be(p, 22, 4))};
   if (out.meta_len > kMaxMetadataSize)
-    throw FormatError("metadata length " + std::to_string(out.meta_len) + " exceeds the 1 MiB limit");
+    throw FormatError("metadata length " + std::to_string(out.meta_len) +
+                      " exceeds the 1 MiB limit");
   return out;
 }
 
@@ -97,7 +100,8 @@ void read_command(msgpack::Cursor& c, Meta& m) {
       have_params = true;
     } else if (key == "env") {
       for (uint32_t i = c.read_array_header(); i > 0; --i) {
-        if (c.read_array_header() != 2) throw FormatError("malformed metadata: env entry is not a pair");
+        if (c.read_array_header() != 2)
+          throw FormatError("malformed metadata: env entry is not a pair");
         std::string k = c.read_bytes();
         m.env.emplace_back(std::move(k), c.read_bytes());
       }
@@ -106,20 +110,26 @@ void read_command(msgpack::Cursor& c, Meta& m) {
       c.skip();
     }
   }
-  if (!have_params || !have_env) throw FormatError("malformed metadata: Command lacks params or env");
+  if (!have_params || !have_env)
+    throw FormatError("malformed metadata: Command lacks params or env");
 }
 
 void read_cmd_type(msgpack::Cursor& c, Meta& m) {
   if (c.peek() == msgpack::Type::Str) {
     std::string s = c.read_str();
-    if (s == "NOP") m.kind = JobKind::Nop;
-    else if (s == "Fail") m.kind = JobKind::Fail;
-    else throw FormatError("malformed metadata: unknown cmd_type \"" + s + "\"");
+    if (s == "NOP")
+      m.kind = JobKind::Nop;
+    else if (s == "Fail")
+      m.kind = JobKind::Fail;
+    else
+      throw FormatError("malformed metadata: unknown cmd_type \"" + s + "\"");
     return;
   }
-  if (c.read_map_header() != 1) throw FormatError("malformed metadata: cmd_type map must have one entry");
+  if (c.read_map_header() != 1)
+    throw FormatError("malformed metadata: cmd_type map must have one entry");
   std::string variant = c.read_str();
-  if (variant != "Command") throw FormatError("malformed metadata: unknown cmd_type \"" + variant + "\"");
+  if (variant != "Command")
+    throw FormatError("malformed metadata: unknown cmd_type \"" + variant + "\"");
   read_command(c, m);
 }
 
@@ -141,10 +151,17 @@ Meta parse_metadata(std::span<const std::byte> data, uint32_t expected_crc) {
   unsigned seen = 0;
   for (uint32_t n = c.read_map_header(); n > 0; --n) {
     std::string key = c.read_str();
-    if (key == "seq") { m.seq = c.read_uint(); seen |= 1; }
-    else if (key == "ctime") { read_ctime(c, m); seen |= 2; }
-    else if (key == "cmd_type") { read_cmd_type(c, m); seen |= 4; }
-    else c.skip();
+    if (key == "seq") {
+      m.seq = c.read_uint();
+      seen |= 1;
+    } else if (key == "ctime") {
+      read_ctime(c, m);
+      seen |= 2;
+    } else if (key == "cmd_type") {
+      read_cmd_type(c, m);
+      seen |= 4;
+    } else
+      c.skip();
   }
   if (seen != 7) throw FormatError("malformed metadata: missing seq, ctime or cmd_type");
   if (!c.at_end()) throw FormatError("malformed metadata: trailing bytes");
@@ -197,7 +214,8 @@ std::string rfc3339_local(int64_t secs) {
   localtime_r(&t, &tm);
   int off = static_cast<int>(tm.tm_gmtoff / 60);  // minutes east of UTC
   char zone[16];
-  snprintf(zone, sizeof zone, "%c%02d:%02d", off < 0 ? '-' : '+', std::abs(off) / 60, std::abs(off) % 60);
+  snprintf(zone, sizeof zone, "%c%02d:%02d", off < 0 ? '-' : '+', std::abs(off) / 60,
+           std::abs(off) % 60);
   return format_tm(tm) + zone;
 }
 

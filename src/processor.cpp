@@ -29,7 +29,8 @@ std::vector<std::string> consumer_env(const Meta& meta, JobOrigin origin) {
   for (char** e = environ; *e; ++e) {
     std::string_view kv(*e);
     std::string_view key = kv.substr(0, kv.find('='));
-    bool overridden = std::any_of(vars.begin(), vars.end(), [&](auto& v) { return v.first == key; });
+    bool overridden =
+        std::any_of(vars.begin(), vars.end(), [&](auto& v) { return v.first == key; });
     if (!overridden) env.emplace_back(kv);
   }
   for (auto& [k, v] : vars) {
@@ -102,8 +103,8 @@ void verify_before_start(const Meta& meta, Decoded& dec, const JobOptions& opts)
 
 }  // namespace
 
-HandoffResult run_job(const Meta& meta, Decoded& decoded, const JobOptions& opts,
-                      JobOrigin origin, int stdout_fd, int stderr_fd) {
+HandoffResult run_job(const Meta& meta, Decoded& decoded, const JobOptions& opts, JobOrigin origin,
+                      int stdout_fd, int stderr_fd) {
   try {
     verify_before_start(meta, decoded, opts);
   } catch (const FormatError& e) {

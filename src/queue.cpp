@@ -7,10 +7,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <cerrno>
-#include <deque>
-#include <ctime>
 #include <algorithm>
+#include <cerrno>
+#include <ctime>
+#include <deque>
 #include <memory>
 
 #include "safespool/error.hpp"
@@ -37,9 +37,9 @@ std::string gen_uuid() {
   b[6] = (b[6] & 0x0f) | 0x40;  // version 4
   b[8] = (b[8] & 0x3f) | 0x80;  // RFC 4122 variant
   char out[37];
-  snprintf(out, sizeof out,
-           "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
-           b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
+  snprintf(out, sizeof out, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+           b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
+           b[14], b[15]);
   return out;
 }
 
@@ -81,7 +81,8 @@ Fd Queue::open_job(const std::string& filename) const {
   }
   struct stat st;
   if (::fstat(fd.get(), &st) != 0) throw_errno("cannot stat " + path);
-  if (!S_ISREG(st.st_mode)) throw Error("cannot read " + path + ": not a regular file", kExitDataErr);
+  if (!S_ISREG(st.st_mode))
+    throw Error("cannot read " + path + ": not a regular file", kExitDataErr);
   int flags = ::fcntl(fd.get(), F_GETFL);
   ::fcntl(fd.get(), F_SETFL, flags & ~O_NONBLOCK);
   return fd;
@@ -176,7 +177,8 @@ ScanResult Queue::scan(const DecodeOptions& decode, ScanFor purpose, uint64_t se
     learnt_encrypted += opened.encrypted();
     for (size_t k = 0; k < opened.size(); ++k) {
       // A scan of many encrypted packets takes a while: honour a stop request.
-      if (take_interrupt() || interrupted()) throw Error("interrupted during the scan of " + jobs_dir(), kExitInterrupted);
+      if (take_interrupt() || interrupted())
+        throw Error("interrupted during the scan of " + jobs_dir(), kExitInterrupted);
       const auto& [name, st] = batch_files[k];
       try {
         Decoded dec = opened.open(k);

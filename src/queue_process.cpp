@@ -33,16 +33,18 @@ struct IndexDoubt {
 // Opens the job again (it may have changed since the scan) and runs it:
 // what runs is what this read finds, never what the scan or index said.
 // With `seq` (by sequence), the next seqfile is written while it runs.
-HandoffResult run_entry(const Queue& q, const JobEntry& entry, const ProcessOptions& opts, SeqFile* seq) {
+HandoffResult run_entry(const Queue& q, const JobEntry& entry, const ProcessOptions& opts,
+                        SeqFile* seq) {
   std::string shown = "jobs/" + entry.filename;
   Decoded dec = open_decoded(q.open_job(entry.filename), shown, opts.decode);
   Meta meta = read_header(*dec.reader, shown);
   if (meta.seq != entry.meta.seq) {
-    std::string why = shown + " has seq " + std::to_string(meta.seq) + ", not " +
-                      std::to_string(entry.meta.seq);
+    std::string why =
+        shown + " has seq " + std::to_string(meta.seq) + ", not " + std::to_string(entry.meta.seq);
     if (entry.from_index) throw IndexDoubt{why};
     throw Error(shown + " changed during the run (seq " + std::to_string(meta.seq) + ", was " +
-                    std::to_string(entry.meta.seq) + ")", kExitDataErr);
+                    std::to_string(entry.meta.seq) + ")",
+                kExitDataErr);
   }
   JobOptions job = opts.job;
   if (job.spool_dir.empty()) job.spool_dir = q.jobs_dir();
@@ -87,7 +89,6 @@ int exit_for(const HandoffResult& r) {
   if (r.kind == K::DecodeFailed) return kExitDataErr;
   return kExitJobFailed;
 }
-
 
 // Counts a job's outcome in the run record; a success of the failing job clears it.
 void note(RunRecord& rec, const JobEntry& e, const HandoffResult& r) {
@@ -152,11 +153,11 @@ void tidy(const Queue& q, const JobList& jobs, uint64_t next, const ProcessOptio
       remove_job_file(q, j.filename);
     }
   } else {
-    spdlog::debug("{} stale job file(s) below sequence {}, e.g. jobs/{}; --delete-stale removes them",
-                  stale.size(), next, stale.front().filename);
+    spdlog::debug(
+        "{} stale job file(s) below sequence {}, e.g. jobs/{}; --delete-stale removes them",
+        stale.size(), next, stale.front().filename);
   }
 }
-
 
 // How many sequence numbers ahead of nextseq one scan lists: a queue of
 // 100,000 packets need not be sorted to run the next one.
@@ -164,15 +165,16 @@ constexpr uint64_t kSeqWindow = 4096;
 
 // The jobs of one scan, in the order they run.
 struct Plan {
-  JobList by_seq;         ///< --order-by sequence (sorted)
-  JobList by_time;        ///< --order-by timestamp
-  uint64_t seq_below = UINT64_MAX;      ///< by_seq holds the jobs below this
-  size_t beyond = 0;                    ///< jobs at or above it, not listed
+  JobList by_seq;                   ///< --order-by sequence (sorted)
+  JobList by_time;                  ///< --order-by timestamp
+  uint64_t seq_below = UINT64_MAX;  ///< by_seq holds the jobs below this
+  size_t beyond = 0;                ///< jobs at or above it, not listed
 };
 
 Plan plan(const Queue& q, const ProcessOptions& opts, uint64_t next, ScanFor purpose) {
   Plan p;
-  if (opts.order_by == OrderBy::Sequence && next < UINT64_MAX - kSeqWindow) p.seq_below = next + kSeqWindow;
+  if (opts.order_by == OrderBy::Sequence && next < UINT64_MAX - kSeqWindow)
+    p.seq_below = next + kSeqWindow;
   ScanResult scan = q.scan(opts.decode, purpose, p.seq_below);
   scan.warn_skipped(q.dir());
   p.beyond = scan.beyond;
@@ -181,7 +183,8 @@ Plan plan(const Queue& q, const ProcessOptions& opts, uint64_t next, ScanFor pur
     return p;
   }
   tidy(q, scan.jobs, next, opts);
-  bool indexed = std::any_of(scan.jobs.begin(), scan.jobs.end(), [](auto& j) { return j.from_index; });
+  bool indexed =
+      std::any_of(scan.jobs.begin(), scan.jobs.end(), [](auto& j) { return j.from_index; });
   try {
     p.by_seq = index_by_seq(q, std::move(scan.jobs), next, opts.never_delete, opts.decode);
   } catch (const Error& e) {
@@ -213,7 +216,8 @@ int run_pass(const Queue& q, const ProcessOptions& opts, RunRecord& record) {
     }
     const JobEntry* entry = nullptr;
     if (by_seq) {
-      if (seq->next() >= p.seq_below && p.beyond > 0) p = plan(q, opts, seq->next(), ScanFor::Processing);
+      if (seq->next() >= p.seq_below && p.beyond > 0)
+        p = plan(q, opts, seq->next(), ScanFor::Processing);
       entry = find_seq(p.by_seq, seq->next());
     } else {
       while (i < p.by_time.size() && ran.count(p.by_time[i].filename)) ++i;
@@ -239,7 +243,8 @@ int run_pass(const Queue& q, const ProcessOptions& opts, RunRecord& record) {
     ++done;
     if (!by_seq) ran.insert(entry->filename);
     note(record, *entry, r);
-    if (settle(q, *entry, r, by_seq ? &*seq : nullptr, done_record, opts) == Verdict::Stop) return exit_for(r);
+    if (settle(q, *entry, r, by_seq ? &*seq : nullptr, done_record, opts) == Verdict::Stop)
+      return exit_for(r);
   }
 }
 

@@ -2,10 +2,9 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <spdlog/spdlog.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
-
-#include <spdlog/spdlog.h>
 
 #include <cerrno>
 #include <climits>
@@ -44,11 +43,16 @@ size_t floor_pow2(size_t n) {
 
 const char* phase_name(Relay::Phase p) {
   switch (p) {
-    case Relay::Phase::Idle: return "not started";
-    case Relay::Phase::Reading: return "waiting for the decoder";
-    case Relay::Phase::Writing: return "waiting for the consumer to read";
-    case Relay::Phase::Finishing: return "waiting for the decoder to confirm the end";
-    case Relay::Phase::Done: return "done";
+    case Relay::Phase::Idle:
+      return "not started";
+    case Relay::Phase::Reading:
+      return "waiting for the decoder";
+    case Relay::Phase::Writing:
+      return "waiting for the consumer to read";
+    case Relay::Phase::Finishing:
+      return "waiting for the decoder to confirm the end";
+    case Relay::Phase::Done:
+      return "done";
   }
   return "?";
 }
@@ -119,7 +123,8 @@ std::string describe_process(pid_t pid) {
 }
 
 Relay::Relay(Reader& reader, Fd write_end, std::chrono::milliseconds tick)
-    : reader_(reader), write_(std::move(write_end)),
+    : reader_(reader),
+      write_(std::move(write_end)),
       tick_(std::max<std::chrono::milliseconds>(tick, std::chrono::milliseconds(1))) {
   last_progress_ns_ = now_ns();
 }
@@ -167,8 +172,7 @@ std::chrono::steady_clock::time_point Relay::last_progress() const {
 }
 
 std::string Relay::describe_pipe() const {
-  std::string out = std::to_string(bytes()) + " bytes delivered; relay " +
-                    phase_name(phase());
+  std::string out = std::to_string(bytes()) + " bytes delivered; relay " + phase_name(phase());
   std::lock_guard lock(mu_);
   if (!write_) return out + "; pipe closed";
   int waiting = -1;

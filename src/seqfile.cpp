@@ -26,8 +26,9 @@ Fd open_lock(const std::string& lock_path, bool create) {
   Fd fd(::open(lock_path.c_str(), flags, 0666));
   if (!fd) {
     if (errno == ENOENT)
-      throw Error("cannot open lock file " + lock_path + ": missing (an append-only queue has no seqfile)",
-                  kExitConfig);
+      throw Error(
+          "cannot open lock file " + lock_path + ": missing (an append-only queue has no seqfile)",
+          kExitConfig);
     throw_errno("cannot open lock file " + lock_path);
   }
   return fd;
@@ -75,7 +76,8 @@ void write_temp(const std::string& temp, const std::string& content) {
 // The second half: PATH.temp renamed over PATH, and the directory fsynced
 // (`dir_fd` when it is open, else opened by name).
 void commit_temp(const std::string& temp, const std::string& path, int dir_fd) {
-  if (::rename(temp.c_str(), path.c_str()) != 0) throw_errno("cannot rename " + temp + " to " + path);
+  if (::rename(temp.c_str(), path.c_str()) != 0)
+    throw_errno("cannot rename " + temp + " to " + path);
   if (dir_fd >= 0)
     fsync_dir_fd(dir_fd, dir_of(path));
   else
@@ -123,7 +125,8 @@ void SeqFile::load(bool create) {
   bool full = n == text.size();
   text.resize(n);
   size_t nl = text.find('\n');
-  if (full && nl == std::string::npos) throw Error("seqfile " + path_ + " is not a number", kExitDataErr);
+  if (full && nl == std::string::npos)
+    throw Error("seqfile " + path_ + " is not a number", kExitDataErr);
   try {
     next_ = parse_u64(text.substr(0, nl), "seqfile " + path_);
   } catch (const UsageError& e) {

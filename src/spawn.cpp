@@ -32,8 +32,10 @@ ExitStatus ExitStatus::from_wait_status(int status) {
 }
 
 Child::Child(Child&& o) noexcept
-    : pid_(std::exchange(o.pid_, -1)), pgid_(std::exchange(o.pgid_, -1)),
-      pidfd_(std::move(o.pidfd_)), status_(o.status_) {}
+    : pid_(std::exchange(o.pid_, -1)),
+      pgid_(std::exchange(o.pgid_, -1)),
+      pidfd_(std::move(o.pidfd_)),
+      status_(o.status_) {}
 
 Child& Child::operator=(Child&& o) noexcept {
   if (this != &o) {
@@ -122,8 +124,8 @@ void set_attributes(Attr& attr, const SpawnSpec& spec) {
   // glibc calls setpgid() before the file actions, so a child joining a
   // group is in it while it still holds its copies of our fds.
   posix_spawnattr_setpgroup(&attr.a, spec.pgroup);
-  posix_spawnattr_setflags(&attr.a, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF |
-                                        POSIX_SPAWN_SETSIGMASK);
+  posix_spawnattr_setflags(&attr.a,
+                           POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
 }
 
 }  // namespace

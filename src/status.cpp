@@ -53,7 +53,8 @@ RunRecord read_run_record(const Queue& q) {
   // record must never stop the queue (it is rewritten after the run).
   auto num = [&](const char* k, auto fallback) {
     auto it = j.find(k);
-    return it != j.end() && it->is_number_integer() && (std::is_signed_v<decltype(fallback)> || it->is_number_unsigned())
+    return it != j.end() && it->is_number_integer() &&
+                   (std::is_signed_v<decltype(fallback)> || it->is_number_unsigned())
                ? it->template get<decltype(fallback)>()
                : fallback;
   };
@@ -66,15 +67,19 @@ RunRecord read_run_record(const Queue& q) {
   r.jobs_ok = num("jobs_ok", uint64_t{0});
   r.jobs_failed = num("jobs_failed", uint64_t{0});
   r.bytes = num("bytes", uint64_t{0});
-  if (j.contains("failed_seq") && j["failed_seq"].is_number_unsigned()) r.failed_seq = j["failed_seq"].get<uint64_t>();
+  if (j.contains("failed_seq") && j["failed_seq"].is_number_unsigned())
+    r.failed_seq = j["failed_seq"].get<uint64_t>();
   r.failed_file = text("failed_file");
   r.failed_reason = text("failed_reason");
   return r;
 }
 
 void write_run_record(const Queue& q, const RunRecord& r) {
-  ordered_json j = {{"last_run", r.last_run}, {"last_success", r.last_success}, {"jobs_ok", r.jobs_ok},
-                    {"jobs_failed", r.jobs_failed}, {"bytes", r.bytes}};
+  ordered_json j = {{"last_run", r.last_run},
+                    {"last_success", r.last_success},
+                    {"jobs_ok", r.jobs_ok},
+                    {"jobs_failed", r.jobs_failed},
+                    {"bytes", r.bytes}};
   if (r.failed_seq) {
     j["failed_seq"] = *r.failed_seq;
     j["failed_file"] = r.failed_file;
@@ -83,7 +88,8 @@ void write_run_record(const Queue& q, const RunRecord& r) {
   std::string path = record_path(q), temp = path + ".temp";
   Fd fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0666));
   if (!fd) throw_errno("cannot create " + temp);
-  write_all(fd.get(), j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n", temp);
+  write_all(fd.get(), j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n",
+            temp);
   fd.reset();
   if (::rename(temp.c_str(), path.c_str()) != 0) throw_errno("cannot rename " + temp);
 }
@@ -102,16 +108,20 @@ pid_t flock_holder(const std::string& path) {
     if (type == "->") f >> type;  // a blocked waiter
     if (type != "FLOCK" || !(f >> adv >> mode >> pid >> dev)) continue;
     auto colon = dev.rfind(':');
-    if (colon != std::string::npos && std::stoull(dev.substr(colon + 1)) == st.st_ino) return static_cast<pid_t>(pid);
+    if (colon != std::string::npos && std::stoull(dev.substr(colon + 1)) == st.st_ino)
+      return static_cast<pid_t>(pid);
   }
   return 0;
 }
 
 const char* state_name(QueueStatus::State s) {
   switch (s) {
-    case QueueStatus::State::Healthy: return "healthy";
-    case QueueStatus::State::Waiting: return "waiting";
-    case QueueStatus::State::Blocked: return "blocked";
+    case QueueStatus::State::Healthy:
+      return "healthy";
+    case QueueStatus::State::Waiting:
+      return "waiting";
+    case QueueStatus::State::Blocked:
+      return "blocked";
   }
   return "?";
 }

@@ -37,11 +37,12 @@ class PolicyReader : public Reader {
 
 }  // namespace
 
-std::unique_ptr<Reader> make_policy_reader(std::unique_ptr<Reader> inner, const SignerPolicy& policy,
-                                           const std::string& name) {
+std::unique_ptr<Reader> make_policy_reader(std::unique_ptr<Reader> inner,
+                                           const SignerPolicy& policy, const std::string& name) {
   // The stage names come from the decoders' describe(): "OpenPGP < ...".
   if (inner->describe().find("OpenPGP") == std::string::npos)
-    throw FormatError(name + ": not trusted: no OpenPGP signature (the packet is not an OpenPGP message)");
+    throw FormatError(name +
+                      ": not trusted: no OpenPGP signature (the packet is not an OpenPGP message)");
   return std::make_unique<PolicyReader>(std::move(inner), policy, name);
 }
 
@@ -66,9 +67,11 @@ Verdict judge_stream(Reader& in, const SignerPolicy& policy) {
 
 Fd spool_verified(Reader& in, const std::string& dir) {
   Fd fd(::open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600));
-  if (!fd) throw_errno("cannot create a temporary file in " + dir + " (--verify-first needs O_TMPFILE)");
+  if (!fd)
+    throw_errno("cannot create a temporary file in " + dir + " (--verify-first needs O_TMPFILE)");
   std::vector<std::byte> buf(1 << 20);
-  while (size_t n = in.read(buf)) write_all(fd.get(), std::span(buf).first(n), "temporary file in " + dir);
+  while (size_t n = in.read(buf))
+    write_all(fd.get(), std::span(buf).first(n), "temporary file in " + dir);
   in.finish();
   if (::lseek(fd.get(), 0, SEEK_SET) != 0) throw_errno("cannot rewind temporary file in " + dir);
   return fd;

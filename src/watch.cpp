@@ -24,7 +24,9 @@ namespace {
 
 void notify_systemd(const char* message) {
   const char* path = std::getenv("NOTIFY_SOCKET");
-  if (!path || (path[0] != '/' && path[0] != '@') || std::strlen(path) >= sizeof(sockaddr_un::sun_path)) return;
+  if (!path || (path[0] != '/' && path[0] != '@') ||
+      std::strlen(path) >= sizeof(sockaddr_un::sun_path))
+    return;
   Fd fd(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
   if (!fd) return;
   sockaddr_un addr{};
@@ -32,13 +34,15 @@ void notify_systemd(const char* message) {
   std::strcpy(addr.sun_path, path);
   socklen_t len = offsetof(sockaddr_un, sun_path) + std::strlen(path);
   if (path[0] == '@') addr.sun_path[0] = '\0';  // abstract namespace
-  ::sendto(fd.get(), message, std::strlen(message), MSG_NOSIGNAL, reinterpret_cast<sockaddr*>(&addr), len);
+  ::sendto(fd.get(), message, std::strlen(message), MSG_NOSIGNAL,
+           reinterpret_cast<sockaddr*>(&addr), len);
 }
 
 Fd watch_jobs(const Queue& q) {
   Fd fd(::inotify_init1(IN_CLOEXEC | IN_NONBLOCK));
   if (!fd) throw_errno("cannot start inotify");
-  if (::inotify_add_watch(fd.get(), q.jobs_dir().c_str(), IN_MOVED_TO | IN_CLOSE_WRITE | IN_CREATE) < 0)
+  if (::inotify_add_watch(fd.get(), q.jobs_dir().c_str(),
+                          IN_MOVED_TO | IN_CLOSE_WRITE | IN_CREATE) < 0)
     throw_errno("cannot watch " + q.jobs_dir());
   return fd;
 }
@@ -64,8 +68,10 @@ int watched_pass(const Queue& q, const ProcessOptions& opts) {
   try {
     return process_one_pass(q, opts);
   } catch (const Error& e) {
-    if (e.exit_code() == kExitTempFail) spdlog::debug("{}; trying again later", e.what());
-    else spdlog::error("{}", e.what());
+    if (e.exit_code() == kExitTempFail)
+      spdlog::debug("{}; trying again later", e.what());
+    else
+      spdlog::error("{}", e.what());
     return e.exit_code();
   }
 }

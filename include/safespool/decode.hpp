@@ -159,8 +159,7 @@ std::vector<std::vector<std::byte>> openpgp_heads(std::span<const int> files,
 /// past it, it continues with make_gpg_reader()'s output, after checking
 /// that this starts with the bytes already served (FormatError "NAME:
 /// OpenPGP: the message changed while it was read" otherwise).
-std::unique_ptr<Reader> make_gpg_head_reader(Fd file, std::string name,
-                                             std::vector<std::byte> head,
+std::unique_ptr<Reader> make_gpg_head_reader(Fd file, std::string name, std::vector<std::byte> head,
                                              const std::optional<std::string>& gnupg_home);
 
 /// One job file for a DecodeBatch: open, positioned at its start.

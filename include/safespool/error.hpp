@@ -18,18 +18,18 @@ namespace safespool {
 /// Process exit statuses; documented in docs/exit-codes.md.
 enum ExitCode : int {
   kExitOk = 0,
-  kExitJobFailed = 1,    ///< a job (command or Fail packet) failed under --on-error=retry
-  kExitUsage = 64,       ///< EX_USAGE: bad command line or option value
-  kExitDataErr = 65,     ///< EX_DATAERR: corrupt packet, undecodable input
-  kExitNoInput = 66,     ///< EX_NOINPUT: missing queue, job or file
-  kExitUnavailable = 69, ///< EX_UNAVAILABLE: the consumer could not be started
-  kExitSoftware = 70,    ///< EX_SOFTWARE: internal error
-  kExitOsErr = 71,       ///< EX_OSERR: a system call failed
-  kExitIoErr = 74,       ///< EX_IOERR: I/O error
-  kExitTempFail = 75,    ///< EX_TEMPFAIL: the queue lock is held by another run
-  kExitNoPerm = 77,      ///< EX_NOPERM
-  kExitConfig = 78,      ///< EX_CONFIG: e.g. an append-only queue has no seqfile
-  kExitInterrupted = 130,///< stopped by SIGINT/SIGTERM/SIGHUP; job left in the queue
+  kExitJobFailed = 1,      ///< a job (command or Fail packet) failed under --on-error=retry
+  kExitUsage = 64,         ///< EX_USAGE: bad command line or option value
+  kExitDataErr = 65,       ///< EX_DATAERR: corrupt packet, undecodable input
+  kExitNoInput = 66,       ///< EX_NOINPUT: missing queue, job or file
+  kExitUnavailable = 69,   ///< EX_UNAVAILABLE: the consumer could not be started
+  kExitSoftware = 70,      ///< EX_SOFTWARE: internal error
+  kExitOsErr = 71,         ///< EX_OSERR: a system call failed
+  kExitIoErr = 74,         ///< EX_IOERR: I/O error
+  kExitTempFail = 75,      ///< EX_TEMPFAIL: the queue lock is held by another run
+  kExitNoPerm = 77,        ///< EX_NOPERM
+  kExitConfig = 78,        ///< EX_CONFIG: e.g. an append-only queue has no seqfile
+  kExitInterrupted = 130,  ///< stopped by SIGINT/SIGTERM/SIGHUP; job left in the queue
 };
 
 /// Base of all SafeSpool failures. `exit_code()` is what main() returns.

@@ -43,18 +43,18 @@ struct ConsumerSpec {
 /// Where the payload comes from. Exactly one of `file` / `stream`, or
 /// neither (the consumer gets /dev/null).
 struct PayloadSource {
-  Fd file;                  ///< plain packet, offset at the first payload byte
-  Reader* stream = nullptr; ///< decoded stream, positioned after the header
+  Fd file;                   ///< plain packet, offset at the first payload byte
+  Reader* stream = nullptr;  ///< decoded stream, positioned after the header
 };
 
 struct HandoffOptions {
   std::optional<std::chrono::milliseconds> timeout;        ///< --timeout
   std::optional<std::chrono::milliseconds> stall_timeout;  ///< --stall-timeout
-  std::chrono::milliseconds grace{5000};  ///< SIGTERM -> SIGKILL grace
-  std::chrono::milliseconds tick{250};    ///< longest single wait on the pipe
-  size_t pipe_size = 0;  ///< 0: /proc/sys/fs/pipe-max-size
-  bool progress = false; ///< one-line progress display on stderr (a tty)
-  std::string job_name;  ///< for log lines, e.g. "seq 42 (fspl-x.fspl)"
+  std::chrono::milliseconds grace{5000};                   ///< SIGTERM -> SIGKILL grace
+  std::chrono::milliseconds tick{250};                     ///< longest single wait on the pipe
+  size_t pipe_size = 0;                                    ///< 0: /proc/sys/fs/pipe-max-size
+  bool progress = false;  ///< one-line progress display on stderr (a tty)
+  std::string job_name;   ///< for log lines, e.g. "seq 42 (fspl-x.fspl)"
   /// The run's launcher (not owned): its guard and PATH search serve every
   /// consumer of the run. Null: a guard for this consumer alone.
   Launcher* launcher = nullptr;
@@ -77,9 +77,9 @@ struct HandoffResult {
     Interrupted,   ///< we got SIGTERM/SIGINT/SIGHUP; group terminated
   };
   Kind kind = Kind::Exited;
-  int status = 0;           ///< exit status or signal number
-  std::string message;      ///< human reason for anything but a clean exit
-  uint64_t bytes = 0;       ///< payload bytes delivered to the consumer
+  int status = 0;       ///< exit status or signal number
+  std::string message;  ///< human reason for anything but a clean exit
+  uint64_t bytes = 0;   ///< payload bytes delivered to the consumer
   double seconds = 0;
   int signal_received = 0;  ///< for Interrupted: which signal
   bool success() const { return kind == Kind::Exited && status == 0; }

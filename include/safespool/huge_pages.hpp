@@ -50,7 +50,9 @@ struct HugePageAllocator {
     ::operator delete(p, std::align_val_t(alignof(T)));
   }
   template <class U>
-  bool operator==(const HugePageAllocator<U>&) const noexcept { return true; }
+  bool operator==(const HugePageAllocator<U>&) const noexcept {
+    return true;
+  }
 };
 
 /// An uninitialised byte buffer, from HugePageAllocator.

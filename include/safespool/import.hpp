@@ -18,8 +18,8 @@
 namespace safespool {
 
 struct ImportOptions {
-  bool copy = false;      ///< keep the source files
-  DecodeOptions decode;   ///< to read each packet's header
+  bool copy = false;     ///< keep the source files
+  DecodeOptions decode;  ///< to read each packet's header
 };
 
 /// What happened to each file considered.

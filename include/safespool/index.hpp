@@ -31,11 +31,11 @@
 #include <sys/stat.h>
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
 #include <string_view>
-#include <memory>
 #include <utility>
 #include <vector>
 
@@ -122,17 +122,17 @@ class HeaderIndex {
  private:
   std::string_view name_at(size_t pos) const;
 
-  Fd file_;                       ///< the loaded file (never changed in place)
-  uint64_t headers_at_ = 0;       ///< where its headers part starts
-  HugeBuffer data_;               ///< its entries part, checked when loaded
-  mutable HugeBuffer headers_;    ///< its headers part, read when first needed
+  Fd file_;                     ///< the loaded file (never changed in place)
+  uint64_t headers_at_ = 0;     ///< where its headers part starts
+  HugeBuffer data_;             ///< its entries part, checked when loaded
+  mutable HugeBuffer headers_;  ///< its headers part, read when first needed
   mutable size_t headers_size_ = 0;
   /// Where each entry's record starts in data_, in the order written: 4
   /// bytes per entry rather than a decoded Entry (~120 bytes) each, most
   /// of which a scan never asks for.
   std::vector<uint32_t> records_;
-  int64_t written_at_ = 0;        ///< scan start of the loaded index
-  mutable size_t cursor_ = 0;     ///< where the next name is expected
+  int64_t written_at_ = 0;     ///< scan start of the loaded index
+  mutable size_t cursor_ = 0;  ///< where the next name is expected
   /// (hash of the name, position), sorted; built on the first miss
   mutable std::vector<std::pair<size_t, uint32_t>, HugePageAllocator<std::pair<size_t, uint32_t>>>
       by_name_;

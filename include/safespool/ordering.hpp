@@ -33,8 +33,8 @@ namespace safespool {
 /// collapsed (the later file in `jobs` is removed unless `keep_files`); a
 /// different packet under a seq already seen throws Error (exit 65) naming
 /// both files.
-JobList index_by_seq(const Queue& q, JobList jobs, uint64_t next,
-                                   bool keep_files, const DecodeOptions& decode);
+JobList index_by_seq(const Queue& q, JobList jobs, uint64_t next, bool keep_files,
+                     const DecodeOptions& decode);
 
 /// The job with sequence `seq` in a vector made by index_by_seq, or null.
 const JobEntry* find_seq(const JobList& by_seq, uint64_t seq);
@@ -51,7 +51,8 @@ bool same_packet(Fd a, const std::string& name_a, Fd b, const std::string& name_
                  const DecodeOptions& decode);
 
 /// same_packet() for two files in jobs/.
-bool same_content(const Queue& q, const std::string& a, const std::string& b, const DecodeOptions& decode);
+bool same_content(const Queue& q, const std::string& a, const std::string& b,
+                  const DecodeOptions& decode);
 
 /// queuedir/.safespool-done, as one run writes it.
 class CompletionRecord {

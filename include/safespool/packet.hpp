@@ -46,8 +46,8 @@ struct Meta {
   int64_t ctime_secs = 0;
   uint32_t ctime_nanos = 0;
   JobKind kind = JobKind::Nop;
-  std::vector<std::string> params;                          ///< byte strings
-  std::vector<std::pair<std::string, std::string>> env;     ///< keys without FSPL_SET_
+  std::vector<std::string> params;                       ///< byte strings
+  std::vector<std::pair<std::string, std::string>> env;  ///< keys without FSPL_SET_
 
   bool operator==(const Meta&) const = default;
 };

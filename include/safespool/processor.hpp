@@ -56,9 +56,9 @@ struct ProcessOptions {
   OnError on_error = OnError::Retry;
   OutputTo output_to = OutputTo::PassBoth;
   double lock_wait_seconds = 0;
-  std::string metrics_file;   ///< Prometheus textfile written after each pass
-  bool watch = false;         ///< keep running, processing jobs as they land
-  int rescan_seconds = 300;   ///< --watch: rescan this often even without events
+  std::string metrics_file;  ///< Prometheus textfile written after each pass
+  bool watch = false;        ///< keep running, processing jobs as they land
+  int rescan_seconds = 300;  ///< --watch: rescan this often even without events
 };
 
 /// Where a job came from, for the FSPL_JOB_* variables.
@@ -73,8 +73,8 @@ struct JobOrigin {
 /// Throws Error (exit 69) when the command cannot be started, FormatError
 /// for params/env that cannot be passed to a process (NUL bytes, '=' in a
 /// name).
-HandoffResult run_job(const Meta& meta, Decoded& decoded, const JobOptions& opts,
-                      JobOrigin origin, int stdout_fd = 1, int stderr_fd = 2);
+HandoffResult run_job(const Meta& meta, Decoded& decoded, const JobOptions& opts, JobOrigin origin,
+                      int stdout_fd = 1, int stderr_fd = 2);
 
 /// One queue-process pass: lock, scan, run jobs in order until none is
 /// ready. Returns the exit code (0: done or nothing to do, 1: a job failed

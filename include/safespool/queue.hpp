@@ -67,8 +67,8 @@ struct SkippedFile {
 
 /// The outcome of a scan.
 struct ScanResult {
-  JobList jobs;       ///< in directory order
-  std::vector<SkippedFile> skipped; ///< unreadable, not a packet, not a regular file
+  JobList jobs;                      ///< in directory order
+  std::vector<SkippedFile> skipped;  ///< unreadable, not a packet, not a regular file
   /// Jobs at or above the scan's `seq_below` bound: counted, not listed.
   size_t beyond = 0;
   /// Logs the skipped files once at warn level (count and first one) and

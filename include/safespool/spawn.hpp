@@ -39,13 +39,13 @@ struct ExitStatus {
 
 /// What to start.
 struct SpawnSpec {
-  std::vector<std::string> argv;               ///< argv[0]: the name the child sees
+  std::vector<std::string> argv;  ///< argv[0]: the name the child sees
   /// The file to execute. Empty: argv[0], searched in PATH as execvp does.
   std::string path;
-  std::optional<std::vector<std::string>> env; ///< "K=V" strings; nullopt = inherit
-  int stdin_fd = 0;                            ///< becomes the child's fd 0
-  int stdout_fd = 1;                           ///< becomes the child's fd 1
-  int stderr_fd = 2;                           ///< becomes the child's fd 2
+  std::optional<std::vector<std::string>> env;  ///< "K=V" strings; nullopt = inherit
+  int stdin_fd = 0;                             ///< becomes the child's fd 0
+  int stdout_fd = 1;                            ///< becomes the child's fd 1
+  int stderr_fd = 2;                            ///< becomes the child's fd 2
   /// 0: a new process group led by the child. Otherwise the child joins
   /// this existing group (same session) before exec — the consumer joins
   /// its guard's group this way.

@@ -25,7 +25,7 @@ struct RunRecord {
   int64_t last_run = 0;      ///< unix time of the end of the last run (0: never)
   int64_t last_success = 0;  ///< end of the last run that failed no job
   uint64_t jobs_ok = 0, jobs_failed = 0, bytes = 0;  ///< of the last run
-  std::optional<uint64_t> failed_seq;                 ///< job that stopped the last run
+  std::optional<uint64_t> failed_seq;                ///< job that stopped the last run
   std::string failed_file, failed_reason;
 };
 
@@ -39,8 +39,8 @@ struct QueueStatus {
   enum class State { Healthy, Waiting, Blocked };
   std::string queuedir;
   std::optional<uint64_t> next_seq;  ///< nullopt: append-only queue
-  JobList pending;     ///< seq >= next, sorted by seq
-  JobList stale;       ///< seq < next
+  JobList pending;                   ///< seq >= next, sorted by seq
+  JobList stale;                     ///< seq < next
   std::vector<SkippedFile> unreadable;
   std::vector<std::pair<uint64_t, uint64_t>> gaps;  ///< missing ranges [a, b]
   std::optional<int64_t> oldest_age_seconds;        ///< by ctime of pending jobs

@@ -20,8 +20,8 @@ namespace safespool {
 /// signatures; throws FormatError "NAME: not trusted: REASON" otherwise.
 /// Throws FormatError at once when the stream has no OpenPGP layer at all
 /// (a plain or zstd-only packet cannot carry a signature).
-std::unique_ptr<Reader> make_policy_reader(std::unique_ptr<Reader> inner, const SignerPolicy& policy,
-                                           const std::string& name);
+std::unique_ptr<Reader> make_policy_reader(std::unique_ptr<Reader> inner,
+                                           const SignerPolicy& policy, const std::string& name);
 
 /// Reads the rest of `in` (positioned after the header) and judges its
 /// signatures; a stream that fails to decode is untrusted, with the

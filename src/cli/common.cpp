@@ -50,7 +50,8 @@ void PolicyFlags::add_to(CLI::App* sub) {
       ->expected(1)
       ->allow_extra_args(false)
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
-  sub->add_option("--trusted-signers", trusted_signers, "File of trusted signer fingerprints, one per line");
+  sub->add_option("--trusted-signers", trusted_signers,
+                  "File of trusted signer fingerprints, one per line");
 }
 
 SignerPolicy PolicyFlags::build() const {

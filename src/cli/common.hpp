@@ -75,7 +75,8 @@ E parse_choice(const Choices<E>& table, const std::string& value, const std::str
   std::string lower;
   std::string names;
   std::vector<std::string> candidates;
-  for (char c : value) lower.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
+  for (char c : value)
+    lower.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
   size_t b = lower.find_first_not_of(' '), e = lower.find_last_not_of(' ');
   lower = b == std::string::npos ? "" : lower.substr(b, e - b + 1);
   for (const auto& [name, v] : table) {

@@ -5,9 +5,9 @@
 // one error line and a documented exit code (docs/exit-codes.md).
 #include <fcntl.h>
 #include <signal.h>
-#include <unistd.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <algorithm>
 
@@ -18,10 +18,11 @@ using namespace safespool;
 
 namespace {
 
-const cli::Choices<spdlog::level::level_enum> kLogLevels = {
-    {"trace", spdlog::level::trace}, {"debug", spdlog::level::debug},
-    {"info", spdlog::level::info},   {"warn", spdlog::level::warn},
-    {"error", spdlog::level::err}};
+const cli::Choices<spdlog::level::level_enum> kLogLevels = {{"trace", spdlog::level::trace},
+                                                            {"debug", spdlog::level::debug},
+                                                            {"info", spdlog::level::info},
+                                                            {"warn", spdlog::level::warn},
+                                                            {"error", spdlog::level::err}};
 
 void setup_logging() {
   auto logger = spdlog::stderr_logger_st("safespool");
@@ -37,11 +38,15 @@ void check_subcommand(const CLI::App& app, int argc, char** argv) {
     names.push_back(sub->get_name());
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
-    if (a == "-l" || a == "--log-level") { ++i; continue; }
+    if (a == "-l" || a == "--log-level") {
+      ++i;
+      continue;
+    }
     if (a.starts_with("-")) continue;
     if (std::find(names.begin(), names.end(), a) != names.end()) return;
     std::string hint = cli::did_you_mean(a, names);
-    throw UsageError("unknown subcommand '" + a + "'" + (hint.empty() ? "" : "; did you mean '" + hint + "'?"));
+    throw UsageError("unknown subcommand '" + a + "'" +
+                     (hint.empty() ? "" : "; did you mean '" + hint + "'?"));
   }
 }
 
@@ -49,7 +54,8 @@ void check_subcommand(const CLI::App& app, int argc, char** argv) {
 // one closed, the next pipe or file we open would take its number.
 void ensure_standard_fds() {
   for (int fd = 0; fd <= 2; ++fd)
-    if (::fcntl(fd, F_GETFD) < 0 && ::open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY) < 0) ::_exit(kExitOsErr);
+    if (::fcntl(fd, F_GETFD) < 0 && ::open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY) < 0)
+      ::_exit(kExitOsErr);
 }
 
 }  // namespace
@@ -57,7 +63,8 @@ void ensure_standard_fds() {
 int main(int argc, char** argv) {
   ensure_standard_fds();
   ::signal(SIGPIPE, SIG_IGN);  // a closed pipe is an error to report, not a death
-  CLI::App app{"SafeSpool: sequential, distributed job queue processing (fspl-compatible)", "safespool"};
+  CLI::App app{"SafeSpool: sequential, distributed job queue processing (fspl-compatible)",
+               "safespool"};
   app.set_version_flag("-V,--version", "safespool " SAFESPOOL_VERSION);
   app.require_subcommand(1);
   std::string log_level = "info";
@@ -81,8 +88,10 @@ int main(int argc, char** argv) {
   } catch (const QueueBusy& e) {
     // Overlapping cron or timer runs are normal: the run that holds the
     // lock does the work. Only a person at a terminal is told.
-    if (::isatty(2)) spdlog::error("{}", e.what());
-    else spdlog::debug("{}", e.what());
+    if (::isatty(2))
+      spdlog::error("{}", e.what());
+    else
+      spdlog::debug("{}", e.what());
     return e.exit_code();
   } catch (const Error& e) {
     spdlog::error("{}", e.what());

@@ -7,7 +7,8 @@ namespace safespool::cli {
 namespace {
 
 constexpr const char* kLicense =
-    "SafeSpool " SAFESPOOL_VERSION "\n"
+    "SafeSpool " SAFESPOOL_VERSION
+    "\n"
     "Copyright (C) 2026 The SafeSpool authors\n"
     "\n"
     "This program is free software: you can redistribute it and/or modify it\n"
@@ -35,7 +36,8 @@ void add_printer(CLI::App& app, Action& action, const char* name, const char* he
 void register_misc(CLI::App& app, Action& action) {
   add_printer(app, action, "gen-filename", "Display a fspl-*.fspl filename to stdout",
               [] { return gen_job_filename() + "\n"; });
-  add_printer(app, action, "gen-uuid", "Display a UUID to stdout", [] { return gen_uuid() + "\n"; });
+  add_printer(app, action, "gen-uuid", "Display a UUID to stdout",
+              [] { return gen_uuid() + "\n"; });
   add_printer(app, action, "show-license", "Show the license information",
               [] { return std::string(kLicense); });
 }

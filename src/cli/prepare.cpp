@@ -98,14 +98,18 @@ CLI::App* add_seqfile(CLI::App* sub, std::string& seqfile) {
 // Sender-side encoding: compress, then sign and/or encrypt.
 void add_encoding(CLI::App* sub, PrepareArgs& a) {
   sub->add_option_function<std::string>(
-         "--zstd", [&a](const std::string& v) { a.zstd = v.empty() ? 3 : static_cast<int>(parse_u64(v, "--zstd")); },
+         "--zstd",
+         [&a](const std::string& v) {
+           a.zstd = v.empty() ? 3 : static_cast<int>(parse_u64(v, "--zstd"));
+         },
          "Compress with zstd (optionally at LEVEL, default 3)")
       ->expected(0, 1);
   sub->add_option("--encrypt-to", a.encrypt_to, "Encrypt to this OpenPGP key (repeatable)")
       ->expected(1)
       ->allow_extra_args(false)
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
-  sub->add_option("--sign-with", a.sign_with, "Sign with this OpenPGP key (must need no passphrase)");
+  sub->add_option("--sign-with", a.sign_with,
+                  "Sign with this OpenPGP key (must need no passphrase)");
   sub->add_option("--gnupg-home", a.gnupg_home, "GnuPG home for the keys");
 }
 
@@ -113,19 +117,21 @@ void add_encoding(CLI::App* sub, PrepareArgs& a) {
 
 void register_prepare(CLI::App& app, Action& action) {
   auto args = std::make_shared<PrepareArgs>();
-  auto* prep = app.add_subcommand("prepare", "Prepare a command for transmission, writing to stdout");
+  auto* prep =
+      app.add_subcommand("prepare", "Prepare a command for transmission, writing to stdout");
   add_seqfile(prep, args->seqfile);
   add_encoding(prep, *args);
   prep->add_option("-i,--input", args->input, "Payload: \"-\" for stdin, or a file name");
   prep->add_option("params", args->params, "-- PARAMS... saved in the packet");
   prep->callback([&action, args] { action = [args] { return run_prepare(*args); }; });
 
-  for (auto [name, kind] : {std::pair{"prepare-nop", JobKind::Nop}, {"prepare-fail", JobKind::Fail}}) {
+  for (auto [name, kind] :
+       {std::pair{"prepare-nop", JobKind::Nop}, {"prepare-fail", JobKind::Fail}}) {
     auto a = std::make_shared<PrepareArgs>();
     a->kind = kind;
-    auto* sub = app.add_subcommand(name, kind == JobKind::Nop
-                                             ? "Prepare a NOP packet for transmission, writing to stdout"
-                                             : "Prepare a fail packet for transmission, writing to stdout");
+    auto* sub = app.add_subcommand(
+        name, kind == JobKind::Nop ? "Prepare a NOP packet for transmission, writing to stdout"
+                                   : "Prepare a fail packet for transmission, writing to stdout");
     add_seqfile(sub, a->seqfile);
     add_encoding(sub, *a);
     sub->callback([&action, a] { action = [a] { return run_prepare(*a); }; });

@@ -7,19 +7,22 @@
 
 #include "common.hpp"
 #include "safespool/error.hpp"
+#include "safespool/policy.hpp"
 #include "safespool/processor.hpp"
 #include "safespool/seqfile.hpp"
 #include "safespool/signals.hpp"
-#include "safespool/policy.hpp"
 #include "safespool/status.hpp"
 #include "safespool/verify.hpp"
 
 namespace safespool::cli {
 namespace {
 
-const Choices<OnError> kOnError = {{"Retry", OnError::Retry}, {"Delete", OnError::Delete}, {"Leave", OnError::Leave}};
-const Choices<OrderBy> kOrderBy = {{"Sequence", OrderBy::Sequence}, {"Timestamp", OrderBy::Timestamp}};
-const Choices<OutputTo> kOutputTo = {{"PassBoth", OutputTo::PassBoth}, {"SaveBoth", OutputTo::SaveBoth}};
+const Choices<OnError> kOnError = {
+    {"Retry", OnError::Retry}, {"Delete", OnError::Delete}, {"Leave", OnError::Leave}};
+const Choices<OrderBy> kOrderBy = {{"Sequence", OrderBy::Sequence},
+                                   {"Timestamp", OrderBy::Timestamp}};
+const Choices<OutputTo> kOutputTo = {{"PassBoth", OutputTo::PassBoth},
+                                     {"SaveBoth", OutputTo::SaveBoth}};
 
 struct ProcessArgs {
   std::string queuedir;
@@ -45,20 +48,25 @@ struct ProcessArgs {
 };
 
 std::chrono::milliseconds to_ms(double seconds, const char* option) {
-  if (!(seconds > 0) || !std::isfinite(seconds)) throw UsageError(std::string(option) + " must be a positive number of seconds");
+  if (!(seconds > 0) || !std::isfinite(seconds))
+    throw UsageError(std::string(option) + " must be a positive number of seconds");
   return std::chrono::milliseconds(static_cast<int64_t>(std::llround(seconds * 1000)));
 }
 
 void add_job_flags(CLI::App* sub, ProcessArgs& a) {
   sub->add_flag("--allow-job-params", a.allow_job_params, "Append the job's parameters to COMMAND");
-  sub->add_flag("--ignore-payload", a.ignore_payload, "Do not pass the payload (stdin is /dev/null)");
+  sub->add_flag("--ignore-payload", a.ignore_payload,
+                "Do not pass the payload (stdin is /dev/null)");
   sub->add_option("--timeout", a.timeout, "Terminate the command after SECONDS");
-  sub->add_option("--stall-timeout", a.stall_timeout, "Fail the job when no payload byte moves for SECONDS");
-  sub->add_option("--pipe-size", a.pipe_size, "Size of the consumer's stdin pipe (default: pipe-max-size)");
+  sub->add_option("--stall-timeout", a.stall_timeout,
+                  "Fail the job when no payload byte moves for SECONDS");
+  sub->add_option("--pipe-size", a.pipe_size,
+                  "Size of the consumer's stdin pipe (default: pipe-max-size)");
   a.policy_flags.add_to(sub);
   sub->add_flag("--verify-first", a.verify_first,
                 "Decode and verify the whole payload before starting COMMAND");
-  sub->add_option("--spool-dir", a.spool_dir, "Where --verify-first keeps the payload (default: the queue's jobs/)");
+  sub->add_option("--spool-dir", a.spool_dir,
+                  "Where --verify-first keeps the payload (default: the queue's jobs/)");
   sub->add_option("COMMAND", a.command, "The command to run (no shell)")->required();
   sub->add_option("PARAMS", a.params, "-- PARAMS... given to COMMAND, before any job parameters");
   a.decode.add_to(sub);
@@ -140,14 +148,17 @@ void register_process(CLI::App& app, Action& action) {
   qp->add_flag("--watch", a->watch, "Keep running; process jobs as they land (inotify)");
   qp->add_option("--rescan", a->rescan, "With --watch: rescan every SECONDS even without events")
       ->check(CLI::PositiveNumber);
-  qp->add_option("--metrics-file", a->metrics_file, "Write Prometheus textfile metrics after each pass");
+  qp->add_option("--metrics-file", a->metrics_file,
+                 "Write Prometheus textfile metrics after each pass");
   qp->callback([&action, a] { action = [a] { return run_queue_process(*a); }; });
 
-  auto* sp = app.add_subcommand("stdin-process", "Process a command from a job packet read from stdin");
+  auto* sp =
+      app.add_subcommand("stdin-process", "Process a command from a job packet read from stdin");
   add_job_flags(sp, *a);
   sp->callback([&action, a] { action = [a] { return run_stdin_process(*a); }; });
 
-  auto* si = app.add_subcommand("stdin-info", "Get information about a packet piped to filespooler on stdin");
+  auto* si = app.add_subcommand("stdin-info",
+                                "Get information about a packet piped to filespooler on stdin");
   a->decode.add_to(si);
   si->add_flag("--json", a->json, "Print one JSON document");
   a->policy_flags.add_to(si);
@@ -168,7 +179,8 @@ void register_process(CLI::App& app, Action& action) {
     };
   });
 
-  auto* pl = app.add_subcommand("stdin-payload", "Dumps the payload from the packet on stdin to stdout");
+  auto* pl =
+      app.add_subcommand("stdin-payload", "Dumps the payload from the packet on stdin to stdout");
   a->decode.add_to(pl);
   pl->callback([&action, a] {
     action = [a] {

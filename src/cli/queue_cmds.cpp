@@ -94,7 +94,8 @@ int run_ls(const QueueArgs& a) {
     out += line;
     out += j.filename;
     if (i < verdicts.size() && verdicts[i])
-      out += "  signer " + verdicts[i]->signer + (verdicts[i]->trusted ? " (trusted)" : " (NOT trusted)");
+      out += "  signer " + verdicts[i]->signer +
+             (verdicts[i]->trusted ? " (trusted)" : " (NOT trusted)");
     out += '\n';
     if (out.size() >= 64 * 1024) {
       write_all(1, out, "standard output");
@@ -114,7 +115,8 @@ JobEntry find_job(const Queue& q, const DecodeOptions& d, const std::string& id_
   if (found.empty()) throw Error("job " + id_text + " not found in queue " + q.dir(), kExitNoInput);
   if (found.size() > 1)
     throw Error("job " + id_text + " is in two files: jobs/" + found[0].filename + " and jobs/" +
-                    found[1].filename, kExitDataErr);
+                    found[1].filename,
+                kExitDataErr);
   return std::move(found.front());
 }
 
@@ -147,9 +149,12 @@ int run_status(const QueueArgs& a) {
   QueueStatus s = queue_status(Queue(a.queuedir), a.decode.finish());
   write_all(1, a.json ? status_json(s) : format_status(s), "standard output");
   switch (s.state) {
-    case QueueStatus::State::Healthy: return kExitOk;
-    case QueueStatus::State::Blocked: return kStatusBlocked;
-    case QueueStatus::State::Waiting: return kStatusWaiting;
+    case QueueStatus::State::Healthy:
+      return kExitOk;
+    case QueueStatus::State::Blocked:
+      return kStatusBlocked;
+    case QueueStatus::State::Waiting:
+      return kStatusWaiting;
   }
   return kExitOk;
 }
@@ -160,12 +165,15 @@ int run_import(const QueueArgs& a) {
   o.decode = a.decode.finish();
   ImportReport r = import_packets(Queue(a.queuedir), a.sources, o);
   for (const auto& f : r.imported) spdlog::info("imported {}", f);
-  for (const auto& f : r.duplicates) spdlog::info("{} is already in the queue{}", f, a.copy ? "" : "; removed");
-  for (const auto& f : r.processed) spdlog::info("{} was already processed{}", f, a.copy ? "" : "; removed");
+  for (const auto& f : r.duplicates)
+    spdlog::info("{} is already in the queue{}", f, a.copy ? "" : "; removed");
+  for (const auto& f : r.processed)
+    spdlog::info("{} was already processed{}", f, a.copy ? "" : "; removed");
   for (const auto& f : r.failed) spdlog::error("not imported: {}", f.reason);
   std::string summary = "imported " + std::to_string(r.imported.size()) + ", already queued " +
                         std::to_string(r.duplicates.size()) + ", already processed " +
-                        std::to_string(r.processed.size()) + ", failed " + std::to_string(r.failed.size()) + "\n";
+                        std::to_string(r.processed.size()) + ", failed " +
+                        std::to_string(r.failed.size()) + "\n";
   write_all(1, summary, "standard output");
   return r.failed.empty() ? kExitOk : kExitDataErr;
 }
@@ -190,10 +198,14 @@ void register_queue(CLI::App& app, Action& action) {
   auto* init = add_queuedir(app.add_subcommand("queue-init", "Initialize a queue"), *a);
   init->add_flag("--append-only", a->append_only, "Create a write-only queue (no seqfile)");
   init->callback([&action, a] {
-    action = [a] { Queue::init(a->queuedir, a->append_only); return kExitOk; };
+    action = [a] {
+      Queue::init(a->queuedir, a->append_only);
+      return kExitOk;
+    };
   });
 
-  auto* write = add_queuedir(app.add_subcommand("queue-write", "Save a packet from stdin to a queue"), *a);
+  auto* write =
+      add_queuedir(app.add_subcommand("queue-write", "Save a packet from stdin to a queue"), *a);
   write->callback([&action, a] {
     action = [a] {
       std::string name = Queue(a->queuedir).write(0);
@@ -202,27 +214,37 @@ void register_queue(CLI::App& app, Action& action) {
     };
   });
 
-  auto* ls = add_queuedir(app.add_subcommand("queue-ls", "Gets information about the jobs in a queue"), *a);
+  auto* ls = add_queuedir(
+      app.add_subcommand("queue-ls", "Gets information about the jobs in a queue"), *a);
   a->decode.add_to(ls);
   ls->add_flag("--json", a->json, "Print one JSON document");
   a->policy_flags.add_to(ls);
   ls->callback([&action, a] { action = [a] { return run_ls(*a); }; });
 
-  auto* st = add_queuedir(app.add_subcommand("queue-status", "Show what a queue is waiting for and whether it is healthy"), *a);
+  auto* st =
+      add_queuedir(app.add_subcommand("queue-status",
+                                      "Show what a queue is waiting for and whether it is healthy"),
+                   *a);
   a->decode.add_to(st);
   st->add_flag("--json", a->json, "Print one JSON document");
   st->callback([&action, a] { action = [a] { return run_status(*a); }; });
 
-  auto* im = add_queuedir(app.add_subcommand("queue-import", "Move (or copy) packets from transfer directories into a queue"), *a);
+  auto* im = add_queuedir(
+      app.add_subcommand("queue-import",
+                         "Move (or copy) packets from transfer directories into a queue"),
+      *a);
   a->decode.add_to(im);
   im->add_flag("--copy", a->copy, "Leave the source files in place");
-  im->add_option("SOURCE", a->sources, "Directories (their fspl-*.fspl files) or packet files")->required();
+  im->add_option("SOURCE", a->sources, "Directories (their fspl-*.fspl files) or packet files")
+      ->required();
   im->callback([&action, a] { action = [a] { return run_import(*a); }; });
 
-  add_job_cmd(app, action, "queue-info", "Show information about a specific job ID in a queue", run_info);
+  add_job_cmd(app, action, "queue-info", "Show information about a specific job ID in a queue",
+              run_info);
   add_job_cmd(app, action, "queue-payload", "Dump the payload of a job to stdout", run_payload);
 
-  auto* get = add_queuedir(app.add_subcommand("queue-get-next", "Prints the next sequence number for the queue"), *a);
+  auto* get = add_queuedir(
+      app.add_subcommand("queue-get-next", "Prints the next sequence number for the queue"), *a);
   get->callback([&action, a] {
     action = [a] {
       write_all(1, std::to_string(lock_queue(Queue(a->queuedir)).next()) + "\n", "standard output");
@@ -230,7 +252,8 @@ void register_queue(CLI::App& app, Action& action) {
     };
   });
 
-  auto* set = add_queuedir(app.add_subcommand("queue-set-next", "Sets the next sequence number for the queue"), *a);
+  auto* set = add_queuedir(
+      app.add_subcommand("queue-set-next", "Sets the next sequence number for the queue"), *a);
   set->add_option("ID", a->id, "The next sequence number")->required();
   set->callback([&action, a] {
     action = [a] {

@@ -164,7 +164,8 @@ int main(int argc, char**) {
   if (!sane_start(argc)) return kExitUsage;
   ignore_signals();
   switch (follow_orders()) {
-    case Ending::Released: return 0;
+    case Ending::Released:
+      return 0;
     case Ending::ProcessorGone:
       say("safespool-guard: the processor is gone: killing its consumer\n");
       break;

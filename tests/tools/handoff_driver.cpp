@@ -80,8 +80,8 @@ ConsumerSpec sh(const std::string& script) {
 }
 
 ConsumerSpec shell(const std::string& dir, const std::string& body, const std::string& after) {
-  return sh("cd '" + dir + "' || exit 99; echo $$ > consumer.pid; " + body +
-            "; echo eof > marker" + after);
+  return sh("cd '" + dir + "' || exit 99; echo $$ > consumer.pid; " + body + "; echo eof > marker" +
+            after);
 }
 
 int run_held(const std::string& dir, int jobs) {
@@ -100,7 +100,8 @@ int run_held(const std::string& dir, int jobs) {
   Generator gen(0, true);
   PayloadSource payload;
   payload.stream = &gen;
-  return run_consumer(shell(dir, "cat > /dev/null", ""), std::move(payload), opts).success() ? 0 : 1;
+  return run_consumer(shell(dir, "cat > /dev/null", ""), std::move(payload), opts).success() ? 0
+                                                                                             : 1;
 }
 
 int run(const std::string& dir, const std::string& mode, const std::string& arg,
@@ -129,8 +130,8 @@ int run(const std::string& dir, const std::string& mode, const std::string& arg,
 
 int main(int argc, char** argv) {
   std::string mode = argc > 2 ? argv[2] : "";
-  if ((mode != "stream" && mode != "file" && mode != "held") ||
-      (mode != "stream" && argc != 4) || argc > 5) {
+  if ((mode != "stream" && mode != "file" && mode != "held") || (mode != "stream" && argc != 4) ||
+      argc > 5) {
     std::fprintf(stderr,
                  "usage: handoff_driver DIR stream [BYTES [SECONDS]] | DIR file LINES | "
                  "DIR held JOBS\n");

@@ -70,14 +70,24 @@ Options parse(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto next = [&] { return i + 1 < argc ? std::string(argv[++i]) : std::string(); };
-    if (a == "--out") o.out = next();
-    else if (a == "--started") o.started = next();
-    else if (a == "--report") o.report = true;
-    else if (a == "--never-read") o.never_read = true;
-    else if (a == "--shrink-regrow") o.shrink_at = std::stoll(next());
-    else if (a == "--exit-after") o.exit_after = std::stoll(next());
-    else if (a == "--status") o.status = std::stoi(next());
-    else { std::fprintf(stderr, "probe_consumer: unknown option %s\n", a.c_str()); std::exit(64); }
+    if (a == "--out")
+      o.out = next();
+    else if (a == "--started")
+      o.started = next();
+    else if (a == "--report")
+      o.report = true;
+    else if (a == "--never-read")
+      o.never_read = true;
+    else if (a == "--shrink-regrow")
+      o.shrink_at = std::stoll(next());
+    else if (a == "--exit-after")
+      o.exit_after = std::stoll(next());
+    else if (a == "--status")
+      o.status = std::stoi(next());
+    else {
+      std::fprintf(stderr, "probe_consumer: unknown option %s\n", a.c_str());
+      std::exit(64);
+    }
   }
   return o;
 }
@@ -86,7 +96,8 @@ std::string status_field(const char* key) {
   std::ifstream in("/proc/self/status");
   std::string line;
   while (std::getline(in, line))
-    if (line.rfind(key, 0) == 0) return line.substr(line.find_first_not_of(" \t", std::strlen(key)));
+    if (line.rfind(key, 0) == 0)
+      return line.substr(line.find_first_not_of(" \t", std::strlen(key)));
   return "?";
 }
 
@@ -94,7 +105,8 @@ std::string process_report() {
   std::vector<int> fds;
   DIR* d = opendir("/proc/self/fd");
   while (dirent* e = d ? readdir(d) : nullptr)
-    if (e->d_name[0] != '.' && std::atoi(e->d_name) != dirfd(d)) fds.push_back(std::atoi(e->d_name));
+    if (e->d_name[0] != '.' && std::atoi(e->d_name) != dirfd(d))
+      fds.push_back(std::atoi(e->d_name));
   if (d) closedir(d);
   std::sort(fds.begin(), fds.end());
   std::string out = " fds=";

@@ -1,5 +1,7 @@
 // Decode stages against the real tools: streams made by the `zstd` and
 // `gpg` CLIs (in a throwaway GNUPGHOME), decoded by our readers.
+#include "safespool/decode.hpp"
+
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/resource.h>
@@ -12,12 +14,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
-#include <functional>
 #include <fstream>
+#include <functional>
 #include <sstream>
 #include <thread>
 
-#include "safespool/decode.hpp"
 #include "safespool/error.hpp"
 #include "test_keyring.hpp"
 
@@ -106,9 +107,11 @@ void expect_error(F&& f, std::initializer_list<std::string> parts) {
     f();
     ADD_FAILURE() << "no exception";
   } catch (const E& e) {
-    if (std::getenv("DECODE_TEST_VERBOSE")) std::fprintf(stderr, "[%s] %s\n", typeid(e).name(), e.what());
-    for (const auto& p : parts) EXPECT_NE(std::string(e.what()).find(p), std::string::npos)
-        << "'" << p << "' not in: " << e.what();
+    if (std::getenv("DECODE_TEST_VERBOSE"))
+      std::fprintf(stderr, "[%s] %s\n", typeid(e).name(), e.what());
+    for (const auto& p : parts)
+      EXPECT_NE(std::string(e.what()).find(p), std::string::npos)
+          << "'" << p << "' not in: " << e.what();
   }
 }
 
@@ -117,7 +120,10 @@ void expect_error(F&& f, std::initializer_list<std::string> parts) {
 // ---------------------------------------------------------------- detection
 
 TEST(DecodeDetect, Table) {
-  struct Case { std::string head; Encoding want; };
+  struct Case {
+    std::string head;
+    Encoding want;
+  };
   const Case cases[] = {
       {"*FILESPOOLER\x00\x01"s, Encoding::Packet},
       {"*FILESPOOLE", Encoding::Unknown},
@@ -245,7 +251,8 @@ TEST(DecodeZstd, ConcatenatedAndSkippableFrames) {
   spit(d / "b", Bytes(pkt.begin() + 123457, pkt.end()));
   Bytes skip = bytes("\x52\x2A\x4D\x18\x05\x00\x00\x00hello"sv);
   spit(d / "skip", skip);
-  sh("cd " + d.path + " && zstd -q -c a > z && cat skip >> z && zstd -q -c b >> z && cat skip >> z");
+  sh("cd " + d.path +
+     " && zstd -q -c a > z && cat skip >> z && zstd -q -c b >> z && cat skip >> z");
   EXPECT_EQ(unzstd(d / "z"), pkt);
   sh("cd " + d.path + " && cat skip z > z2");  // a skippable frame first
   EXPECT_EQ(detect_encoding(slurp(d / "z2")), Encoding::Zstd);
@@ -274,7 +281,8 @@ TEST(DecodeZstd, TruncatedInputFailsAtTheEnd) {
   expect_error<FormatError>([&] { unzstd(d / "fspl-t.fspl"); },
                             {"fspl-t.fspl: zstd: truncated input"});
   spit(d / "fspl-e.fspl", {});
-  expect_error<FormatError>([&] { unzstd(d / "fspl-e.fspl"); }, {"fspl-e.fspl: zstd: no zstd frame"});
+  expect_error<FormatError>([&] { unzstd(d / "fspl-e.fspl"); },
+                            {"fspl-e.fspl: zstd: no zstd frame"});
 }
 
 TEST(DecodeZstd, CorruptionIsAFormatError) {
@@ -285,7 +293,8 @@ TEST(DecodeZstd, CorruptionIsAFormatError) {
   Bytes bad = z;
   bad.back() ^= std::byte{0x01};  // the frame checksum itself
   spit(d / "fspl-c.fspl", bad);
-  expect_error<FormatError>([&] { unzstd(d / "fspl-c.fspl"); }, {"fspl-c.fspl: zstd: ", "checksum"});
+  expect_error<FormatError>([&] { unzstd(d / "fspl-c.fspl"); },
+                            {"fspl-c.fspl: zstd: ", "checksum"});
   bad = z;
   bad[bad.size() / 2] ^= std::byte{0x40};
   spit(d / "fspl-m.fspl", bad);
@@ -412,8 +421,9 @@ class DecodeGpg : public testing::Test {
     primary_ = fingerprints("t@example.invalid").at(0);
     sh(gpg() + "--passphrase '' --quick-add-key " + primary_ + " ed25519 sign never");
     signing_subkey_ = fingerprints("t@example.invalid").back();
-    sh(gpg() + "--pinentry-mode loopback --passphrase secret --quick-gen-key "
-               "'Locked <l@example.invalid>' default default never");
+    sh(gpg() +
+       "--pinentry-mode loopback --passphrase secret --quick-gen-key "
+       "'Locked <l@example.invalid>' default default never");
     // Forget any passphrase the agent cached while making the keys.
     sh("gpgconf --homedir " + home_ + " --kill gpg-agent");
   }
@@ -634,8 +644,7 @@ TEST_F(DecodeGpg, DroppedReaderStopsGpgEarlyAndTheNextMessageDecodes) {
   for (int round = 0; round < 3; ++round) {
     auto count = std::make_shared<std::atomic<size_t>>(0);
     auto r = make_gpg_reader(
-        std::make_unique<CountingReader>(make_fd_reader(open_ro(d_ / "big"), "big"), count),
-        home_);
+        std::make_unique<CountingReader>(make_fd_reader(open_ro(d_ / "big"), "big"), count), home_);
     Bytes head(4096);
     for (size_t got = 0; got < head.size();) {
       size_t n = r->read(std::span(head).subspan(got));

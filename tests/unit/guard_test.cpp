@@ -1,13 +1,14 @@
 // Guard tests: the consumer dies with the processor, before it can take the
 // processor's death for the end of the payload. The processor is played by
 // tests/tools/handoff_driver, which the tests SIGKILL.
+#include "safespool/guard.hpp"
+
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include <cstdlib>
 #include <cstring>
@@ -16,7 +17,6 @@
 #include <thread>
 
 #include "safespool/error.hpp"
-#include "safespool/guard.hpp"
 #include "safespool/handoff.hpp"
 #include "safespool/spawn.hpp"
 
@@ -77,8 +77,8 @@ long long max_rchar(pid_t pgid) {
 
 template <class F>
 bool eventually(F f, std::chrono::milliseconds limit = 5000ms) {
-  for (auto end = std::chrono::steady_clock::now() + limit;
-       std::chrono::steady_clock::now() < end; std::this_thread::sleep_for(10ms))
+  for (auto end = std::chrono::steady_clock::now() + limit; std::chrono::steady_clock::now() < end;
+       std::this_thread::sleep_for(10ms))
     if (f()) return true;
   return f();
 }

@@ -1,12 +1,13 @@
 // Hand-off tests: real consumers (tests/tools/probe_consumer, sh), real
 // pipes, real process groups. The probe reports what the consumer was
 // handed; the tests check the hand-off invariant from that side.
+#include "safespool/handoff.hpp"
+
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include <atomic>
 #include <condition_variable>
@@ -17,7 +18,6 @@
 #include <thread>
 
 #include "safespool/error.hpp"
-#include "safespool/handoff.hpp"
 #include "safespool/signals.hpp"
 
 extern char** environ;
@@ -54,7 +54,10 @@ std::string slurp(const fs::path& p) {
 /// The value of `key=` in a probe report line ("" when absent).
 std::string field(const std::string& line, const std::string& key) {
   auto pos = line.find(" " + key + "=");
-  if (line.rfind(key + "=", 0) == 0) pos = 0; else if (pos != std::string::npos) ++pos;
+  if (line.rfind(key + "=", 0) == 0)
+    pos = 0;
+  else if (pos != std::string::npos)
+    ++pos;
   if (pos == std::string::npos) return "";
   auto start = pos + key.size() + 1;
   return line.substr(start, line.find_first_of(" \n", start) - start);
@@ -64,11 +67,11 @@ std::string field(const std::string& line, const std::string& key) {
 class MemReader : public Reader {
  public:
   explicit MemReader(std::string data) : data_(std::move(data)) {}
-  std::string gate;               ///< before the first byte, wait for this file
-  bool fail_finish = false;       ///< finish() throws (truncated stream)
-  size_t fail_at = SIZE_MAX;      ///< read() throws once this many bytes were given
-  size_t hang_at = SIZE_MAX;      ///< read() blocks here until cancel(), then returns 0
-  size_t slow_until = 0;          ///< below this offset: 4 KiB reads, 200 us apart
+  std::string gate;           ///< before the first byte, wait for this file
+  bool fail_finish = false;   ///< finish() throws (truncated stream)
+  size_t fail_at = SIZE_MAX;  ///< read() throws once this many bytes were given
+  size_t hang_at = SIZE_MAX;  ///< read() blocks here until cancel(), then returns 0
+  size_t slow_until = 0;      ///< below this offset: 4 KiB reads, 200 us apart
   std::atomic<int> cancels{0}, reads{0};
 
   size_t read(std::span<std::byte> buf) override {
@@ -77,8 +80,8 @@ class MemReader : public Reader {
     if (pos_ >= fail_at) throw FormatError("memory: corrupt block at " + std::to_string(pos_));
     if (pos_ >= hang_at) return hang();
     static const size_t chunks[] = {1000, 65536, 300000, 1 << 20, 7};
-    size_t n = std::min({buf.size(), data_.size() - pos_, chunks[reads % 5], fail_at - pos_,
-                         hang_at - pos_});
+    size_t n = std::min(
+        {buf.size(), data_.size() - pos_, chunks[reads % 5], fail_at - pos_, hang_at - pos_});
     if (pos_ < slow_until) n = std::min<size_t>(n, 4096);
     if (pos_ < slow_until) std::this_thread::sleep_for(200us);
     std::memcpy(buf.data(), data_.data() + pos_, n);
@@ -469,10 +472,10 @@ TEST(HandoffDeathTest, InterruptTerminatesConsumerGroup) {
 
 TEST(HandoffDeathTest, SecondInterruptDuringGraceKillsAtOnce) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
-  EXPECT_EXIT(std::_Exit(interrupt_case(
-                  "trap '' TERM; kill -TERM $PPID; sleep 0.5; kill -INT $PPID; sleep 100",
-                  30000, 5)),
-              ::testing::ExitedWithCode(0), "");
+  EXPECT_EXIT(
+      std::_Exit(interrupt_case(
+          "trap '' TERM; kill -TERM $PPID; sleep 0.5; kill -INT $PPID; sleep 100", 30000, 5)),
+      ::testing::ExitedWithCode(0), "");
 }
 
 }  // namespace

@@ -1,4 +1,6 @@
 // The header index: used only for unchanged files, ignored on any doubt.
+#include "safespool/index.hpp"
+
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -10,7 +12,6 @@
 #include <map>
 #include <thread>
 
-#include "safespool/index.hpp"
 #include "safespool/queue.hpp"
 
 using namespace safespool;
@@ -57,7 +58,8 @@ void settle_index(const TempQueue& t) {
   std::vector<HeaderIndex::Entry> entries;
   for (size_t i = 0; i < r.jobs.size(); ++i) {
     const auto& j = r.jobs[i];
-    entries.push_back({j.filename, j.id, j.meta.seq, j.meta.ctime_secs, j.meta.ctime_nanos, raw[i]});
+    entries.push_back(
+        {j.filename, j.id, j.meta.seq, j.meta.ctime_secs, j.meta.ctime_nanos, raw[i]});
   }
   HeaderIndex::save(t.path, *index_key(d), st, ::time(nullptr) + 60, entries);
 }
@@ -206,10 +208,10 @@ TEST(HeaderIndex, ACorruptOrTruncatedIndexIsIgnoredAndRewritten) {
       bytes.assign(std::istreambuf_iterator<char>(in), {});
     }
     ASSERT_GT(bytes.size(), 100u);
-    if (damage == 0) bytes[bytes.size() / 2] ^= 0x40;  // a flipped bit
-    if (damage == 1) bytes.resize(bytes.size() / 2);   // cut short
-    if (damage == 3) bytes.resize(bytes.size() - 5);   // the last header cut
-    if (damage == 2) bytes.assign(bytes.size(), '\0'); // a crash's zeroes
+    if (damage == 0) bytes[bytes.size() / 2] ^= 0x40;   // a flipped bit
+    if (damage == 1) bytes.resize(bytes.size() / 2);    // cut short
+    if (damage == 3) bytes.resize(bytes.size() - 5);    // the last header cut
+    if (damage == 2) bytes.assign(bytes.size(), '\0');  // a crash's zeroes
     put(t.index(), bytes);
     auto jobs = scan_by_name(t);
     ASSERT_EQ(jobs.size(), 3u) << "damage " << damage;

@@ -1,4 +1,6 @@
 // The codec: byte-identity with fspl, and every way a header can be bad.
+#include "safespool/packet.hpp"
+
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -6,7 +8,6 @@
 #include <iterator>
 
 #include "safespool/error.hpp"
-#include "safespool/packet.hpp"
 
 using namespace safespool;
 
@@ -142,19 +143,40 @@ TEST(Packet, WrongShapesAreFormatErrors) {
       {S("\x90"), "malformed metadata: expected a map"},
       {S("\x81\xa3seq\xa1x"), "malformed metadata: expected an unsigned integer"},
       {S("\x81\xa3seq\x01"), "malformed metadata: missing seq, ctime or cmd_type"},
-      {S("\x83\xa3seq\x01\xa5" "ctime\x92\x01\xce\x40\x00\x00\x00\xa8" "cmd_type\xa3NOP"), "ctime out of range"},
-      {S("\x83\xa3seq\x01\xa5" "ctime\x92\xcf\x7f\xff\xff\xff\xff\xff\xff\xff\x00\xa8" "cmd_type\xa3NOP"), "ctime out of range"},
-      {S("\x83\xa3seq\x01\xa5" "ctime\x92\x01\x00\xa8" "cmd_type\xa3Run"), "malformed metadata: unknown cmd_type \"Run\""},
-      {S("\x83\xa3seq\x01\xa5" "ctime\x92\x01\x00\xa8" "cmd_type\x81\xa7" "Command\x82\xa6params\x91\x91\xcd\x01\x00\xa3" "env\x90"),
+      {S("\x83\xa3seq\x01\xa5"
+         "ctime\x92\x01\xce\x40\x00\x00\x00\xa8"
+         "cmd_type\xa3NOP"),
+       "ctime out of range"},
+      {S("\x83\xa3seq\x01\xa5"
+         "ctime\x92\xcf\x7f\xff\xff\xff\xff\xff\xff\xff\x00\xa8"
+         "cmd_type\xa3NOP"),
+       "ctime out of range"},
+      {S("\x83\xa3seq\x01\xa5"
+         "ctime\x92\x01\x00\xa8"
+         "cmd_type\xa3Run"),
+       "malformed metadata: unknown cmd_type \"Run\""},
+      {S("\x83\xa3seq\x01\xa5"
+         "ctime\x92\x01\x00\xa8"
+         "cmd_type\x81\xa7"
+         "Command\x82\xa6params\x91\x91\xcd\x01\x00\xa3"
+         "env\x90"),
        "malformed metadata: byte value 256 out of range"},
-      {S("\x83\xa3seq\x01\xa5" "ctime\x92\x01\x00\xa8" "cmd_type\xa3NOP\x00"), "malformed metadata: trailing bytes"},
+      {S("\x83\xa3seq\x01\xa5"
+         "ctime\x92\x01\x00\xa8"
+         "cmd_type\xa3NOP\x00"),
+       "malformed metadata: trailing bytes"},
       {S("\xdf\xff\xff\xff\xff"), "malformed metadata: length 4294967295 exceeds the data"},
   };
   for (const auto& [meta, want] : cases) EXPECT_EQ(error_of(with_metadata(meta)), want) << want;
 }
 
 TEST(Packet, UnknownKeysAreIgnoredAsFsplDoes) {
-  std::string meta = S("\x84\xa5" "extra\x92\x01\x02\xa3seq\x07\xa5" "ctime\x92\x01\x00\xa8" "cmd_type\xa4" "Fail");
+  std::string meta =
+      S("\x84\xa5"
+        "extra\x92\x01\x02\xa3seq\x07\xa5"
+        "ctime\x92\x01\x00\xa8"
+        "cmd_type\xa4"
+        "Fail");
   Meta m = decode(with_metadata(meta)).first;
   EXPECT_EQ(m.seq, 7u);
   EXPECT_EQ(m.kind, JobKind::Fail);
@@ -167,12 +189,19 @@ TEST(Packet, JobEnvMatchesFsplOrder) {
   auto env = job_env(sample(), &file, &dir);
   std::vector<std::string> keys;
   for (auto& kv : env) keys.push_back(kv.first + "=" + kv.second);
-  std::vector<std::string> want = {
-      "FSPL_SEQ=42", "FSPL_CTIME_SECS=1795963042", "FSPL_CTIME_NANOS=652314844",
-      "FSPL_CTIME_RFC3339_UTC=2026-11-29T14:37:22Z", "FSPL_CTIME_RFC3339_LOCAL=2026-11-29T14:37:22+00:00",
-      "FSPL_JOB_FILENAME=fspl-x.fspl", "FSPL_JOB_QUEUEDIR=q", "FSPL_JOB_FULLPATH=q/jobs/fspl-x.fspl",
-      "FSPL_PARAM_1=x", "FSPL_PARAM_2=y z", std::string("FSPL_PARAM_3=\xc3\xa9\xff", 16),
-      "FSPL_SET_A=b", "FSPL_SET_MULTI=line1\nline2"};
+  std::vector<std::string> want = {"FSPL_SEQ=42",
+                                   "FSPL_CTIME_SECS=1795963042",
+                                   "FSPL_CTIME_NANOS=652314844",
+                                   "FSPL_CTIME_RFC3339_UTC=2026-11-29T14:37:22Z",
+                                   "FSPL_CTIME_RFC3339_LOCAL=2026-11-29T14:37:22+00:00",
+                                   "FSPL_JOB_FILENAME=fspl-x.fspl",
+                                   "FSPL_JOB_QUEUEDIR=q",
+                                   "FSPL_JOB_FULLPATH=q/jobs/fspl-x.fspl",
+                                   "FSPL_PARAM_1=x",
+                                   "FSPL_PARAM_2=y z",
+                                   std::string("FSPL_PARAM_3=\xc3\xa9\xff", 16),
+                                   "FSPL_SET_A=b",
+                                   "FSPL_SET_MULTI=line1\nline2"};
   EXPECT_EQ(keys, want);
 }
 

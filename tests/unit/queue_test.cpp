@@ -1,4 +1,6 @@
 // Seqfile locking and durability; queue init, write and scan on real dirs.
+#include "safespool/queue.hpp"
+
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/file.h>
@@ -11,7 +13,6 @@
 
 #include "safespool/error.hpp"
 #include "safespool/ordering.hpp"
-#include "safespool/queue.hpp"
 #include "safespool/seqfile.hpp"
 
 using namespace safespool;
@@ -184,7 +185,8 @@ TEST(Queue, ScanSkipsBadFilesWithReasonsAndNeverBlocks) {
   for (auto& s : r.skipped) why[s.filename] = s.reason;
   EXPECT_EQ(why.size(), 4u);
   EXPECT_NE(why["fspl-bad.fspl"].find("not a packet"), std::string::npos) << why["fspl-bad.fspl"];
-  EXPECT_NE(why["fspl-link.fspl"].find("symbolic link"), std::string::npos) << why["fspl-link.fspl"];
+  EXPECT_NE(why["fspl-link.fspl"].find("symbolic link"), std::string::npos)
+      << why["fspl-link.fspl"];
   EXPECT_NE(why["fspl-fifo.fspl"].find("not a regular file"), std::string::npos);
   EXPECT_NE(why["fspl-dir.fspl"].find("not a regular file"), std::string::npos);
 }

@@ -1,9 +1,10 @@
 // Spawn tests: finding a command in PATH the way execvp does, and
 // remembering it for a run (CommandPaths).
-#include <sys/stat.h>
-#include <unistd.h>
+#include "safespool/spawn.hpp"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstdlib>
@@ -11,7 +12,6 @@
 #include <fstream>
 
 #include "safespool/error.hpp"
-#include "safespool/spawn.hpp"
 
 namespace safespool {
 namespace {
@@ -62,7 +62,7 @@ class SpawnTest : public ::testing::Test {
 };
 
 TEST_F(SpawnTest, SearchPathFindsTheFirstExecutableFileInPathOrder) {
-  script("a", "cmd", 0644);                   // not executable: skipped
+  script("a", "cmd", 0644);                    // not executable: skipped
   fs::create_directories(dir_ / "b" / "cmd");  // a directory: skipped
   fs::path want = script("c", "cmd");
   script("d", "cmd");
