@@ -20,7 +20,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 readonly kRoot=$PWD
 readonly kJobs=${SAFESPOOL_JOBS:-2}
-readonly kStages=(deps build test package asan fuzz)
+readonly kStages=(deps format build test package asan fuzz)
 
 log() { printf '\n==> %s\n' "$*"; }
 
@@ -40,6 +40,16 @@ run_ctest() {
 stage_deps() {
   [[ "${SAFESPOOL_SKIP_DEPS:-0}" == 1 ]] && { echo "skipped (SAFESPOOL_SKIP_DEPS=1)"; return 0; }
   "$kRoot/scripts/install-deps.sh"
+}
+
+# The tree is formatted as .clang-format says: a diff fails the stage and
+# names the files (clang-format -i FILE... fixes them).
+stage_format() {
+  local files
+  mapfile -t files < <(cd "$kRoot" && git ls-files 'src/*.cpp' 'src/*.hpp' 'include/*.hpp' \
+    'tests/*.cpp' 'tests/*.hpp' 2>/dev/null || find src include tests -name '*.[ch]pp')
+  ((${#files[@]} > 0)) || { echo "no sources found" >&2; return 1; }
+  (cd "$kRoot" && clang-format --dry-run --Werror "${files[@]}")
 }
 
 # Installed under /usr, as the Debian package is (stage_package).
