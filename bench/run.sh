@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-3.0-or-later
 # SafeSpool vs Debian's fspl (filespooler 1.2.2), side by side, on the same
 # generated data, in one run. See docs/benchmarks.md for what each case
 # measures and for the numbers of a full run.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-3.0-or-later
 # SafeSpool end to end, on one machine: a sender prepares packets, a file
 # transport delivers them out of order, the receiver runs them in order.
 #

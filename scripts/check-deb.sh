@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-3.0-or-later
 # Checks a safespool .deb (as `cpack -G DEB` makes it; tests/run.sh, stage
 # package, calls this): its control fields, that it holds everything an
 # installation needs, and that what it holds works: the extracted safespool

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-3.0-or-later
 # Generates the man page docs/safespool.1 from its source docs/safespool.1.md
 # with go-md2man (Debian package go-md2man). The generated page is committed,
 # so that building and packaging need no go-md2man; tests/e2e/manpage.sh

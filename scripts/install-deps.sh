@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-3.0-or-later
 # Installs the Debian 12 packages SafeSpool needs to build, test and demo.
 # Only what is missing is installed; `apt-get update` runs only then.
 #

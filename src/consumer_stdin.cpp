@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 #include "consumer_stdin.hpp"
 
 #include <fcntl.h>

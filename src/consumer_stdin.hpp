@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 // Choosing the consumer's stdin for the hand-off (internal to
 // src/handoff.cpp; kept apart so that file stays small and Asio-only).
 // See docs/design/handoff.md, "The invariant".

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 // Decode stages: detection, the plain file stage, and the auto-detecting
 // stack builder. The zstd, OpenPGP and external stages live in their own
 // files; see docs/design/decoding.md.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 // The external stage: `-d/--decoder CMD`, run as `$SHELL -c CMD` (as fspl
 // does) with the job file as stdin and a fresh pipe as stdout.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 // The OpenPGP stage: GPGME decrypt+verify, streamed in constant memory.
 //
 // GPGME is push-based: gpgme_op_decrypt_verify() runs to completion,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 // The zstd stage: libzstd streaming decompression in constant memory.
 //
 // One input buffer (ZSTD_DStreamInSize, ~128 KiB) and the frame's window

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 // The sender's stack: the fd stage, the zstd stage, and the Encoder that
 // stacks them with the OpenPGP stage (src/encode_gpg.cpp).
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 // The sender's OpenPGP stage: GPGME sign and/or encrypt, streamed.
 //
 // GPGME's operations run to completion, pulling plaintext through one data

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 // Key resolution for the sender, and check_keys()' OpenPGP half.
 //
 // A sender runs from cron: a key problem must surface before a sequence

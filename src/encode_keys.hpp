@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 // Internal to the encoder: GPGME contexts that never prompt, and key
 // resolution with reasons a person can act on.
 //

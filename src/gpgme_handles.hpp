@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 // Internal: GPGME handles as owned objects, the one-time library
 // initialisation, and a pool of decryption contexts, shared by the OpenPGP
 // decoder and encoder.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 // Finding, starting, talking to and reaping the consumers' guard
 // (src/guard/main.cpp), and keeping one for a run of consumers. See
 // include/safespool/guard.hpp and docs/design/handoff.md, "The guard".

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 // The hand-off: picks the consumer's stdin, spawns it, and supervises it.
 //
 // The supervisor is one Asio event loop on the calling thread. It waits on

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 // Reading a packet header from a (possibly decoded) stream.
 #include <array>
 #include <vector>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 // The header index file (see include/safespool/index.hpp).
 //
 // Layout, native byte order (a marker catches a foreign one), in two

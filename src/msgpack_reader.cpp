@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 #include "msgpack_reader.hpp"
 
 #include "safespool/error.hpp"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 // A bounded MessagePack reader for packet metadata (internal).
 //
 // Hand-written rather than a general decoder so that hostile input can

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 // The signer policy: parsing the allowlist and judging signatures.
 //
 // Fingerprints are compared in one canonical form (40 upper-case hex

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 // The queue-process loop: lock, scan, run in order, advance, delete.
 #include <fcntl.h>
 #include <spdlog/spdlog.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 // Renderings of a QueueStatus: text, JSON, Prometheus metrics.
 #include <nlohmann/json.hpp>
 

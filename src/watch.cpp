@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 // queue-process --watch: passes as packets land.
 //
 // inotify on jobs/ wakes the loop when a file is renamed in or finished;

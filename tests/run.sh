@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-3.0-or-later
 # The whole check, as CI runs it: install missing packages, build, run every
 # test; build and check the Debian package; run the tests of our own code again
 # under AddressSanitizer/UndefinedBehaviorSanitizer; fuzz briefly.

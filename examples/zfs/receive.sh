@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-3.0-or-later
 # receive.sh: receiver side of sneakernet ZFS replication. Moves the packets
 # from the stick into the queue, then applies them in sequence order with
 # `zfs receive`, one packet (one stream) per run of the consumer.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-3.0-or-later
 # send.sh: sender side of sneakernet ZFS replication. One `zfs send` stream
 # becomes one SafeSpool packet (zstd-compressed) in a directory on the stick.
 #

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 // Decode stages: the byte streams between a job file and its header reader.
 //
 // A stored packet may be plain, zstd-compressed, OpenPGP-encrypted (and

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 // Encoding: the sender's half of decode.hpp.
 //
 // A packet leaves the sender as a stack of push `Writer`s, always in the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 // Errors and exit codes.
 //
 // Failures are thrown, outcomes are returned. One small family of

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 // File descriptors as owned objects.
 //
 // Every descriptor SafeSpool opens is born O_CLOEXEC and lives in an `Fd`,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 // The consumers' guard: a tiny process (safespool-guard) that leads the
 // consumers' process group and kills it if the processor dies.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 // The hand-off: starting a consumer and moving payload bytes into it.
 //
 // The consumer's stdin is exactly one of (see docs/design/handoff.md):

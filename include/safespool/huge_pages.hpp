@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 // Large buffers on transparent huge pages, where the kernel gives them on
 // request (THP "madvise" mode, Debian's default).
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 // queue-import: bringing packets in from a transfer directory.
 //
 // A USB stick or a synced folder is not the queue's filesystem, and a

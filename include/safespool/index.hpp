@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 // The header index: queuedir/.safespool-index, a cache of every job file's
 // parsed header, so that a scan re-reads only new or changed files.
 //

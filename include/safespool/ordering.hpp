@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 // Which job runs next, and tidying what sneakernet delivery leaves behind.
 //
 // Media deliver packets late, twice, or out of order. A packet delivered

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 // The packet wire format, byte-compatible with Filespooler (fspl) 1.2.2.
 //
 // A packet is a 30-byte prefix, then MessagePack metadata, then the

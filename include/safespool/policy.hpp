@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 // The receiver's signer policy: which OpenPGP signatures make a job
 // trusted.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 // Running jobs: one packet (stdin-process) or a whole queue (queue-process).
 //
 // queue-process holds the queue lock for the whole run, scans jobs/, and

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 // The queue directory.
 //
 //   queuedir/nextseq        the next sequence number to run (see seqfile.hpp)

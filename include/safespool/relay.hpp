@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 // The relay: the thread that moves decoded payload bytes into the
 // consumer's pipe.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 // The sequence file and its lock.
 //
 // A seqfile holds one decimal line: the next sequence number (on the

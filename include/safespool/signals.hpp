@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 // Interrupts (SIGINT, SIGTERM, SIGHUP) as readable events.
 //
 // main() blocks the three signals and reads them from a signalfd, so the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 // Spawning children precisely.
 //
 // Children are started with posix_spawn, never fork+exec by hand and never

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 // What state a queue is in, for people (queue-status), for scripts
 // (--json) and for monitoring (a Prometheus textfile).
 //

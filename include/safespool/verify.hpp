@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 // Enforcing a signer policy on the stream a job is read from.
 //
 // The signature is known only at the end of the stream, so the policy is

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 // Shared pieces of the command-line interface.
 //
 // Each subcommand group registers its subcommands on the CLI11 app and

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 // safespool: a Filespooler-compatible spool queue processor.
 //
 // main() is the table of contents: set up signals and logging, parse the

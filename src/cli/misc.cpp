@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 // gen-filename, gen-uuid, show-license.
 #include "common.hpp"
 #include "safespool/error.hpp"

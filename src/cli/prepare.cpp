@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 // prepare, prepare-nop, prepare-fail, prepare-get-next, prepare-set-next.
 #include <fcntl.h>
 #include <unistd.h>

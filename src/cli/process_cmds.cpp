@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 // queue-process, stdin-process, stdin-info, stdin-payload.
 #include <fcntl.h>
 #include <spdlog/spdlog.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 // queue-init, queue-write, queue-ls, queue-info, queue-payload,
 // queue-get-next, queue-set-next.
 #include <spdlog/spdlog.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 // safespool-guard: makes consumers die with the processor that feeds them.
 //
 // When the processor is killed (SIGKILL, OOM killer, crash), the kernel

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 # Bad input, table-driven: each case gets one clear line naming the file and
 # the reason, the documented exit code, no crash, nothing changed on disk.
 source "${E2E_LIB:-$(dirname "$0")/lib.sh}"

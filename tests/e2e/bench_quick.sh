@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-3.0-or-later
 # The benchmark harness (bench/run.sh) still works: a --quick run with one
 # repetition completes and gives a result row for every case and tool.
 # Timings are never checked here; docs/benchmarks.md has the real numbers.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-3.0-or-later
 # Queue and seqfile administration, the same under both tools:
 #  - queue-init: layout (nextseq = "1\n", nextseq.lock, jobs/), --append-only
 #    (no nextseq files), refusing an existing directory;

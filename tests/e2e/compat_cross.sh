@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-3.0-or-later
 # Packets cross between the tools in both directions:
 #  - packets fspl makes (prepare with and without payload, prepare-nop,
 #    prepare-fail; plain and compressed with the zstd CLI), delivered out of

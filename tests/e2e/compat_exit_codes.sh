@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-3.0-or-later
 # Exit statuses. Both tools exit 0 exactly where fspl's manual says success and
 # non-zero where it says failure; safespool's distinct codes (docs/exit-codes.md)
 # are checked when the binary under test is not fspl itself:

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-3.0-or-later
 # Golden packets made by the real fspl (tests/fixtures/golden, see make.sh):
 #  - both tools print the same stdin-info and stdin-payload for each of them,
 #    equal to the output recorded when they were made;

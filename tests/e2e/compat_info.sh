@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-3.0-or-later
 # Both tools print the same bytes when they describe the same queue:
 #  - queue-ls: header and `{:<20} {:27} filename` lines, sorted by seq,
 #    unparsable and foreign files skipped, empty queue = header only;

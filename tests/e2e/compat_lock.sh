@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-3.0-or-later
 # The two tools exclude each other on one queue through flock(2) on
 # queuedir/nextseq.lock (and on SEQFILE.lock on the sender):
 #  - while another process holds the lock, queue-process, queue-get-next and

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-3.0-or-later
 # queue-process semantics, the same under both tools (each runs on its own
 # copy of the same queue, from its own directory, so that file names and -q
 # are identical and the consumers' logs can be compared byte for byte):

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-3.0-or-later
 # The bash completion, packaging/bash-completion/safespool, run the way bash
 # runs it (COMP_WORDS, COMP_CWORD, the function `complete -p` names, then
 # COMPREPLY), in a bash of its own:

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 # Fault injection: queue-process is SIGKILLed at random moments, at least
 # 100 times, and restarted; then it runs to completion. Every job must have
 # run to success at least once with the right payload, in order, none

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-3.0-or-later
 # The header index (queuedir/.safespool-index) is a cache and never an
 # authority:
 #  - a second scan takes unchanged headers from it, and the listing is the same;

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-3.0-or-later
 # The --json documents of queue-ls, queue-info, stdin-info and queue-status
 # against their JSON Schemas in docs/schemas/ (validated with Debian's
 # python3-jsonschema):

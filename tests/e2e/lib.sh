@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 # Shared helpers for the end-to-end compatibility tests (tests/e2e/compat_*.sh).
 #
 # A test script starts with   source "${E2E_LIB:-$(dirname "$0")/lib.sh}"

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-3.0-or-later
 # The man page, docs/safespool.1, generated from docs/safespool.1.md:
 #  - it is what scripts/gen-manpage.sh makes of the Markdown now (when
 #    go-md2man is installed);

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-3.0-or-later
 # NNCP online (examples/nncp/nncp-pair call): packets cross a real TCP
 # connection from nncp-call to the receiver's nncp-daemon on 127.0.0.1.
 #  - two throwaway nodes (nncp-pair init); seq 1 is sent at niceness B

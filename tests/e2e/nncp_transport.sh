@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-3.0-or-later
 # NNCP as the transport (examples/nncp): a real two-node round trip by
 # sneakernet, no daemon, no network (tests/e2e/nncp_daemon.sh goes online).
 #  - two throwaway NNCP nodes from examples/nncp/nncp-pair (nncp-cfgnew, each

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 # Sender encoding and the receiver's signer policy, with real gpg and zstd:
 # round trips both ways, and every kind of untrusted packet rejected with
 # the consumer never seeing EOF and the packet kept (or handled per

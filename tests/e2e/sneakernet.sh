@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 # Sneakernet reality and seeing the queue: twins, conflicts, stale packets,
 # queue-import from a "USB stick", one stream fanned out to two queues,
 # queue-status (text, JSON, exit status), metrics, and --watch.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-3.0-or-later
 # The systemd units in packaging/systemd:
 #  - `systemd-analyze verify` (offline, no running systemd needed) accepts
 #    every unit, instantiated as NAME@test.*, and prints nothing: an unknown

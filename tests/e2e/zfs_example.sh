@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-3.0-or-later
 # The sneakernet ZFS recipe (examples/zfs), end to end without ZFS: the
 # example's send.sh and receive.sh run as they are, with ZFS_SEND_CMD
 # pointing at a stand-in "zfs send" that writes a prepared random stream per

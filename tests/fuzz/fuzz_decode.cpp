@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 // libFuzzer target: encoding detection and the zstd stage feeding the
 // header reader, as a queue scan would run them on a hostile job file.
 //

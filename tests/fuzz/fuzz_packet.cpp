@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 // libFuzzer target: the packet codec on arbitrary bytes.
 //
 // Whatever the bytes, parsing either throws FormatError or yields metadata

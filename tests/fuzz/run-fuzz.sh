@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-3.0-or-later
 # Builds the libFuzzer targets with clang (ASan+UBSan) and runs each for a
 # bounded time on a seed corpus of real packets. Usage: run-fuzz.sh [SECONDS]
 set -euo pipefail

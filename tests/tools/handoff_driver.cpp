@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 // handoff_driver: a stand-in processor for tests that SIGKILL the processor.
 //
 // It runs run_consumer() (guard included) for a shell consumer in DIR that

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 // probe_consumer: a consumer that reports what it was handed.
 //
 // It checks the hand-off invariant from the consumer's side. At start it

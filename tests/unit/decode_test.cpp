@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 // Decode stages against the real tools: streams made by the `zstd` and
 // `gpg` CLIs (in a throwaway GNUPGHOME), decoded by our readers.
 #include "safespool/decode.hpp"

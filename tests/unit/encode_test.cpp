@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 // The sender's stack against the real tools: what Encoder writes must be
 // read by the `zstd` and `gpg` CLIs, by fspl with a shell decoder, and by
 // our own decode stages; key problems must be clear errors, found fast.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 // Guard tests: the consumer dies with the processor, before it can take the
 // processor's death for the end of the payload. The processor is played by
 // tests/tools/handoff_driver, which the tests SIGKILL.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 // Hand-off tests: real consumers (tests/tools/probe_consumer, sh), real
 // pipes, real process groups. The probe reports what the consumer was
 // handed; the tests check the hand-off invariant from that side.

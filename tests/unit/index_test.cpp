@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 // The header index: used only for unchanged files, ignored on any doubt.
 #include "safespool/index.hpp"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 // The codec: byte-identity with fspl, and every way a header can be bad.
 #include "safespool/packet.hpp"
 

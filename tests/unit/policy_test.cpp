@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 // The signer policy: parsing the allowlist, judging signature lists, and
 // judging real streams made by our Encoder and decoded by our readers.
 #include "safespool/policy.hpp"

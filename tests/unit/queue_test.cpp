@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 // Seqfile locking and durability; queue init, write and scan on real dirs.
 #include "safespool/queue.hpp"
 

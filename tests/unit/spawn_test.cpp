@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 // Spawn tests: finding a command in PATH the way execvp does, and
 // remembering it for a run (CommandPaths).
 #include "safespool/spawn.hpp"

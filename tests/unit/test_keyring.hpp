@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 // A throwaway GnuPG home shared by the encoder and policy tests, made on
 // first use (so test runs that skip these suites pay nothing) and removed,
 // with its gpg-agent, when the test program ends.
