@@ -21,7 +21,7 @@
 #include <thread>
 
 #include "safespool/error.hpp"
-#include "test_keyring.hpp"
+#include "test_util.hpp"
 
 namespace fs = std::filesystem;
 using namespace safespool;
@@ -31,22 +31,14 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-struct DecodeDir {
-  std::string path;
-  DecodeDir() {
-    char tmpl[] = "/tmp/ssdec-XXXXXX";  // short: gpg-agent sockets live here
-    path = ::mkdtemp(tmpl);
-  }
-  ~DecodeDir() { fs::remove_all(path); }
-  std::string operator/(const std::string& f) const { return path + "/" + f; }
-};
+using DecodeDir = test::TempDir;
 
 void sh(const std::string& cmd) {
   int rc = std::system(cmd.c_str());
   ASSERT_EQ(rc, 0) << "command failed: " << cmd;
 }
 
-using testing_keys::run_capture;
+using test::run_capture;
 
 Bytes slurp(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
@@ -252,10 +244,10 @@ TEST(DecodeZstd, ConcatenatedAndSkippableFrames) {
   spit(d / "b", Bytes(pkt.begin() + 123457, pkt.end()));
   Bytes skip = bytes("\x52\x2A\x4D\x18\x05\x00\x00\x00hello"sv);
   spit(d / "skip", skip);
-  sh("cd " + d.path +
+  sh("cd " + d.str() +
      " && zstd -q -c a > z && cat skip >> z && zstd -q -c b >> z && cat skip >> z");
   EXPECT_EQ(unzstd(d / "z"), pkt);
-  sh("cd " + d.path + " && cat skip z > z2");  // a skippable frame first
+  sh("cd " + d.str() + " && cat skip z > z2");  // a skippable frame first
   EXPECT_EQ(detect_encoding(slurp(d / "z2")), Encoding::Zstd);
   EXPECT_EQ(drain(*open_path(d / "z2").reader), pkt);
 }
@@ -325,11 +317,11 @@ TEST(DecodeZstd, StackDepthAndNonPacketContent) {
   DecodeDir d;
   Bytes pkt = fake_packet(10000);
   spit(d / "p", pkt);
-  sh("cd " + d.path + " && zstd -q -c p | zstd -q -c | zstd -q -c > z3");
+  sh("cd " + d.str() + " && zstd -q -c p | zstd -q -c | zstd -q -c > z3");
   EXPECT_EQ(drain(*open_path(d / "z3").reader), pkt);
   expect_error<FormatError>([&] { open_path(d / "z3", options([](auto& o) { o.max_depth = 2; })); },
                             {"z3", "more than 2 encoding layers"});
-  sh("cd " + d.path + " && echo 'just some text' | zstd -q -c > fspl-x.fspl");
+  sh("cd " + d.str() + " && echo 'just some text' | zstd -q -c > fspl-x.fspl");
   expect_error<FormatError>([&] { open_path(d / "fspl-x.fspl"); },
                             {"fspl-x.fspl", "zstd <", "not a packet", "6a 75 73 74"});
 }

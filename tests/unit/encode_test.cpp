@@ -14,27 +14,19 @@
 #include "safespool/decode.hpp"
 #include "safespool/error.hpp"
 #include "safespool/packet.hpp"
-#include "test_keyring.hpp"
+#include "test_util.hpp"
 
 namespace fs = std::filesystem;
 using namespace safespool;
-using safespool::testing_keys::keyring;
-using safespool::testing_keys::run;
-using safespool::testing_keys::run_capture;
+using safespool::test::keyring;
+using safespool::test::run;
+using safespool::test::run_capture;
 using Bytes = std::vector<std::byte>;
 using Clock = std::chrono::steady_clock;
 
 namespace {
 
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char tmpl[] = "/tmp/ssenc-XXXXXX";
-    path = ::mkdtemp(tmpl);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string operator/(const std::string& f) const { return path + "/" + f; }
-};
+using test::TempDir;
 
 /// Compressible but not trivial: random words, now and then a noise byte.
 Bytes sample(size_t size, uint32_t seed = 7) {

@@ -20,6 +20,7 @@
 #include "safespool/error.hpp"
 #include "safespool/handoff.hpp"
 #include "safespool/spawn.hpp"
+#include "test_util.hpp"
 
 extern char** environ;
 
@@ -31,10 +32,8 @@ using namespace std::chrono_literals;
 
 const std::string kDriver = std::string(SAFESPOOL_TOOLS) + "/handoff_driver";
 
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
+using test::eventually;
+using test::slurp;
 
 /// /proc/PID/stat after the command name: "S ppid pgrp ..." ("" when gone).
 std::string stat_tail(pid_t pid) {
@@ -76,23 +75,8 @@ long long max_rchar(pid_t pgid) {
   return best;
 }
 
-template <class F>
-bool eventually(F f, std::chrono::milliseconds limit = 5000ms) {
-  for (auto end = std::chrono::steady_clock::now() + limit; std::chrono::steady_clock::now() < end;
-       std::this_thread::sleep_for(10ms))
-    if (f()) return true;
-  return f();
-}
-
 class GuardTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/guard_test.XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-
   Child driver(std::vector<std::string> args) {
     SpawnSpec s;
     s.argv = {kDriver, dir_.string()};
@@ -124,7 +108,8 @@ class GuardTest : public ::testing::Test {
     return pgid;
   }
 
-  fs::path dir_;
+  test::TempDir tmp_{"guard_test"};
+  fs::path dir_ = tmp_.path;
 };
 
 TEST_F(GuardTest, ProcessorKilledMidStreamTakesTheConsumerWithIt) {

@@ -20,6 +20,7 @@
 
 #include "safespool/error.hpp"
 #include "safespool/signals.hpp"
+#include "test_util.hpp"
 
 extern char** environ;
 
@@ -47,10 +48,7 @@ std::string fnv_hex(const std::string& s) {
   return buf;
 }
 
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
+using test::slurp;
 
 /// The value of `key=` in a probe report line ("" when absent).
 std::string field(const std::string& line, const std::string& key) {
@@ -117,13 +115,9 @@ class MemReader : public Reader {
 class HandoffTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/handoff_test.XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
     opts_.grace = 1000ms;
     opts_.job_name = ::testing::UnitTest::GetInstance()->current_test_info()->name();
   }
-  void TearDown() override { fs::remove_all(dir_); }
 
   /// The probe with its report going to dir_/out.
   ConsumerSpec probe(std::vector<std::string> args = {}) {
@@ -156,7 +150,8 @@ class HandoffTest : public ::testing::Test {
     return false;
   }
 
-  fs::path dir_;
+  test::TempDir tmp_{"handoff_test"};
+  fs::path dir_ = tmp_.path;
   HandoffOptions opts_;
 };
 

@@ -14,23 +14,14 @@
 #include <thread>
 
 #include "safespool/queue.hpp"
+#include "test_util.hpp"
 
 using namespace safespool;
 namespace fs = std::filesystem;
 
 namespace {
 
-struct TempQueue {
-  fs::path path;
-  TempQueue() {
-    char tmpl[] = "/tmp/safespool-index-XXXXXX";
-    path = ::mkdtemp(tmpl);
-    fs::remove(path);
-    Queue::init(path, false);
-  }
-  ~TempQueue() { fs::remove_all(path); }
-  Queue queue() const { return Queue(path); }
-  fs::path job(const std::string& name) const { return path / "jobs" / name; }
+struct TempQueue : test::TempQueue {
   fs::path index() const { return path / HeaderIndex::kFileName; }
 };
 
@@ -41,9 +32,7 @@ std::string packet(uint64_t seq) {
   return encode_header(m) + "payload";
 }
 
-void put(const fs::path& p, const std::string& content) {
-  std::ofstream(p, std::ios::binary | std::ios::trunc) << content;
-}
+using test::spit;
 
 std::string name_of(int i) { return "fspl-" + std::to_string(1000 + i) + ".fspl"; }
 
@@ -75,7 +64,7 @@ std::map<std::string, JobEntry> scan_by_name(const TempQueue& t, ScanFor check =
 
 TEST(HeaderIndex, UnchangedFilesAreTakenFromTheIndex) {
   TempQueue t;
-  for (int i = 1; i <= 3; ++i) put(t.job(name_of(i)), packet(i));
+  for (int i = 1; i <= 3; ++i) spit(t.job(name_of(i)), packet(i));
   settle_index(t);
   for (auto check : {ScanFor::Listing, ScanFor::Summary, ScanFor::Processing}) {
     auto jobs = scan_by_name(t, check);
@@ -97,7 +86,7 @@ TEST(HeaderIndex, OnlyAFullListingParsesTheIndexedHeaders) {
   m.kind = JobKind::Command;
   m.params = {"echo", "hi"};
   m.env = {{"A", "b"}};
-  put(t.job(name_of(1)), encode_header(m) + "payload");
+  spit(t.job(name_of(1)), encode_header(m) + "payload");
   settle_index(t);
   JobEntry full = scan_by_name(t, ScanFor::Listing).at(name_of(1));
   ASSERT_TRUE(full.from_index);
@@ -112,7 +101,7 @@ TEST(HeaderIndex, OnlyAFullListingParsesTheIndexedHeaders) {
 
 TEST(HeaderIndex, FreshFilesAreRacyAndReadAgain) {
   TempQueue t;
-  put(t.job(name_of(1)), packet(1));
+  spit(t.job(name_of(1)), packet(1));
   t.queue().scan(DecodeOptions{});  // writes an index whose entry is racy
   ASSERT_TRUE(fs::exists(t.index()));
   EXPECT_FALSE(scan_by_name(t).at(name_of(1)).from_index);
@@ -120,9 +109,9 @@ TEST(HeaderIndex, FreshFilesAreRacyAndReadAgain) {
 
 TEST(HeaderIndex, AFileReplacedByRenameIsReadAgain) {
   TempQueue t;
-  put(t.job(name_of(1)), packet(1));
+  spit(t.job(name_of(1)), packet(1));
   settle_index(t);
-  put(t.path / "new", packet(9));
+  spit(t.path / "new", packet(9));
   fs::rename(t.path / "new", t.job(name_of(1)));
   for (auto check : {ScanFor::Listing, ScanFor::Processing}) {
     auto j = scan_by_name(t, check).at(name_of(1));
@@ -133,9 +122,9 @@ TEST(HeaderIndex, AFileReplacedByRenameIsReadAgain) {
 
 TEST(HeaderIndex, AFileRewrittenInPlaceIsReadAgainByAStatScan) {
   TempQueue t;
-  put(t.job(name_of(1)), packet(1));
+  spit(t.job(name_of(1)), packet(1));
   settle_index(t);
-  put(t.job(name_of(1)), packet(7));  // same inode, same size
+  spit(t.job(name_of(1)), packet(7));  // same inode, same size
   for (auto check : {ScanFor::Listing, ScanFor::Summary}) {
     auto j = scan_by_name(t, check).at(name_of(1));
     EXPECT_FALSE(j.from_index);
@@ -145,7 +134,7 @@ TEST(HeaderIndex, AFileRewrittenInPlaceIsReadAgainByAStatScan) {
 
 TEST(HeaderIndex, RemovedFilesAreNotListed) {
   TempQueue t;
-  for (int i = 1; i <= 3; ++i) put(t.job(name_of(i)), packet(i));
+  for (int i = 1; i <= 3; ++i) spit(t.job(name_of(i)), packet(i));
   settle_index(t);
   fs::remove(t.job(name_of(2)));
   auto jobs = scan_by_name(t, ScanFor::Processing);
@@ -156,7 +145,7 @@ TEST(HeaderIndex, RemovedFilesAreNotListed) {
 TEST(HeaderIndex, AFewNewFilesAreReadWithoutRewritingABigIndex) {
   TempQueue t;
   constexpr int kOld = 200;
-  for (int i = 1; i <= kOld; ++i) put(t.job(name_of(i)), packet(i));
+  for (int i = 1; i <= kOld; ++i) spit(t.job(name_of(i)), packet(i));
   settle_index(t);
   auto index_bytes = [&] {
     std::ifstream in(t.index(), std::ios::binary);
@@ -164,7 +153,7 @@ TEST(HeaderIndex, AFewNewFilesAreReadWithoutRewritingABigIndex) {
   };
   const std::string settled = index_bytes();
   // 2 new files in 202: fewer than 1/64, read again by every scan instead.
-  for (int i = kOld + 1; i <= kOld + 2; ++i) put(t.job(name_of(i)), packet(i));
+  for (int i = kOld + 1; i <= kOld + 2; ++i) spit(t.job(name_of(i)), packet(i));
   for (int round = 0; round < 2; ++round) {
     auto jobs = scan_by_name(t);
     ASSERT_EQ(jobs.size(), kOld + 2u);
@@ -176,7 +165,7 @@ TEST(HeaderIndex, AFewNewFilesAreReadWithoutRewritingABigIndex) {
     EXPECT_EQ(index_bytes(), settled) << "round " << round;
   }
   // 6 in 206: now the index learns them.
-  for (int i = kOld + 3; i <= kOld + 6; ++i) put(t.job(name_of(i)), packet(i));
+  for (int i = kOld + 3; i <= kOld + 6; ++i) spit(t.job(name_of(i)), packet(i));
   EXPECT_EQ(scan_by_name(t).size(), kOld + 6u);
   EXPECT_NE(index_bytes(), settled);
   // The rewritten index holds every file, the old ones with the headers
@@ -201,7 +190,7 @@ TEST(HeaderIndex, AFewNewFilesAreReadWithoutRewritingABigIndex) {
 TEST(HeaderIndex, ACorruptOrTruncatedIndexIsIgnoredAndRewritten) {
   for (int damage : {0, 1, 2, 3}) {
     TempQueue t;
-    for (int i = 1; i <= 3; ++i) put(t.job(name_of(i)), packet(i));
+    for (int i = 1; i <= 3; ++i) spit(t.job(name_of(i)), packet(i));
     settle_index(t);
     std::string bytes;
     {
@@ -213,7 +202,7 @@ TEST(HeaderIndex, ACorruptOrTruncatedIndexIsIgnoredAndRewritten) {
     if (damage == 1) bytes.resize(bytes.size() / 2);    // cut short
     if (damage == 3) bytes.resize(bytes.size() - 5);    // the last header cut
     if (damage == 2) bytes.assign(bytes.size(), '\0');  // a crash's zeroes
-    put(t.index(), bytes);
+    spit(t.index(), bytes);
     auto jobs = scan_by_name(t);
     ASSERT_EQ(jobs.size(), 3u) << "damage " << damage;
     for (int i = 1; i <= 3; ++i) {
@@ -236,10 +225,10 @@ TEST(HeaderIndex, ACorruptOrTruncatedIndexIsIgnoredAndRewritten) {
 
 TEST(HeaderIndex, AnIndexCopiedWithTheQueueIsNotTrusted) {
   TempQueue t;
-  put(t.job(name_of(1)), packet(1));
+  spit(t.job(name_of(1)), packet(1));
   settle_index(t);
   TempQueue copy;
-  fs::remove_all(copy.path);
+  test::remove_tree(copy.path);
   fs::copy(t.path, copy.path, fs::copy_options::recursive);
   auto j = scan_by_name(copy).at(name_of(1));
   EXPECT_FALSE(j.from_index);  // other inodes: it says nothing about them
@@ -248,7 +237,7 @@ TEST(HeaderIndex, AnIndexCopiedWithTheQueueIsNotTrusted) {
 
 TEST(HeaderIndex, OtherDecodingOptionsDoNotShareIt) {
   TempQueue t;
-  put(t.job(name_of(1)), packet(1));
+  spit(t.job(name_of(1)), packet(1));
   settle_index(t);
   DecodeOptions none;
   none.mode = DecodeMode::None;
@@ -259,7 +248,7 @@ TEST(HeaderIndex, OtherDecodingOptionsDoNotShareIt) {
 
 TEST(HeaderIndex, AnExternalDecoderIsNeverIndexed) {
   TempQueue t;
-  put(t.job(name_of(1)), packet(1));
+  spit(t.job(name_of(1)), packet(1));
   DecodeOptions ext;
   ext.external = "cat";
   ScanResult r = t.queue().scan(ext);
@@ -282,7 +271,7 @@ TEST(HeaderIndex, ScansRacingWithWritersAlwaysSeeTrueHeaders) {
   std::thread a(scanner), b(scanner);
   for (int i = 1; i <= kFiles; ++i) {
     // Complete under a temporary name, then renamed: the queue's contract.
-    put(t.path / "tmp", packet(static_cast<uint64_t>(i)));
+    spit(t.path / "tmp", packet(static_cast<uint64_t>(i)));
     fs::rename(t.path / "tmp", t.job(name_of(i)));
     if (i % 3 == 0) fs::remove(t.job(name_of(i - 1)));
   }

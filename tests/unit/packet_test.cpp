@@ -9,15 +9,13 @@
 #include <iterator>
 
 #include "safespool/error.hpp"
+#include "test_util.hpp"
 
 using namespace safespool;
 
 namespace {
 
-std::string slurp(const std::filesystem::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), {}};
-}
+using test::slurp;
 
 std::span<const std::byte> bytes(const std::string& s) {
   return std::as_bytes(std::span(s.data(), s.size()));

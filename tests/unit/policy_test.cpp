@@ -12,11 +12,11 @@
 
 #include "safespool/encode.hpp"
 #include "safespool/error.hpp"
-#include "test_keyring.hpp"
+#include "test_util.hpp"
 
 namespace fs = std::filesystem;
 using namespace safespool;
-using safespool::testing_keys::keyring;
+using safespool::test::keyring;
 
 namespace {
 
@@ -36,15 +36,7 @@ std::string error_of(const std::function<void()>& f) {
   return "(no error)";
 }
 
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char tmpl[] = "/tmp/sspol-XXXXXX";
-    path = ::mkdtemp(tmpl);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string operator/(const std::string& f) const { return path + "/" + f; }
-};
+using test::TempDir;
 
 }  // namespace
 

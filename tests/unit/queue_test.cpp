@@ -15,29 +15,17 @@
 #include "safespool/error.hpp"
 #include "safespool/ordering.hpp"
 #include "safespool/seqfile.hpp"
+#include "test_util.hpp"
 
 using namespace safespool;
 namespace fs = std::filesystem;
 
 namespace {
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    char tmpl[] = "/tmp/safespool-test-XXXXXX";
-    path = ::mkdtemp(tmpl);
-  }
-  ~TempDir() { fs::remove_all(path); }
-};
+using test::TempDir;
 
-void put(const fs::path& p, const std::string& content) {
-  std::ofstream(p, std::ios::binary) << content;
-}
-
-std::string get(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), {}};
-}
+using test::slurp;
+using test::spit;
 
 std::string packet(uint64_t seq) {
   Meta m;
@@ -58,7 +46,7 @@ TEST(SeqFile, CreatesStartsAtOneAndIncrementsDurably) {
     EXPECT_EQ(sf->increment(), 1u);
     EXPECT_EQ(sf->increment(), 2u);
   }
-  EXPECT_EQ(get(path), "3\n");
+  EXPECT_EQ(slurp(path), "3\n");
   EXPECT_FALSE(fs::exists(path + ".temp"));
 }
 
@@ -69,20 +57,20 @@ TEST(SeqFile, APreparedValueChangesNothingUntilSetAndIsNeverLeftBehind) {
     auto sf = SeqFile::try_open(path, true);
     ASSERT_TRUE(sf);
     sf->prepare(2);
-    EXPECT_EQ(get(path), "1\n");  // PATH unchanged until set()
-    EXPECT_EQ(get(path + ".temp"), "2\n");
+    EXPECT_EQ(slurp(path), "1\n");  // PATH unchanged until set()
+    EXPECT_EQ(slurp(path + ".temp"), "2\n");
     struct stat prepared;
     ASSERT_EQ(::stat((path + ".temp").c_str(), &prepared), 0);
     EXPECT_EQ(sf->increment(), 1u);
     struct stat now;
     ASSERT_EQ(::stat(path.c_str(), &now), 0);
     EXPECT_EQ(now.st_ino, prepared.st_ino);  // renamed, not written again
-    EXPECT_EQ(get(path), "2\n");
+    EXPECT_EQ(slurp(path), "2\n");
     EXPECT_FALSE(fs::exists(path + ".temp"));
     // A prepared value that is not the one set is not used.
     sf->prepare(7);
     sf->set(5);
-    EXPECT_EQ(get(path), "5\n");
+    EXPECT_EQ(slurp(path), "5\n");
     EXPECT_EQ(sf->next(), 5u);
     // Prepared and never used (the job failed): removed with the lock,
     // and not by a moved-from SeqFile.
@@ -92,7 +80,7 @@ TEST(SeqFile, APreparedValueChangesNothingUntilSetAndIsNeverLeftBehind) {
     EXPECT_TRUE(fs::exists(path + ".temp"));
   }
   EXPECT_FALSE(fs::exists(path + ".temp"));
-  EXPECT_EQ(get(path), "5\n");
+  EXPECT_EQ(slurp(path), "5\n");
 }
 
 TEST(SeqFile, LockExcludesAnotherOpenAndFlockUsers) {
@@ -114,8 +102,8 @@ TEST(SeqFile, GarbageAndMissingLockAreErrors) {
   TempDir d;
   std::string path = d.path / "seq";
   EXPECT_THROW(SeqFile::try_open(path, false), Error);  // no lock file
-  put(path + ".lock", "");
-  put(path, "twelve\n");
+  spit(path + ".lock", "");
+  spit(path, "twelve\n");
   try {
     SeqFile::try_open(path, false);
     FAIL() << "no error for a non-numeric seqfile";
@@ -138,7 +126,7 @@ TEST(Queue, InitCreatesLayoutAndRefusesExisting) {
   std::string q = d.path / "q";
   Queue::init(q, false);
   EXPECT_TRUE(fs::is_directory(q + "/jobs"));
-  EXPECT_EQ(get(q + "/nextseq"), "1\n");
+  EXPECT_EQ(slurp(q + "/nextseq"), "1\n");
   EXPECT_TRUE(fs::exists(q + "/nextseq.lock"));
   EXPECT_THROW(Queue::init(q, false), SysError);
   std::string ao = d.path / "ao";
@@ -151,7 +139,7 @@ TEST(Queue, WriteLeavesOnlyAJobNamedFile) {
   TempDir d;
   std::string q = d.path / "q";
   Queue::init(q, false);
-  put(d.path / "in", packet(5));
+  spit(d.path / "in", packet(5));
   int fd = ::open((d.path / "in").c_str(), O_RDONLY | O_CLOEXEC);
   std::string name = Queue(q).write(fd);
   ::close(fd);
@@ -162,7 +150,7 @@ TEST(Queue, WriteLeavesOnlyAJobNamedFile) {
     EXPECT_EQ(e.path().filename(), name);
   }
   EXPECT_EQ(files, 1);
-  EXPECT_EQ(get(q + "/jobs/" + name), packet(5));
+  EXPECT_EQ(slurp(q + "/jobs/" + name), packet(5));
 }
 
 TEST(Queue, ScanSkipsBadFilesWithReasonsAndNeverBlocks) {
@@ -170,10 +158,10 @@ TEST(Queue, ScanSkipsBadFilesWithReasonsAndNeverBlocks) {
   std::string q = d.path / "q";
   Queue::init(q, false);
   fs::path jobs = q + "/jobs";
-  put(jobs / "fspl-good.fspl", packet(1));
-  put(jobs / "fspl-bad.fspl", "garbage that is long enough to fill a prefix....");
-  put(jobs / "not-a-job.txt", packet(2));
-  put(d.path / "target.fspl", packet(3));
+  spit(jobs / "fspl-good.fspl", packet(1));
+  spit(jobs / "fspl-bad.fspl", "garbage that is long enough to fill a prefix....");
+  spit(jobs / "not-a-job.txt", packet(2));
+  spit(d.path / "target.fspl", packet(3));
   fs::create_symlink(d.path / "target.fspl", jobs / "fspl-link.fspl");
   ASSERT_EQ(::mkfifo((jobs / "fspl-fifo.fspl").c_str(), 0600), 0);
   fs::create_directory(jobs / "fspl-dir.fspl");
@@ -227,8 +215,8 @@ TEST(CompletionRecord, RewrittenInPlaceNamesTheLastJobForTheNextRun) {
   std::string q = d.path / "q";
   Queue::init(q, false);
   std::string longer = "fspl-" + std::string(200, 'a') + ".fspl", shorter = "fspl-b.fspl";
-  put(q + "/jobs/" + longer, packet(5));
-  put(q + "/jobs/" + shorter, packet(6));
+  spit(q + "/jobs/" + longer, packet(5));
+  spit(q + "/jobs/" + shorter, packet(6));
   {
     CompletionRecord done{Queue(q)};
     done.note(5, longer);
@@ -241,7 +229,7 @@ TEST(CompletionRecord, RewrittenInPlaceNamesTheLastJobForTheNextRun) {
     EXPECT_EQ(second.st_size, first.st_size);
   }
   EXPECT_FALSE(fs::exists(q + "/.safespool-done.temp"));
-  EXPECT_EQ(get(q + "/.safespool-done").rfind("6 fspl-b.fspl ", 0), 0u);
+  EXPECT_EQ(slurp(q + "/.safespool-done").rfind("6 fspl-b.fspl ", 0), 0u);
   // nextseq has not moved past 6: the job runs again, nothing is deleted.
   finish_recorded_completion(Queue(q), 6, DecodeOptions{});
   EXPECT_TRUE(fs::exists(q + "/jobs/" + shorter));

@@ -13,6 +13,7 @@
 #include <fstream>
 
 #include "safespool/error.hpp"
+#include "test_util.hpp"
 
 namespace safespool {
 namespace {
@@ -22,16 +23,10 @@ namespace fs = std::filesystem;
 class SpawnTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/spawn_test.XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
     const char* path = std::getenv("PATH");
     saved_path_ = path ? path : "";
   }
-  void TearDown() override {
-    ::setenv("PATH", saved_path_.c_str(), 1);
-    fs::remove_all(dir_);
-  }
+  void TearDown() override { ::setenv("PATH", saved_path_.c_str(), 1); }
   /// DIR/sub/name, a script that appends `sub` to DIR/ran, with `mode`.
   fs::path script(const std::string& sub, const std::string& name, mode_t mode = 0755) {
     fs::create_directories(dir_ / sub);
@@ -58,7 +53,8 @@ class SpawnTest : public ::testing::Test {
     return 0;
   }
 
-  fs::path dir_;
+  test::TempDir tmp_{"spawn_test"};
+  fs::path dir_ = tmp_.path;
   std::string saved_path_;
 };
 
