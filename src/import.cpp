@@ -13,6 +13,7 @@
 #include "safespool/error.hpp"
 #include "safespool/ordering.hpp"
 #include "safespool/seqfile.hpp"
+#include "safespool/units.hpp"
 
 namespace safespool {
 namespace {
@@ -87,7 +88,7 @@ ImportReport import_packets(const Queue& q, const std::vector<std::string>& sour
       Decoded dec = open_decoded(open_source(src), src, opts.decode);
       seq = read_header(*dec.reader, src).seq;
     } catch (const Error& e) {
-      report.failed.push_back({src, e.what()});
+      report.failed.push_back({src, e.what(), {}});
       continue;
     }
     std::vector<std::string>* bucket = &report.imported;

@@ -15,6 +15,7 @@
 #include <memory>
 
 #include "safespool/error.hpp"
+#include "safespool/file_replace.hpp"
 #include "safespool/seqfile.hpp"
 #include "safespool/signals.hpp"
 
@@ -62,8 +63,8 @@ void Queue::init(const std::string& dir, bool append_only) {
     auto sf = SeqFile::try_open(dir + "/nextseq", true);
     if (!sf) throw Error("queue " + dir + " is locked by another process", kExitTempFail);
   }
-  fsync_dir(dir, true);
   fsync_dir(dir);
+  fsync_dir(dir_of(dir));
 }
 
 void Queue::check_exists() const {
@@ -169,7 +170,7 @@ ScanResult Queue::scan(const DecodeOptions& decode, ScanFor purpose, uint64_t se
     if (sys && sys->err() == ENOENT) {
       spdlog::debug("{} vanished during the scan", name);
     } else {
-      out.skipped.push_back({name, err.what()});
+      out.skipped.push_back({name, err.what(), {}});
     }
   };
   auto read_batch = [&] {
@@ -281,7 +282,7 @@ std::string Queue::write(int in_fd) const {
     ::unlink(temp.c_str());
     throw;
   }
-  fsync_dir(jobs_dir(), true);
+  fsync_dir(jobs_dir());
   return name;
 }
 

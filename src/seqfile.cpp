@@ -11,16 +11,10 @@
 #include <thread>
 
 #include "safespool/error.hpp"
+#include "safespool/units.hpp"
 
 namespace safespool {
 namespace {
-
-std::string dir_of(const std::string& path) {
-  auto slash = path.rfind('/');
-  if (slash == std::string::npos) return ".";
-  if (slash == 0) return "/";
-  return path.substr(0, slash);
-}
 
 Fd open_lock(const std::string& lock_path, bool create) {
   int flags = O_RDWR | O_CLOEXEC | O_NOFOLLOW | (create ? O_CREAT : 0);
@@ -41,57 +35,7 @@ Fd open_dir(const std::string& dir) {
   return fd;
 }
 
-void fsync_dir_fd(int fd, const std::string& dir) {
-  if (::fsync(fd) != 0 && errno != EINVAL) throw_errno("cannot fsync directory " + dir);
-}
-
 }  // namespace
-
-uint64_t parse_u64(const std::string& text, const std::string& what) {
-  size_t b = text.find_first_not_of(" \t\r\n");
-  size_t e = text.find_last_not_of(" \t\r\n");
-  std::string t = b == std::string::npos ? "" : text.substr(b, e - b + 1);
-  if (t.empty() || t.find_first_not_of("0123456789") != std::string::npos || t.size() > 20)
-    throw UsageError(what + ": \"" + text + "\" is not a number");
-  errno = 0;
-  unsigned long long v = std::strtoull(t.c_str(), nullptr, 10);
-  if (errno == ERANGE) throw UsageError(what + ": \"" + text + "\" is out of range");
-  return v;
-}
-
-void fsync_dir(const std::string& path, bool is_dir) {
-  std::string dir = is_dir ? path : dir_of(path);
-  fsync_dir_fd(open_dir(dir).get(), dir);
-}
-
-namespace {
-
-// The first half of a durable replace: PATH.temp written and fsynced.
-void write_temp(const std::string& temp, const std::string& content) {
-  Fd fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0666));
-  if (!fd) throw_errno("cannot create " + temp);
-  write_all(fd.get(), content, temp);
-  if (::fsync(fd.get()) != 0) throw_errno("cannot fsync " + temp);
-}
-
-// The second half: PATH.temp renamed over PATH, and the directory fsynced
-// (`dir_fd` when it is open, else opened by name).
-void commit_temp(const std::string& temp, const std::string& path, int dir_fd) {
-  if (::rename(temp.c_str(), path.c_str()) != 0)
-    throw_errno("cannot rename " + temp + " to " + path);
-  if (dir_fd >= 0)
-    fsync_dir_fd(dir_fd, dir_of(path));
-  else
-    fsync_dir(path);
-}
-
-}  // namespace
-
-void replace_file(const std::string& path, const std::string& content) {
-  std::string temp = path + ".temp";
-  write_temp(temp, content);
-  commit_temp(temp, path, -1);
-}
 
 std::optional<SeqFile> SeqFile::try_open(const std::string& path, bool create) {
   Fd lock = open_lock(path + ".lock", create);
@@ -135,26 +79,33 @@ void SeqFile::load(bool create) {
   }
 }
 
-SeqFile::~SeqFile() {
-  // Moved-from objects hold no lock and own no temporary file.
-  if (prepared_ && lock_) ::unlink((path_ + ".temp").c_str());
+// PATH.temp is the name fspl uses too; both write it only under the lock.
+FileReplacement SeqFile::write_temp(uint64_t value) const {
+  FileReplacement f(path_, {Durability::Durable, 0666, path_ + ".temp", dir_.get()});
+  f.write(std::to_string(value) + "\n");
+  f.sync();
+  return f;
 }
 
 void SeqFile::prepare(uint64_t value) noexcept {
   prepared_.reset();
   try {
-    write_temp(path_ + ".temp", std::to_string(value) + "\n");
-    prepared_ = value;
+    prepared_.emplace(write_temp(value));
+    prepared_value_ = value;
   } catch (const std::exception& e) {
+    prepared_.reset();
     spdlog::debug("cannot prepare {}: {}", path_, e.what());
   }
 }
 
 void SeqFile::set(uint64_t value) {
-  std::string temp = path_ + ".temp";
-  if (prepared_ != value) write_temp(temp, std::to_string(value) + "\n");
+  if (!prepared_ || prepared_value_ != value) {
+    prepared_.reset();
+    prepared_.emplace(write_temp(value));
+  }
+  std::optional<FileReplacement> temp = std::move(prepared_);
   prepared_.reset();
-  commit_temp(temp, path_, dir_.get());
+  temp->commit();
   next_ = value;
 }
 

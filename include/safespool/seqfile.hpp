@@ -19,6 +19,7 @@
 #include <string>
 
 #include "safespool/fd.hpp"
+#include "safespool/file_replace.hpp"
 
 namespace safespool {
 
@@ -48,8 +49,7 @@ class SeqFile {
   void prepare(uint64_t value) noexcept;
 
   SeqFile(SeqFile&&) = default;
-  SeqFile& operator=(SeqFile&&) = default;
-  ~SeqFile();
+  SeqFile& operator=(SeqFile&&) = delete;
 
   const std::string& path() const { return path_; }
 
@@ -57,23 +57,16 @@ class SeqFile {
   SeqFile(std::string path, Fd lock, Fd dir)
       : path_(std::move(path)), lock_(std::move(lock)), dir_(std::move(dir)) {}
   void load(bool create);
+  FileReplacement write_temp(uint64_t value) const;
 
   std::string path_;
   Fd lock_;
   Fd dir_;  ///< the directory holding path_, fsynced after each rename
   uint64_t next_ = 1;
-  std::optional<uint64_t> prepared_;  ///< the value PATH.temp holds, fsynced
+  /// PATH.temp, written and fsynced ahead of time, and the value it holds.
+  /// Removed, if never committed, when the SeqFile goes (before the lock).
+  std::optional<FileReplacement> prepared_;
+  uint64_t prepared_value_ = 0;
 };
-
-/// Parses a decimal u64 (surrounding whitespace allowed). Throws UsageError
-/// naming `what` when it is not one.
-uint64_t parse_u64(const std::string& text, const std::string& what);
-
-/// Durably replaces `path` with `content`: PATH.temp,
-/// fsync, rename, fsync of the directory.
-void replace_file(const std::string& path, const std::string& content);
-
-/// fsync()s the directory holding `path` (or `path` itself if `is_dir`).
-void fsync_dir(const std::string& path, bool is_dir = false);
 
 }  // namespace safespool

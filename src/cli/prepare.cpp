@@ -9,6 +9,7 @@
 #include "safespool/encode.hpp"
 #include "safespool/error.hpp"
 #include "safespool/seqfile.hpp"
+#include "safespool/units.hpp"
 
 extern char** environ;
 

@@ -13,6 +13,7 @@
 #include "safespool/seqfile.hpp"
 #include "safespool/signals.hpp"
 #include "safespool/status.hpp"
+#include "safespool/units.hpp"
 #include "safespool/verify.hpp"
 
 namespace safespool::cli {

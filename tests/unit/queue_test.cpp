@@ -15,6 +15,7 @@
 #include "safespool/error.hpp"
 #include "safespool/ordering.hpp"
 #include "safespool/seqfile.hpp"
+#include "safespool/units.hpp"
 #include "test_util.hpp"
 
 using namespace safespool;
