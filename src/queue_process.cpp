@@ -9,6 +9,7 @@
 #include <set>
 
 #include "safespool/error.hpp"
+#include "safespool/file_replace.hpp"
 #include "safespool/ordering.hpp"
 #include "safespool/processor.hpp"
 #include "safespool/seqfile.hpp"
@@ -111,6 +112,9 @@ void note(RunRecord& rec, const JobEntry& e, const HandoffResult& r) {
 void finish_record(const Queue& q, const ProcessOptions& opts, RunRecord& rec, int rc) {
   rec.last_run = now_ctime().first;
   if (rc == kExitOk && rec.jobs_failed == 0) rec.last_success = rec.last_run;
+  rec.total_success += rec.jobs_ok;
+  rec.total_failure += rec.jobs_failed;
+  rec.total_bytes += rec.bytes;
   try {
     write_run_record(q, rec);
     if (!opts.metrics_file.empty()) {

@@ -11,7 +11,9 @@
 #include <sstream>
 
 #include "safespool/error.hpp"
+#include "safespool/file_replace.hpp"
 #include "safespool/seqfile.hpp"
+#include "safespool/units.hpp"
 
 namespace safespool {
 namespace {
@@ -63,36 +65,48 @@ RunRecord read_run_record(const Queue& q) {
     auto it = j.find(k);
     return it != j.end() && it->is_string() ? it->template get<std::string>() : std::string();
   };
-  r.last_run = num("last_run", int64_t{0});
-  r.last_success = num("last_success", int64_t{0});
+  auto stamp = [&](const char* k) -> std::optional<int64_t> {
+    int64_t v = num(k, int64_t{0});  // 0 was "never" in older records
+    return v > 0 ? std::optional(v) : std::nullopt;
+  };
+  r.last_run = stamp("last_run");
+  r.last_success = stamp("last_success");
   r.jobs_ok = num("jobs_ok", uint64_t{0});
   r.jobs_failed = num("jobs_failed", uint64_t{0});
   r.bytes = num("bytes", uint64_t{0});
+  r.total_success = num("total_success", uint64_t{0});
+  r.total_failure = num("total_failure", uint64_t{0});
+  r.total_rejected = num("total_rejected", uint64_t{0});
+  r.total_bytes = num("total_bytes", uint64_t{0});
   if (j.contains("failed_seq") && j["failed_seq"].is_number_unsigned())
     r.failed_seq = j["failed_seq"].get<uint64_t>();
   r.failed_file = text("failed_file");
   r.failed_reason = text("failed_reason");
+  r.blocked_reported = text("blocked_reported");
   return r;
 }
 
 void write_run_record(const Queue& q, const RunRecord& r) {
-  ordered_json j = {{"last_run", r.last_run},
-                    {"last_success", r.last_success},
+  auto stamp = [](std::optional<int64_t> t) { return t ? ordered_json(*t) : ordered_json(); };
+  ordered_json j = {{"last_run", stamp(r.last_run)},
+                    {"last_success", stamp(r.last_success)},
                     {"jobs_ok", r.jobs_ok},
                     {"jobs_failed", r.jobs_failed},
-                    {"bytes", r.bytes}};
+                    {"bytes", r.bytes},
+                    {"total_success", r.total_success},
+                    {"total_failure", r.total_failure},
+                    {"total_rejected", r.total_rejected},
+                    {"total_bytes", r.total_bytes}};
   if (r.failed_seq) {
     j["failed_seq"] = *r.failed_seq;
     j["failed_file"] = r.failed_file;
     j["failed_reason"] = r.failed_reason;
   }
-  std::string path = record_path(q), temp = path + ".temp";
-  Fd fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0666));
-  if (!fd) throw_errno("cannot create " + temp);
-  write_all(fd.get(), j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n",
-            temp);
-  fd.reset();
-  if (::rename(temp.c_str(), path.c_str()) != 0) throw_errno("cannot rename " + temp);
+  if (!r.blocked_reported.empty()) j["blocked_reported"] = r.blocked_reported;
+  // A temporary name of its own: two processes (a queue-process and a
+  // queue-status --check, say) never trip over one fixed name.
+  replace_file(record_path(q),
+               j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
 }
 
 pid_t flock_holder(const std::string& path) {
@@ -119,6 +133,8 @@ const char* state_name(QueueStatus::State s) {
   switch (s) {
     case QueueStatus::State::Healthy:
       return "healthy";
+    case QueueStatus::State::Failing:
+      return "failing";
     case QueueStatus::State::Waiting:
       return "waiting";
     case QueueStatus::State::Blocked:
@@ -145,11 +161,25 @@ QueueStatus classify(const Queue& q, ScanResult scan, std::optional<uint64_t> ne
   s.record = read_run_record(q);
   bool next_present = !s.pending.empty() && s.pending.front().meta.seq == n;
   if (next && !s.pending.empty() && !next_present) s.state = QueueStatus::State::Waiting;
-  if (next_present && s.record.failed_seq == n) s.state = QueueStatus::State::Blocked;
+  if (next_present && s.record.failed_seq == n) s.state = QueueStatus::State::Failing;
   return s;
 }
 
-QueueStatus queue_status(const Queue& q, const DecodeOptions& decode) {
+const char* reason_name(Blocked::Reason r) {
+  switch (r) {
+    case Blocked::Reason::Unreadable:
+      return "unreadable";
+    case Blocked::Reason::Conflict:
+      return "conflict";
+    case Blocked::Reason::Rejected:
+      return "rejected";
+    case Blocked::Reason::Exhausted:
+      return "exhausted";
+  }
+  return "?";
+}
+
+QueueStatus queue_status(const Queue& q, const DecodeOptions& decode, const SignerPolicy&) {
   q.check_exists();
   return classify(q, q.scan(decode, ScanFor::Summary), read_next(q));
 }

@@ -109,9 +109,12 @@ std::string format_status(const QueueStatus& s) {
            std::to_string(s.pending.front().meta.seq) + "-" +
            std::to_string(s.pending.back().meta.seq) + "\n";
   for (const auto& g : s.gaps) out += "missing: " + range_text(g) + "\n";
-  if (s.state == QueueStatus::State::Blocked)
-    out += "blocked: job " + std::to_string(*s.record.failed_seq) + " (" + s.record.failed_file +
+  if (s.state == QueueStatus::State::Failing)
+    out += "failing: job " + std::to_string(*s.record.failed_seq) + " (" + s.record.failed_file +
            ") failed: " + s.record.failed_reason + "\n";
+  if (s.blocked)
+    out += std::string("blocked (") + reason_name(s.blocked->reason) + "): " + s.blocked->summary +
+           "\n";
   if (s.oldest_age_seconds)
     out += "oldest job age: " + std::to_string(*s.oldest_age_seconds) + " s\n";
   for (const auto& j : s.stale)
@@ -144,8 +147,9 @@ std::string status_json(const QueueStatus& s) {
   j["oldest_job_age_seconds"] =
       s.oldest_age_seconds ? ordered_json(*s.oldest_age_seconds) : ordered_json(nullptr);
   j["lock_holder_pid"] = s.lock_holder ? ordered_json(s.lock_holder) : ordered_json(nullptr);
-  j["last_run"] = s.record.last_run;
-  j["last_success"] = s.record.last_success;
+  auto stamp = [](std::optional<int64_t> t) { return t ? ordered_json(*t) : ordered_json(); };
+  j["last_run"] = stamp(s.record.last_run);
+  j["last_success"] = stamp(s.record.last_success);
   if (s.record.failed_seq)
     j["failed"] = {{"seq", *s.record.failed_seq},
                    {"filename", s.record.failed_file},
@@ -162,9 +166,10 @@ std::string status_metrics(const QueueStatus& s) {
     out += std::string(name) + q + " " + value + "\n";
   };
   metric("safespool_last_run_timestamp_seconds", "gauge", "End of the last queue-process run.",
-         std::to_string(s.record.last_run));
+         std::to_string(s.record.last_run.value_or(0)));
   metric("safespool_last_success_timestamp_seconds", "gauge",
-         "End of the last run in which no job failed.", std::to_string(s.record.last_success));
+         "End of the last run in which no job failed.",
+         std::to_string(s.record.last_success.value_or(0)));
   metric("safespool_jobs_processed", "gauge", "Jobs that succeeded in the last run.",
          std::to_string(s.record.jobs_ok));
   metric("safespool_jobs_failed", "gauge", "Jobs that failed in the last run.",

@@ -20,6 +20,9 @@ namespace safespool {
 enum ExitCode : int {
   kExitOk = 0,
   kExitJobFailed = 1,      ///< a job (command or Fail packet) failed under --on-error=retry
+  kExitFailing = 1,        ///< queue-status: the next job failed on its last run
+  kExitWaiting = 2,        ///< queue-status: the next job has not arrived
+  kExitBlocked = 3,        ///< the queue cannot advance without an operator
   kExitUsage = 64,         ///< EX_USAGE: bad command line or option value
   kExitDataErr = 65,       ///< EX_DATAERR: corrupt packet, undecodable input
   kExitNoInput = 66,       ///< EX_NOINPUT: missing queue, job or file

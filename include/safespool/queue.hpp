@@ -64,6 +64,9 @@ enum class ScanFor {
 struct SkippedFile {
   std::string filename;
   std::string reason;
+  /// For an OpenPGP message: the key ids it is encrypted to (read from its
+  /// session key packets, which need no key), as 16 upper-case hex digits.
+  std::vector<std::string> recipients;
 };
 
 /// The outcome of a scan.

@@ -21,37 +21,74 @@
 
 namespace safespool {
 
-/// The last run as the processor recorded it.
+/// The processor's record of its runs, in queuedir/.safespool-status.
 struct RunRecord {
-  int64_t last_run = 0;      ///< unix time of the end of the last run (0: never)
-  int64_t last_success = 0;  ///< end of the last run that failed no job
+  std::optional<int64_t> last_run;                   ///< unix time the last run ended
+  std::optional<int64_t> last_success;               ///< end of the last run that failed no job
   uint64_t jobs_ok = 0, jobs_failed = 0, bytes = 0;  ///< of the last run
-  std::optional<uint64_t> failed_seq;                ///< job that stopped the last run
+  /// Since the queue was made (monotonic counters for metrics): jobs by
+  /// result ("success", "failure", "rejected") and payload bytes delivered.
+  uint64_t total_success = 0, total_failure = 0, total_rejected = 0, total_bytes = 0;
+  std::optional<uint64_t> failed_seq;  ///< job that stopped the last run
   std::string failed_file, failed_reason;
+  /// The blocking reason the last run reported to its hooks ("" when it was
+  /// not blocked): a blocked hook fires once per change of it.
+  std::string blocked_reported;
 };
 
 /// Reads queuedir/.safespool-status (missing or unreadable: empty record).
 RunRecord read_run_record(const Queue& q);
-/// Replaces it atomically (temp + rename).
+/// Replaces it atomically (a temporary file of its own, then rename).
 void write_run_record(const Queue& q, const RunRecord& r);
 
-/// The state of a queue at one moment.
+/// Why the queue cannot advance without an operator.
+struct Blocked {
+  enum class Reason {
+    Unreadable,  ///< the next seq is missing and a file in jobs/ cannot be read
+    Conflict,    ///< two different packets carry the next seq
+    Rejected,    ///< the packet at the next seq fails the signer policy
+    Exhausted,   ///< the last sequence number (2^64-1) has run
+  };
+  Reason reason = Reason::Unreadable;
+  /// One line naming the files and why, e.g. "jobs/fspl-x.fspl: OpenPGP: No
+  /// secret key (encrypted to 0CAE768FAB833706)".
+  std::string summary;
+  std::vector<std::string> files;  ///< names within jobs/
+};
+
+/// "unreadable", "conflict", "rejected", "exhausted": the `reason` label.
+const char* reason_name(Blocked::Reason r);
+
+/// The state of a queue at one moment, from the same decision the
+/// processor makes about its next job.
 struct QueueStatus {
-  enum class State { Healthy, Waiting, Blocked };
+  enum class State {
+    Healthy,  ///< idle or running: nothing needs a person
+    Failing,  ///< the next job failed on its last run
+    Waiting,  ///< the next seq has not arrived (later ones may have)
+    Blocked,  ///< cannot advance without an operator: see `blocked`
+  };
   std::string queuedir;
   std::optional<uint64_t> next_seq;  ///< nullopt: append-only queue
   JobList pending;                   ///< seq >= next, sorted by seq
   JobList stale;                     ///< seq < next
   std::vector<SkippedFile> unreadable;
   std::vector<std::pair<uint64_t, uint64_t>> gaps;  ///< missing ranges [a, b]
-  std::optional<int64_t> oldest_age_seconds;        ///< by ctime of pending jobs
-  pid_t lock_holder = 0;                            ///< pid holding nextseq.lock, 0: none
+  /// Since the oldest waiting packet arrived in jobs/ (its file's ctime).
+  std::optional<int64_t> oldest_age_seconds;
+  pid_t lock_holder = 0;  ///< pid holding nextseq.lock, 0: none
   RunRecord record;
   State state = State::Healthy;
+  std::optional<Blocked> blocked;  ///< set exactly when state is Blocked
+  /// Temporary files of writers (jobs/tmp-*.tmp) that no live process is
+  /// writing: left by a killed queue-write or queue-import.
+  std::vector<std::string> abandoned_temp_files;
 };
 
-/// Scans the queue (without taking its lock) and classifies it.
-QueueStatus queue_status(const Queue& q, const DecodeOptions& decode);
+/// Scans the queue (without taking its lock) and classifies it, under
+/// `policy` as the processor would (empty: none).
+QueueStatus queue_status(const Queue& q, const DecodeOptions& decode,
+                         const SignerPolicy& policy = SignerPolicy());
 
 /// Classification from already-scanned jobs (used by the processor too).
 QueueStatus classify(const Queue& q, ScanResult scan, std::optional<uint64_t> next);
@@ -59,7 +96,7 @@ QueueStatus classify(const Queue& q, ScanResult scan, std::optional<uint64_t> ne
 /// The pid holding an flock on `path` per /proc/locks, 0 when none.
 pid_t flock_holder(const std::string& path);
 
-/// "healthy", "waiting", "blocked".
+/// "healthy", "failing", "waiting", "blocked".
 const char* state_name(QueueStatus::State s);
 
 /// Human report, several lines.

@@ -12,13 +12,11 @@
 #include "safespool/queue.hpp"
 #include "safespool/seqfile.hpp"
 #include "safespool/status.hpp"
+#include "safespool/units.hpp"
 #include "safespool/verify.hpp"
 
 namespace safespool::cli {
 namespace {
-
-constexpr int kStatusBlocked = 1;
-constexpr int kStatusWaiting = 2;
 
 struct QueueArgs {
   std::string queuedir;
@@ -145,17 +143,19 @@ int run_payload(const QueueArgs& a) {
   return kExitOk;
 }
 
-// Exit status: 0 healthy, 1 blocked by a failing job, 2 waiting on a gap.
+// Exit status: 0 healthy, 1 failing, 2 waiting on a gap, 3 blocked.
 int run_status(const QueueArgs& a) {
   QueueStatus s = queue_status(Queue(a.queuedir), a.decode.finish());
   write_all(1, a.json ? status_json(s) : format_status(s), "standard output");
   switch (s.state) {
     case QueueStatus::State::Healthy:
       return kExitOk;
-    case QueueStatus::State::Blocked:
-      return kStatusBlocked;
+    case QueueStatus::State::Failing:
+      return kExitFailing;
     case QueueStatus::State::Waiting:
-      return kStatusWaiting;
+      return kExitWaiting;
+    case QueueStatus::State::Blocked:
+      return kExitBlocked;
   }
   return kExitOk;
 }

@@ -116,7 +116,7 @@ expect_rc 1 process ss queue-process -q "$q" "$T/consumer"
 deliver "$q" "$T/p/1" fspl-1-again.fspl
 doc status-blocked queue-status 1 ss queue-status -q "$q" --json
 want status-blocked "d['state'], d['next_seq'], d['failed']['seq'], [s['seq'] for s in d['stale']], d['last_run'] > 0" \
-  "('blocked', 4, 4, [1], True)"
+  "('failing', 4, 4, [1], True)"
 if hold_lock "$q/nextseq.lock"; then
   doc status-locked queue-status 1 ss queue-status -q "$q" --json
   want status-locked "type(d['lock_holder_pid']).__name__" int
