@@ -10,7 +10,7 @@ set -euo pipefail
 readonly kPackages=(
   build-essential cmake pkg-config
   clang-format           # tests/run.sh stage format
-  libboost-dev libzstd-dev zstd libgpgme-dev gnupg zlib1g-dev
+  libboost-dev libzstd-dev zstd libgpgme-dev gnupg zlib1g-dev libssl-dev
   nlohmann-json3-dev libspdlog-dev libcli11-dev
   libgtest-dev googletest
   filespooler xxd

@@ -1,0 +1,106 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include "safespool/ledger.hpp"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+
+#include "safespool/digest.hpp"
+#include "test_util.hpp"
+
+using namespace safespool;
+
+namespace {
+
+const std::string kH1(64, 'a');
+const std::string kH2(64, 'b');
+
+LedgerRecord rec(uint64_t seq, LedgerResult result, const std::string& hash = kH1) {
+  LedgerRecord r;
+  r.time = 1795963042;
+  r.seq = seq;
+  r.result = result;
+  r.sha256 = hash;
+  r.filename = "fspl-" + std::to_string(seq) + ".fspl";
+  return r;
+}
+
+}  // namespace
+
+TEST(Digest, Sha256OfAFileMatchesSha256sum) {
+  test::TempDir d;
+  std::string data(3 << 20, 'x');
+  data += "tail";
+  test::spit(d / "f", data);
+  Fd fd(::open((d / "f").c_str(), O_RDONLY | O_CLOEXEC));
+  std::string want = test::run_capture("sha256sum " + (d / "f") + " | cut -c1-64");
+  EXPECT_EQ(sha256_file(fd.get(), "f") + "\n", want);
+  EXPECT_EQ(sha256_hex(data), sha256_file(fd.get(), "f"));
+  EXPECT_TRUE(is_sha256_hex(sha256_hex("")));
+  EXPECT_FALSE(is_sha256_hex("abc"));
+}
+
+TEST(Ledger, RecordsRoundTripAndOddTextStaysOnOneLine) {
+  LedgerRecord r = rec(7, LedgerResult::Failure);
+  r.exit_status = 3;
+  r.signer = "0123456789ABCDEF0123456789ABCDEF01234567";
+  r.reason = "exit status 3\nsecond\tline";
+  std::string line = format_record(r);
+  ASSERT_EQ(line.back(), '\n');
+  EXPECT_EQ(line.find('\n'), line.size() - 1);
+  auto back = parse_record(std::string_view(line).substr(0, line.size() - 1));
+  ASSERT_TRUE(back);
+  EXPECT_EQ(back->seq, 7u);
+  EXPECT_EQ(back->result, LedgerResult::Failure);
+  EXPECT_EQ(back->exit_status, 3);
+  EXPECT_EQ(back->signer, r.signer);
+  EXPECT_EQ(back->reason, "exit status 3 second line");
+  EXPECT_FALSE(parse_record("1\t17\t2\tsuccess"));                // torn
+  EXPECT_FALSE(parse_record("2\t1\t2\tsuccess\t-\t-\t-\t-\t-"));  // foreign version
+}
+
+TEST(Ledger, ALaterAttemptVoidsACompletion) {
+  test::TempQueue q;
+  Ledger l(q.path);
+  l.append(rec(1, LedgerResult::Started, ""));
+  l.append(rec(1, LedgerResult::Success));
+  EXPECT_TRUE(l.read().completed(1, kH1));
+  EXPECT_FALSE(l.read().completed(1, kH2)) << "another packet with the same seq";
+  l.append(rec(1, LedgerResult::Started, ""));
+  EXPECT_FALSE(l.read().completed(1, kH1)) << "a rerun started: the success no longer stands";
+  l.append(rec(1, LedgerResult::Failure));
+  EXPECT_FALSE(l.read().completed(1, kH1));
+  EXPECT_FALSE(l.read().processed(kH1));
+  l.append(rec(1, LedgerResult::Skipped));
+  EXPECT_TRUE(l.read().processed(kH1));
+}
+
+TEST(Ledger, ATornLastLineIsIgnoredAndDoesNotSwallowTheNextRecord) {
+  test::TempQueue q;
+  { Ledger(q.path).append(rec(1, LedgerResult::Success)); }
+  std::string path = (q.path / Ledger::kFileName).string();
+  std::string text = test::slurp(path);
+  test::spit(path, text + "1\t1795963043\t2\tsucc");  // a crash mid-write
+  Ledger l(q.path);
+  EXPECT_EQ(l.read().records().size(), 1u);
+  l.append(rec(3, LedgerResult::Success, kH2));
+  auto v = l.read();
+  ASSERT_EQ(v.records().size(), 2u);
+  EXPECT_EQ(v.records()[1].seq, 3u);
+}
+
+TEST(Ledger, RotatesPastItsBoundAndStillAnswersFromTheOldGeneration) {
+  test::TempQueue q;
+  std::string path = (q.path / Ledger::kFileName).string();
+  std::string big;
+  LedgerRecord filler = rec(1, LedgerResult::Success);
+  std::string line = format_record(filler);
+  while (big.size() < Ledger::kRotateBytes) big += line;
+  test::spit(path, big);
+  Ledger l(q.path);
+  l.append(rec(2, LedgerResult::Success, kH2));
+  EXPECT_LT(test::slurp(path).size(), 1024u) << "not rotated";
+  EXPECT_TRUE(std::filesystem::exists(path + ".1"));
+  auto v = l.read();
+  EXPECT_TRUE(v.completed(1, kH1));
+  EXPECT_TRUE(v.completed(2, kH2));
+}
