@@ -48,8 +48,9 @@ int openpgp_tag(uint8_t b) { return (b & 0x40) ? (b & 0x3f) : ((b >> 2) & 0x0f);
 bool is_openpgp_tag(uint8_t b) {
   if (!(b & 0x80)) return false;
   int tag = openpgp_tag(b);
-  // PKESK, SKESK (encrypted), compressed, one-pass signature, signature.
-  return tag == 1 || tag == 3 || tag == 8 || tag == 4 || tag == 2;
+  // PKESK, SKESK (encrypted), compressed, one-pass signature, signature,
+  // literal data (what an encrypted, unsigned message unwraps to).
+  return tag == 1 || tag == 3 || tag == 8 || tag == 4 || tag == 2 || tag == 11;
 }
 
 /// "1f 8b 08 00 ..." for messages.
@@ -137,6 +138,9 @@ class PrefixReader : public Reader {
   std::string describe() const override { return inner_->describe(); }
   std::string source() const override { return inner_->source(); }
   std::vector<Signature> signatures() const override { return inner_->signatures(); }
+  std::optional<openpgp::Announcement> announcement() const override {
+    return inner_->announcement();
+  }
 
  private:
   std::vector<std::byte> prefix_;
@@ -190,7 +194,7 @@ bool is_regular(int fd, const std::string& name) {
 std::unique_ptr<Reader> apply_stage(Encoding e, std::unique_ptr<Reader> r,
                                     const DecodeOptions& opts) {
   if (e == Encoding::Zstd) return make_zstd_reader(std::move(r));
-  return make_gpg_reader(std::move(r), opts.gnupg_home);
+  return make_gpg_reader(std::move(r), opts.gnupg_home, opts.unwrap);
 }
 
 [[noreturn]] void throw_not_a_packet(const std::string& name, std::span<const std::byte> head,
@@ -236,9 +240,9 @@ Decoded open_auto(Fd file, const std::string& name, const DecodeOptions& opts) {
   if (e == Encoding::Unknown) throw_not_a_packet(name, head, nullptr);
   const int fd = file.get();
   std::unique_ptr<Reader> r = make_fd_reader(std::move(file), name);
-  if (e == Encoding::Packet && regular) return Decoded{std::move(r), true, fd};
+  if (e == Encoding::Packet && regular) return Decoded{std::move(r), fd};
   if (!regular) r = std::make_unique<PrefixReader>(head, std::move(r));
-  return Decoded{peel(std::move(r), e, 0, name, opts), false, -1};
+  return Decoded{peel(std::move(r), e, 0, name, opts)};
 }
 
 /// Whether a DecodeBatch decrypts `fd` with the others: a small regular
@@ -322,7 +326,8 @@ Decoded open_decoded(Fd file, const std::string& name, const DecodeOptions& opts
     case DecodeMode::Zstd:
       return Decoded{make_zstd_reader(make_fd_reader(std::move(file), name))};
     case DecodeMode::Gpg:
-      return Decoded{make_gpg_reader(make_fd_reader(std::move(file), name), opts.gnupg_home)};
+      return Decoded{
+          make_gpg_reader(make_fd_reader(std::move(file), name), opts.gnupg_home, opts.unwrap)};
     case DecodeMode::None:
       break;
   }
@@ -330,7 +335,7 @@ Decoded open_decoded(Fd file, const std::string& name, const DecodeOptions& opts
   // that another process writes into (see the hand-off invariant).
   const int fd = file.get();
   const bool regular = is_regular(fd, name);
-  return Decoded{make_fd_reader(std::move(file), name), regular, regular ? fd : -1};
+  return Decoded{make_fd_reader(std::move(file), name), regular ? fd : -1};
 }
 
 DecodeBatch::DecodeBatch(std::vector<BatchFile> files, DecodeOptions opts)

@@ -105,8 +105,8 @@ class ByteRing {
 
 class GpgReader : public Reader {
  public:
-  GpgReader(std::unique_ptr<Reader> inner, const std::optional<std::string>& home)
-      : inner_(std::move(inner)), ring_(kRingSize) {
+  GpgReader(std::unique_ptr<Reader> inner, const std::optional<std::string>& home, bool unwrap)
+      : inner_(std::move(inner)), unwrap_(unwrap), ring_(kRingSize) {
     ctx_ = gpg::lease_context(home, inner_->source() + ": OpenPGP");
     gpgme_set_passphrase_cb(ctx_.get(), &GpgReader::on_passphrase, this);
     gpgme_set_status_cb(ctx_.get(), &GpgReader::on_status, this);
@@ -174,6 +174,14 @@ class GpgReader : public Reader {
   std::string describe() const override { return "OpenPGP < " + inner_->describe(); }
   std::string source() const override { return inner_->source(); }
 
+  std::optional<openpgp::Announcement> announcement() const override {
+    {
+      std::lock_guard lock(mu_);
+      if (announcement_) return announcement_;
+    }
+    return inner_->announcement();
+  }
+
   std::vector<Signature> signatures() const override {
     std::vector<Signature> all;
     {
@@ -204,8 +212,12 @@ class GpgReader : public Reader {
     try {
       encrypted = sniff();
       // gpgme_op_decrypt_verify refuses a message that is only signed.
-      err = encrypted ? gpgme_op_decrypt_verify(ctx_.get(), in_.get(), out_.get())
-                      : gpgme_op_verify(ctx_.get(), in_.get(), nullptr, out_.get());
+      if (!encrypted)
+        err = gpgme_op_verify(ctx_.get(), in_.get(), nullptr, out_.get());
+      else if (unwrap_)
+        err = gpgme_op_decrypt_ext(ctx_.get(), GPGME_DECRYPT_UNWRAP, in_.get(), out_.get());
+      else
+        err = gpgme_op_decrypt_verify(ctx_.get(), in_.get(), out_.get());
       if (!err) sigs = collect_signatures();
     } catch (...) {
       failure = std::current_exception();
@@ -214,8 +226,11 @@ class GpgReader : public Reader {
     if (failure && !inner_error_) inner_error_ = failure;
     err_ = err;
     // Without encryption there is no MDC: only a good signature vouches
-    // for the bytes.
-    unvouched_ = !encrypted &&
+    // for the bytes of a signed message. One that announces no signature
+    // and has none is a plain container (gpg --store), as with `gpg -d`.
+    bool signed_message = !sigs.empty() || !announcement_ ||
+                          announcement_->kind != openpgp::Announcement::Kind::NoSignature;
+    unvouched_ = !encrypted && signed_message &&
                  std::none_of(sigs.begin(), sigs.end(), [](const Signature& s) { return s.good; });
     sigs_ = std::move(sigs);
     done_ = true;
@@ -223,16 +238,28 @@ class GpgReader : public Reader {
   }
 
   /// Reads the start of the message (kept in prefix_ for on_input) far
-  /// enough to tell an encrypted message from a signed-only one.
+  /// enough to tell an encrypted message from a signed-only one, and for
+  /// one that is not encrypted, what it announces about its signers.
   bool sniff() {
     std::optional<bool> encrypted;
-    while (!encrypted && prefix_.size() < kSniffMax) {
+    std::optional<openpgp::Announcement> said;
+    auto decided = [&] {
+      if (!encrypted) return false;
+      if (*encrypted) return true;
+      said = openpgp::announced_signers(prefix_);
+      return said->kind != openpgp::Announcement::Kind::Unknown;
+    };
+    while (!decided() && prefix_.size() < kSniffMax) {
       std::byte buf[512];
       size_t n =
           inner_->read(std::span(buf).first(std::min(sizeof buf, kSniffMax - prefix_.size())));
       if (n == 0) break;
       prefix_.insert(prefix_.end(), buf, buf + n);
-      encrypted = openpgp_encrypted(prefix_);
+      if (!encrypted) encrypted = openpgp_encrypted(prefix_);
+    }
+    if (said) {
+      std::lock_guard lock(mu_);
+      announcement_ = std::move(said);
     }
     return encrypted.value_or(true);  // undecidable: let gpg say what is wrong
   }
@@ -252,6 +279,7 @@ class GpgReader : public Reader {
   static gpgme_error_t on_status(void* handle, const char* keyword, const char* args);
 
   std::unique_ptr<Reader> inner_;
+  const bool unwrap_;              ///< decrypt only; an inner stage verifies
   std::vector<std::byte> prefix_;  ///< worker only: sniffed bytes not yet given to gpg
   size_t prefix_pos_ = 0;
   /// worker only: signing key fingerprint -> its primary key's, from VALIDSIG
@@ -272,6 +300,8 @@ class GpgReader : public Reader {
   std::exception_ptr inner_error_;
   std::string passphrase_for_;  ///< non-empty: gpg asked for a passphrase
   bool unvouched_ = false;      ///< signed-only message without a good signature
+  /// What a message that is not encrypted announced (set by sniff()).
+  std::optional<openpgp::Announcement> announcement_;
   std::vector<Signature> sigs_;
   std::mutex join_mu_;
   std::thread worker_;
@@ -678,8 +708,8 @@ class GpgHeadReader : public Reader {
 }  // namespace
 
 std::unique_ptr<Reader> make_gpg_reader(std::unique_ptr<Reader> inner,
-                                        const std::optional<std::string>& gnupg_home) {
-  return std::make_unique<GpgReader>(std::move(inner), gnupg_home);
+                                        const std::optional<std::string>& gnupg_home, bool unwrap) {
+  return std::make_unique<GpgReader>(std::move(inner), gnupg_home, unwrap);
 }
 
 std::vector<std::vector<std::byte>> openpgp_heads(std::span<const int> files,

@@ -99,6 +99,9 @@ class ZstdReader : public Reader {
   std::string describe() const override { return "zstd < " + inner_->describe(); }
   std::string source() const override { return inner_->source(); }
   std::vector<Signature> signatures() const override { return inner_->signatures(); }
+  std::optional<openpgp::Announcement> announcement() const override {
+    return inner_->announcement();
+  }
 
  private:
   void refill() {

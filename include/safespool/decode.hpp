@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "safespool/fd.hpp"
+#include "safespool/openpgp.hpp"
 
 namespace safespool {
 
@@ -62,6 +63,12 @@ class Reader {
   /// Signatures checked by this stage and those below it, innermost
   /// OpenPGP layer last. Complete only after finish() returned.
   virtual std::vector<Signature> signatures() const { return {}; }
+  /// What the outermost OpenPGP layer that is not encrypted announced about
+  /// its signers before its data (openpgp.hpp): known once the first byte
+  /// was read through it; nullopt when no layer could tell (an encrypted
+  /// message decrypted and verified in one stage hides it). A claim for
+  /// refusing early, never proof of a signer.
+  virtual std::optional<openpgp::Announcement> announcement() const { return std::nullopt; }
 };
 
 /// What the first bytes of a stream look like.
@@ -99,17 +106,22 @@ struct DecodeOptions {
   std::optional<std::string> gnupg_home;
   /// Largest number of stacked stages auto-detection will open.
   int max_depth = 4;
+  /// OpenPGP: decrypt without verifying (gpg --unwrap) and verify the inner
+  /// signed message in a stage of its own, so that its one-pass signatures
+  /// are seen before its data (announcement()). A signer policy asks for
+  /// it; it costs a second gpg per packet.
+  bool unwrap = false;
 };
 
 /// A decoded stream of a job file.
 struct Decoded {
   std::unique_ptr<Reader> reader;
-  /// True when no stage was applied: `reader` reads the job file directly,
-  /// so after the header was read through it the file offset is exactly at
-  /// the first payload byte and the file itself can be the consumer's stdin.
-  bool plain = false;
-  /// The file (only when plain): the same descriptor `reader` reads.
+  /// The job file itself, when no stage was applied and it is a regular
+  /// file: `reader` reads it directly, so once the header was read through
+  /// it the offset is exactly at the first payload byte and the file can be
+  /// the consumer's stdin. -1 otherwise. Owned by `reader`.
   int plain_fd = -1;
+  bool plain() const { return plain_fd >= 0; }
 };
 
 /// Opens `file` (positioned at its start; a regular file or a pipe) named
@@ -123,7 +135,8 @@ Decoded open_decoded(Fd file, const std::string& name, const DecodeOptions& opts
 std::unique_ptr<Reader> make_fd_reader(Fd fd, std::string name);
 std::unique_ptr<Reader> make_zstd_reader(std::unique_ptr<Reader> inner);
 std::unique_ptr<Reader> make_gpg_reader(std::unique_ptr<Reader> inner,
-                                        const std::optional<std::string>& gnupg_home);
+                                        const std::optional<std::string>& gnupg_home,
+                                        bool unwrap = false);
 /// Runs `$SHELL -c command` (SHELL unset: /bin/sh) with stdin = `input`.
 std::unique_ptr<Reader> make_external_reader(Fd input, const std::string& command,
                                              std::string name);

@@ -135,7 +135,7 @@ TEST(DecodeDetect, Table) {
       {"-----BEGIN PGP MESSAGE-----", Encoding::OpenPgp},
       {"-----BEGIN PG", Encoding::Unknown},
       {"\x99\x01\x0d", Encoding::Unknown},  // tag 6: a public key, not a message
-      {"\xAC\x10", Encoding::Unknown},      // tag 11: bare literal data
+      {"\xAC\x10", Encoding::OpenPgp},      // tag 11: literal data (an unwrapped unsigned message)
       {"\x05\x01", Encoding::Unknown},      // bit 7 clear
       {"\x1f\x8b\x08\x00"s, Encoding::Unknown},
       {"", Encoding::Unknown},
@@ -180,7 +180,7 @@ TEST(DecodePlain, RegularFileIsReadInPlaceWithoutReadAhead) {
   Bytes pkt = fake_packet(100000);
   spit(d / "fspl-a.fspl", pkt);
   Decoded dec = open_path(d / "fspl-a.fspl");
-  ASSERT_TRUE(dec.plain);
+  ASSERT_TRUE(dec.plain());
   ASSERT_GE(dec.plain_fd, 0);
   EXPECT_EQ(::lseek(dec.plain_fd, 0, SEEK_CUR), 0) << "detection moved the offset";
   Bytes head(30);
@@ -195,7 +195,7 @@ TEST(DecodePlain, PipeKeepsPeekedBytesAndIsNotPlain) {
   write_all(p.write.get(), pkt, "pipe");
   p.write.reset();
   Decoded dec = open_decoded(std::move(p.read), "stdin", {});
-  EXPECT_FALSE(dec.plain) << "a pipe must never become the consumer's stdin";
+  EXPECT_FALSE(dec.plain()) << "a pipe must never become the consumer's stdin";
   EXPECT_EQ(dec.plain_fd, -1);
   EXPECT_EQ(drain(*dec.reader, 5), pkt);
 }
@@ -214,7 +214,7 @@ TEST(DecodePlain, ModeNoneAppliesNoStage) {
   spit(d / "p", fake_packet(5000));
   sh("zstd -q -c " + d / "p" + " > " + d / "p.zst");
   Decoded dec = open_path(d / "p.zst", options([](auto& o) { o.mode = DecodeMode::None; }));
-  EXPECT_TRUE(dec.plain);
+  EXPECT_TRUE(dec.plain());
   EXPECT_EQ(drain(*dec.reader), slurp(d / "p.zst"));
 }
 
@@ -232,7 +232,7 @@ TEST(DecodeZstd, AutoDetectedSingleFrame) {
   spit(d / "p", pkt);
   sh("zstd -q -c " + d / "p" + " > " + d / "fspl-z.fspl");
   Decoded dec = open_path(d / "fspl-z.fspl");
-  EXPECT_FALSE(dec.plain);
+  EXPECT_FALSE(dec.plain());
   EXPECT_EQ(dec.reader->describe(), "zstd < fspl-z.fspl");
   EXPECT_EQ(drain(*dec.reader), pkt);
 }
@@ -337,7 +337,7 @@ TEST(DecodeZstd, ThroughAPipe) {
   write_all(p.write.get(), z, "pipe");
   p.write.reset();
   Decoded dec = open_decoded(std::move(p.read), "stdin", {});
-  EXPECT_FALSE(dec.plain);
+  EXPECT_FALSE(dec.plain());
   EXPECT_EQ(drain(*dec.reader), pkt);
 }
 
@@ -359,7 +359,7 @@ TEST(DecodeExternal, ZstdcatWithShellUnset) {
   ::unsetenv("SHELL");
   Decoded dec = open_path(d / "fspl-z.fspl", options([](auto& o) { o.external = "zstdcat"; }));
   if (!saved.empty()) ::setenv("SHELL", saved.c_str(), 1);
-  EXPECT_FALSE(dec.plain);
+  EXPECT_FALSE(dec.plain());
   EXPECT_EQ(dec.reader->describe(), "decoder 'zstdcat' < fspl-z.fspl");
   EXPECT_EQ(drain(*dec.reader), pkt);
   EXPECT_FALSE(has_zombie_child()) << "the decoder was not reaped";
@@ -487,7 +487,7 @@ TEST_F(DecodeGpg, ZstdInsideOpenPgpThroughAutoDetection) {
   sh("zstd -q -c " + d_ / "p" + " > " + d_ / "p.zst");
   encrypt(d_ / "p.zst", d_ / "fspl-2.fspl", "-s");
   Decoded dec = open_path(d_ / "fspl-2.fspl", opts());
-  EXPECT_FALSE(dec.plain);
+  EXPECT_FALSE(dec.plain());
   EXPECT_EQ(dec.reader->describe(), "zstd < OpenPGP < fspl-2.fspl");
   EXPECT_EQ(drain(*dec.reader, 65536), pkt);
   auto sigs = dec.reader->signatures();  // seen through the zstd stage
