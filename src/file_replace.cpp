@@ -48,6 +48,18 @@ FileReplacement::FileReplacement(FileReplacement&& o) noexcept
       synced_(o.synced_),
       done_(std::exchange(o.done_, true)) {}
 
+FileReplacement& FileReplacement::operator=(FileReplacement&& o) noexcept {
+  if (this == &o) return *this;
+  if (!done_ && !temp_.empty()) ::unlink(temp_.c_str());
+  path_ = std::move(o.path_);
+  temp_ = std::move(o.temp_);
+  opts_ = std::move(o.opts_);
+  fd_ = std::move(o.fd_);
+  synced_ = o.synced_;
+  done_ = std::exchange(o.done_, true);
+  return *this;
+}
+
 FileReplacement::~FileReplacement() {
   if (!done_ && !temp_.empty()) ::unlink(temp_.c_str());
 }

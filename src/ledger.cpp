@@ -24,7 +24,7 @@ constexpr std::array kResults = {
     std::pair{LedgerResult::Rejected, "rejected"},
     std::pair{LedgerResult::Superseded, "superseded"},
 };
-constexpr size_t kFields = 9;
+constexpr size_t kFields = 10;
 constexpr size_t kMaxReason = 512;
 
 std::string field(std::string_view s) {
@@ -96,7 +96,8 @@ std::string format_record(const LedgerRecord& r) {
   std::string line = "1\t" + std::to_string(r.time) + "\t" + std::to_string(r.seq) + "\t" +
                      result_name(r.result) + "\t" + field(r.sha256) + "\t" +
                      (r.exit_status ? std::to_string(*r.exit_status) : "-") + "\t" +
-                     field(r.signer) + "\t" + field(r.filename) + "\t" + field(r.reason);
+                     field(r.signer) + "\t" + field(r.filename) + "\t" + (r.kept ? "kept" : "-") +
+                     "\t" + field(r.reason);
   return line + "\n";
 }
 
@@ -115,7 +116,9 @@ std::optional<LedgerRecord> parse_record(std::string_view line) {
   }
   r.signer = unfield(f[6]);
   r.filename = unfield(f[7]);
-  r.reason = unfield(f[8]);
+  if (f[8] != "-" && f[8] != "kept") return std::nullopt;
+  r.kept = f[8] == "kept";
+  r.reason = unfield(f[9]);
   return r;
 }
 
@@ -133,7 +136,7 @@ const LedgerRecord* LedgerView::last_for_hash(std::string_view sha256) const {
 
 bool LedgerView::completed(uint64_t seq, std::string_view sha256) const {
   const LedgerRecord* r = last_for_seq(seq);
-  return r && r->result == LedgerResult::Success && r->sha256 == sha256;
+  return r && r->result == LedgerResult::Success && !r->kept && r->sha256 == sha256;
 }
 
 bool LedgerView::processed(std::string_view sha256) const {

@@ -51,7 +51,7 @@ class FileReplacement {
   /// a fixed one, which is truncated). Throws SysError naming it.
   FileReplacement(std::string path, ReplaceOptions opts);
   FileReplacement(FileReplacement&&) noexcept;
-  FileReplacement& operator=(FileReplacement&&) = delete;
+  FileReplacement& operator=(FileReplacement&&) noexcept;
   ~FileReplacement();
 
   int fd() const { return fd_.get(); }

@@ -5,7 +5,7 @@
 // ran, one line per event, appended under the queue lock:
 //
 //   1 <tab> unix time <tab> seq <tab> result <tab> sha256 <tab> exit status
-//     <tab> signer <tab> job file name <tab> reason <newline>
+//     <tab> signer <tab> job file name <tab> kept <tab> reason <newline>
 //
 // ("-" for an empty field; the reason is one line, tabs and newlines made
 // spaces). Results: `started` (a consumer is about to see the packet),
@@ -18,7 +18,9 @@
 // always for one exact packet, named by the SHA-256 of its file: a job
 // file found below nextseq is deleted as done only if the last record for
 // its seq is a `success` with its hash (a later `started`, a rerun, voids
-// it); queue-import removes a source only if its hash was processed.
+// it, and so does `kept`: --never-delete or --on-error leave kept the file
+// on purpose); queue-import removes a source only if its hash was
+// processed.
 //
 // Crash safety: each record is one write() to a file opened O_APPEND, so
 // records never interleave; a line torn by a crash fails to parse and is
@@ -55,6 +57,7 @@ struct LedgerRecord {
   std::optional<int> exit_status;  ///< the consumer's, when it exited
   std::string signer;              ///< primary fingerprint of the trusted signer
   std::string filename;            ///< within jobs/
+  bool kept = false;               ///< the file was kept on purpose (--never-delete, leave)
   std::string reason;              ///< one line
 };
 
@@ -73,7 +76,8 @@ class LedgerView {
   /// The last record about the packet with this hash, or null.
   const LedgerRecord* last_for_hash(std::string_view sha256) const;
   /// True when the last record for `seq` is a success of exactly this
-  /// packet: the one test for deleting a job file as done.
+  /// packet whose file was not kept on purpose: the one test for deleting
+  /// a job file as done.
   bool completed(uint64_t seq, std::string_view sha256) const;
   /// True when this packet's last record says the queue is past it
   /// (success, skipped or superseded): the test queue-import uses.

@@ -49,7 +49,7 @@ class SeqFile {
   void prepare(uint64_t value) noexcept;
 
   SeqFile(SeqFile&&) = default;
-  SeqFile& operator=(SeqFile&&) = delete;
+  SeqFile& operator=(SeqFile&&) = default;
 
   const std::string& path() const { return path_; }
 

@@ -55,7 +55,7 @@ TEST(Ledger, RecordsRoundTripAndOddTextStaysOnOneLine) {
   EXPECT_EQ(back->signer, r.signer);
   EXPECT_EQ(back->reason, "exit status 3 second line");
   EXPECT_FALSE(parse_record("1\t17\t2\tsuccess"));                // torn
-  EXPECT_FALSE(parse_record("2\t1\t2\tsuccess\t-\t-\t-\t-\t-"));  // foreign version
+  EXPECT_FALSE(parse_record("2\t1\t2\tsuccess\t-\t-\t-\t-\t-\t-"));  // foreign version
 }
 
 TEST(Ledger, ALaterAttemptVoidsACompletion) {
@@ -65,6 +65,11 @@ TEST(Ledger, ALaterAttemptVoidsACompletion) {
   l.append(rec(1, LedgerResult::Success));
   EXPECT_TRUE(l.read().completed(1, kH1));
   EXPECT_FALSE(l.read().completed(1, kH2)) << "another packet with the same seq";
+  LedgerRecord kept = rec(2, LedgerResult::Success);
+  kept.kept = true;
+  l.append(kept);
+  EXPECT_FALSE(l.read().completed(2, kH1)) << "a file kept on purpose counts as done";
+  EXPECT_TRUE(l.read().processed(kH1));
   l.append(rec(1, LedgerResult::Started, ""));
   EXPECT_FALSE(l.read().completed(1, kH1)) << "a rerun started: the success no longer stands";
   l.append(rec(1, LedgerResult::Failure));
