@@ -169,8 +169,7 @@ Meta parse_metadata(std::span<const std::byte> data, uint32_t expected_crc) {
   return m;
 }
 
-std::vector<std::pair<std::string, std::string>> job_env(const Meta& m, const std::string* filename,
-                                                         const std::string* queuedir) {
+std::vector<std::pair<std::string, std::string>> job_env(const Meta& m, const JobOrigin* origin) {
   std::vector<std::pair<std::string, std::string>> env = {
       {"FSPL_SEQ", std::to_string(m.seq)},
       {"FSPL_CTIME_SECS", std::to_string(m.ctime_secs)},
@@ -178,9 +177,11 @@ std::vector<std::pair<std::string, std::string>> job_env(const Meta& m, const st
       {"FSPL_CTIME_RFC3339_UTC", rfc3339_utc(m.ctime_secs)},
       {"FSPL_CTIME_RFC3339_LOCAL", rfc3339_local(m.ctime_secs)},
   };
-  if (filename) env.emplace_back("FSPL_JOB_FILENAME", *filename);
-  if (queuedir) env.emplace_back("FSPL_JOB_QUEUEDIR", *queuedir);
-  if (filename && queuedir) env.emplace_back("FSPL_JOB_FULLPATH", *queuedir + "/jobs/" + *filename);
+  if (origin) {
+    env.emplace_back("FSPL_JOB_FILENAME", origin->filename);
+    env.emplace_back("FSPL_JOB_QUEUEDIR", origin->queuedir);
+    env.emplace_back("FSPL_JOB_FULLPATH", origin->queuedir + "/jobs/" + origin->filename);
+  }
   for (size_t i = 0; i < m.params.size(); ++i)
     env.emplace_back("FSPL_PARAM_" + std::to_string(i + 1), m.params[i]);
   for (const auto& [k, v] : m.env) env.emplace_back(kEnvPrefix + k, v);

@@ -1,22 +1,22 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
+// Running one job (see include/safespool/processor.hpp): NOP and Fail,
+// the signer policy's three moments, --verify-first, and the consumer.
 #include "safespool/processor.hpp"
 
-#include <fcntl.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <map>
+#include <cerrno>
 
 #include "safespool/error.hpp"
-#include "safespool/seqfile.hpp"
-#include "safespool/signals.hpp"
-#include "safespool/verify.hpp"
 
 extern char** environ;
 
 namespace safespool {
 namespace {
+
+using Kind = HandoffResult::Kind;
 
 void check_passable(const std::string& what, const std::string& s, bool is_name) {
   if (s.find('\0') != std::string::npos) throw FormatError(what + " contains a NUL byte");
@@ -24,8 +24,8 @@ void check_passable(const std::string& what, const std::string& s, bool is_name)
 }
 
 // The inherited environment with the job's variables laid over it.
-std::vector<std::string> consumer_env(const Meta& meta, JobOrigin origin) {
-  auto vars = job_env(meta, origin.filename, origin.queuedir);
+std::vector<std::string> consumer_env(const Job& job) {
+  auto vars = job_env(job.meta(), job.origin());
   std::vector<std::string> env;
   for (char** e = environ; *e; ++e) {
     std::string_view kv(*e);
@@ -35,8 +35,8 @@ std::vector<std::string> consumer_env(const Meta& meta, JobOrigin origin) {
     if (!overridden) env.emplace_back(kv);
   }
   for (auto& [k, v] : vars) {
-    check_passable("environment variable " + k, k, true);
-    check_passable("value of " + k, v, false);
+    check_passable(job.name() + ": environment variable " + k, k, true);
+    check_passable(job.name() + ": value of " + k, v, false);
     env.push_back(k + "=" + v);
   }
   return env;
@@ -55,70 +55,112 @@ std::vector<std::string> consumer_argv(const Meta& meta, const JobOptions& opts)
   return argv;
 }
 
-PayloadSource payload_of(Decoded& decoded, bool ignore) {
-  PayloadSource src;
-  if (ignore) return src;
-  if (decoded.plain) {
-    src.file = Fd(::fcntl(decoded.plain_fd, F_DUPFD_CLOEXEC, 3));
-    if (!src.file) throw_errno("cannot duplicate job file descriptor");
-  } else {
-    src.stream = decoded.reader.get();
+JobOutcome fixed(bool ok, const char* what) {
+  JobOutcome o;
+  o.handoff.status = ok ? 0 : 1;
+  o.handoff.message = what;
+  return o;
+}
+
+JobOutcome failed(Kind kind, const std::string& why) {
+  JobOutcome o;
+  o.handoff.kind = kind;
+  o.handoff.message = why;
+  return o;
+}
+
+JobOutcome rejected(const std::string& why) {
+  JobOutcome o = failed(Kind::DecodeFailed, why);
+  o.rejected = true;
+  return o;
+}
+
+bool policed(const JobContext& ctx) { return !ctx.policy.empty(); }
+
+// Under a policy, everything that goes wrong before the signature is known
+// is judged by the signature: an untrusted packet is rejected (it cannot
+// stop the queue); a trusted one fails for the reason given.
+JobOutcome judge(Job& job, const JobContext& ctx, const Error& why) {
+  if (!policed(ctx)) throw why;
+  try {
+    job.verify_rest(ctx.policy, ctx.key_ids);
+  } catch (const Error& e) {
+    if (e.exit_code() == kExitInterrupted) return failed(Kind::Interrupted, e.what());
+    return rejected(e.what());
   }
-  return src;
+  throw why;
 }
 
-HandoffResult fixed_result(bool ok, const char* what) {
-  HandoffResult r;
-  r.status = ok ? 0 : 1;
-  r.message = what;
-  return r;
-}
-
-HandoffResult rejected(const std::string& why) {
-  HandoffResult r;
-  r.kind = HandoffResult::Kind::DecodeFailed;
-  r.message = why;
-  return r;
-}
-
-// What must hold before anything acts on the packet: under a policy, a
-// packet that runs no consumer is verified whole first; --verify-first
-// moves the whole verified payload into a temporary file.
-void verify_before_start(const Meta& meta, Decoded& dec, const JobOptions& opts) {
-  bool policy = opts.policy && !opts.policy->empty();
-  if (policy) {
-    std::string name = dec.reader->source();
-    dec.reader = make_policy_reader(std::move(dec.reader), *opts.policy, name);
-    dec.plain = false;
+// The end of the job under a policy: it succeeds only when the whole
+// stream was read and trusted, whatever the consumer's exit status.
+JobOutcome settle_trust(Job& job, const JobContext& ctx, JobOutcome out) {
+  if (!policed(ctx) || out.handoff.kind == Kind::Interrupted || out.rejected) return out;
+  if (!job.verified()) {
+    try {
+      job.verify_rest(ctx.policy, ctx.key_ids);
+    } catch (const Error& e) {
+      if (e.exit_code() == kExitInterrupted) return failed(Kind::Interrupted, e.what());
+      spdlog::error("{}", e.what());
+      return rejected(e.what());
+    }
   }
-  bool consumer_reads = meta.kind == JobKind::Command && !opts.ignore_payload;
-  if (policy && !consumer_reads) return drain_and_verify(*dec.reader);
-  if (opts.verify_first && consumer_reads && !dec.plain) {
-    Fd spooled = spool_verified(*dec.reader, opts.spool_dir);
-    int raw = spooled.get();
-    dec.reader = make_fd_reader(std::move(spooled), "verified payload");
-    dec.plain = true;
-    dec.plain_fd = raw;
+  out.signer = job.verdict().signer;
+  return out;
+}
+
+JobOutcome run_consumer_of(Job& job, const JobOptions& opts, const JobContext& ctx,
+                           const std::function<void()>& before_wait) {
+  ConsumerSpec spec;
+  try {
+    spec = {consumer_argv(job.meta(), opts), consumer_env(job), ctx.stdout_fd, ctx.stderr_fd};
+  } catch (const FormatError& e) {
+    return judge(job, ctx, e);
+  }
+  HandoffOptions handoff = opts.handoff;
+  handoff.launcher = &ctx.launcher;
+  handoff.while_running = before_wait;
+  try {
+    JobOutcome out;
+    out.handoff = run_consumer(spec, job.payload(opts.ignore_payload), handoff);
+    return settle_trust(job, ctx, std::move(out));
+  } catch (const SysError& e) {
+    // An environment too large for exec is the packet's doing.
+    if (e.err() == E2BIG) return judge(job, ctx, FormatError(job.name() + ": " + e.what()));
+    throw Error(e.what(), kExitUnavailable);
   }
 }
 
 }  // namespace
 
-HandoffResult run_job(const Meta& meta, Decoded& decoded, const JobOptions& opts, JobOrigin origin,
-                      int stdout_fd, int stderr_fd) {
-  try {
-    verify_before_start(meta, decoded, opts);
-  } catch (const FormatError& e) {
-    return rejected(e.what());
+std::string JobOutcome::reason() const {
+  if (success()) return "";
+  if (handoff.kind == Kind::Exited && !handoff.message.empty()) return handoff.message;
+  return handoff.describe();
+}
+
+JobOutcome run_job(Job& job, const JobOptions& opts, const JobContext& ctx,
+                   const std::function<void()>& before_wait) {
+  const Meta& meta = job.meta();
+  if (policed(ctx)) {
+    try {
+      job.require(ctx.policy, ctx.key_ids);
+    } catch (const FormatError& e) {
+      return rejected(e.what());
+    }
   }
-  if (meta.kind == JobKind::Nop) return fixed_result(true, "NOP packet");
-  if (meta.kind == JobKind::Fail) return fixed_result(false, "Fail packet");
-  ConsumerSpec spec{consumer_argv(meta, opts), consumer_env(meta, origin), stdout_fd, stderr_fd};
+  bool consumer_reads = meta.kind == JobKind::Command && !opts.ignore_payload;
   try {
-    return run_consumer(spec, payload_of(decoded, opts.ignore_payload), opts.handoff);
-  } catch (const SysError& e) {
-    throw Error(e.what(), kExitUnavailable);
+    // Nothing acts on a packet that runs no consumer before it is verified.
+    if (policed(ctx) && !consumer_reads) job.verify_rest(ctx.policy, ctx.key_ids);
+    if (opts.verify_first && consumer_reads) job.spool(opts.spool_dir, opts.max_payload);
+  } catch (const Error& e) {
+    if (e.exit_code() == kExitInterrupted) return failed(Kind::Interrupted, e.what());
+    if (e.exit_code() != kExitDataErr) throw;
+    return policed(ctx) ? rejected(e.what()) : failed(Kind::DecodeFailed, e.what());
   }
+  if (meta.kind == JobKind::Nop) return settle_trust(job, ctx, fixed(true, "NOP packet"));
+  if (meta.kind == JobKind::Fail) return settle_trust(job, ctx, fixed(false, "Fail packet"));
+  return run_consumer_of(job, opts, ctx, before_wait);
 }
 
 }  // namespace safespool

@@ -4,12 +4,14 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <spdlog/spdlog.h>
+#include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <cstring>
 #include <ctime>
 #include <deque>
 #include <memory>
@@ -265,25 +267,56 @@ ScanResult Queue::scan(const DecodeOptions& decode, ScanFor purpose, uint64_t se
   return out;
 }
 
-std::string Queue::write(int in_fd) const {
+namespace {
+
+constexpr std::string_view kTempPrefix = "tmp-";
+constexpr std::string_view kTempSuffix = ".tmp";
+
+bool is_temp_name(std::string_view name) {
+  return name.size() > kTempPrefix.size() + kTempSuffix.size() && name.starts_with(kTempPrefix) &&
+         name.ends_with(kTempSuffix);
+}
+
+}  // namespace
+
+std::string Queue::write(int in_fd, const std::string& what) const {
   check_exists();
   std::string name = gen_job_filename();
-  std::string temp = job_path("tmp-" + name + ".tmp");
-  Fd out(::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0666));
-  if (!out) throw_errno("cannot create " + temp);
-  try {
-    std::vector<std::byte> buf(1 << 20);
-    while (size_t n = read_full(in_fd, buf, "standard input"))
-      write_all(out.get(), std::span(buf).first(n), temp);
-    if (::fsync(out.get()) != 0) throw_errno("cannot fsync " + temp);
-    out.reset();
-    if (::rename(temp.c_str(), job_path(name).c_str()) != 0) throw_errno("cannot rename " + temp);
-  } catch (...) {
-    ::unlink(temp.c_str());
-    throw;
-  }
-  fsync_dir(jobs_dir());
+  ReplaceOptions how{Durability::Durable, 0644,
+                     job_path(std::string(kTempPrefix) + name + std::string(kTempSuffix))};
+  FileReplacement out(job_path(name), how);
+  // Held while we write: a temporary file nobody holds locked was left by
+  // a writer that died (abandoned_temp_files()).
+  if (::flock(out.fd(), LOCK_EX | LOCK_NB) != 0) throw_errno("cannot lock " + out.temp_path());
+  std::vector<std::byte> buf(1 << 20);
+  while (size_t n = read_full(in_fd, buf, what)) out.write(std::span(buf).first(n));
+  out.commit();
   return name;
+}
+
+std::vector<std::string> Queue::abandoned_temp_files(int64_t min_age_seconds) const {
+  std::vector<std::string> out;
+  std::unique_ptr<DIR, int (*)(DIR*)> d(::opendir(jobs_dir().c_str()), ::closedir);
+  if (!d) return out;
+  int64_t now = ::time(nullptr);
+  while (dirent* e = ::readdir(d.get())) {
+    if (!is_temp_name(e->d_name)) continue;
+    Fd fd(::openat(::dirfd(d.get()), e->d_name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK));
+    struct stat st;
+    if (!fd || ::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
+    if (now - st.st_ctim.tv_sec < min_age_seconds) continue;
+    if (::flock(fd.get(), LOCK_EX | LOCK_NB) == 0) out.emplace_back(e->d_name);
+  }
+  return out;
+}
+
+void Queue::remove_abandoned_temp_files() const {
+  // Old enough that the writer had time to lock it after creating it.
+  for (const auto& name : abandoned_temp_files(60)) {
+    spdlog::info("removing jobs/{}, left by a queue-write or queue-import that died", name);
+    if (::unlink(job_path(name).c_str()) != 0 && errno != ENOENT)
+      spdlog::warn("cannot remove jobs/{}: {}", name, std::strerror(errno));
+  }
 }
 
 }  // namespace safespool

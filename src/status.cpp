@@ -10,10 +10,13 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "safespool/decision.hpp"
 #include "safespool/error.hpp"
 #include "safespool/file_replace.hpp"
+#include "safespool/ledger.hpp"
 #include "safespool/seqfile.hpp"
 #include "safespool/units.hpp"
+#include "safespool/verify.hpp"
 
 namespace safespool {
 namespace {
@@ -143,7 +146,10 @@ const char* state_name(QueueStatus::State s) {
   return "?";
 }
 
-QueueStatus classify(const Queue& q, ScanResult scan, std::optional<uint64_t> next) {
+namespace {
+
+// The inventory of a scan: pending and stale jobs, gaps, ages, the lock.
+QueueStatus inventory(const Queue& q, ScanResult scan, std::optional<uint64_t> next) {
   QueueStatus s;
   s.queuedir = q.dir();
   s.next_seq = next;
@@ -153,17 +159,48 @@ QueueStatus classify(const Queue& q, ScanResult scan, std::optional<uint64_t> ne
   sort_by_seq(s.pending);
   sort_by_seq(s.stale);
   if (next) s.gaps = find_gaps(s.pending, n);
+  // Measured from when each packet arrived here: its file's ctime.
   for (const auto& j : s.pending) {
-    int64_t age = now_secs() - j.meta.ctime_secs;
+    int64_t age = std::max<int64_t>(0, now_secs() - j.id.ctime_sec);
     if (!s.oldest_age_seconds || age > *s.oldest_age_seconds) s.oldest_age_seconds = age;
   }
   s.lock_holder = flock_holder(q.seqfile_path() + ".lock");
   s.record = read_run_record(q);
-  bool next_present = !s.pending.empty() && s.pending.front().meta.seq == n;
-  if (next && !s.pending.empty() && !next_present) s.state = QueueStatus::State::Waiting;
-  if (next_present && s.record.failed_seq == n) s.state = QueueStatus::State::Failing;
+  s.abandoned_temp_files = q.abandoned_temp_files(0);
   return s;
 }
+
+std::span<const JobEntry> at_seq(const JobList& sorted, uint64_t seq) {
+  auto lo = std::find_if(sorted.begin(), sorted.end(), [&](auto& j) { return j.meta.seq >= seq; });
+  auto hi = std::find_if(lo, sorted.end(), [&](auto& j) { return j.meta.seq != seq; });
+  return {lo, hi};
+}
+
+// The processor's decision at the next seq, taken without acting on it.
+void decide(QueueStatus& s, const Queue& q, const DecodeOptions& decode,
+            const SignerPolicy& policy) {
+  const uint64_t next = *s.next_seq;
+  std::set<std::string> key_ids;
+  if (!policy.empty()) key_ids = signer_key_ids(policy, decode.gnupg_home);
+  DecisionRules rules{policy, key_ids, false, true, false};
+  Ledger ledger(q.dir());
+  Choice c = choose(q, next, at_seq(s.pending, next), decode, rules, ledger);
+  using State = QueueStatus::State;
+  if (c.kind == Choice::Kind::Run) {
+    bool failed = s.record.failed_seq == next && s.record.failed_file == c.filename;
+    s.state = failed ? State::Failing : State::Healthy;
+  } else if (c.kind == Choice::Kind::Blocked) {
+    s.state = State::Blocked;
+    s.blocked = std::move(c.blocked);
+  } else if (auto b = why_missing(q, next, s.unreadable, ledger)) {
+    s.state = State::Blocked;
+    s.blocked = std::move(b);
+  } else {
+    s.state = s.pending.empty() ? State::Healthy : State::Waiting;
+  }
+}
+
+}  // namespace
 
 const char* reason_name(Blocked::Reason r) {
   switch (r) {
@@ -179,9 +216,13 @@ const char* reason_name(Blocked::Reason r) {
   return "?";
 }
 
-QueueStatus queue_status(const Queue& q, const DecodeOptions& decode, const SignerPolicy&) {
+QueueStatus queue_status(const Queue& q, const DecodeOptions& decode, const SignerPolicy& policy) {
   q.check_exists();
-  return classify(q, q.scan(decode, ScanFor::Summary), read_next(q));
+  DecodeOptions d = decode;
+  d.unwrap = !policy.empty();
+  QueueStatus s = inventory(q, q.scan(d, ScanFor::Summary), read_next(q));
+  if (s.next_seq) decide(s, q, d, policy);
+  return s;
 }
 
 }  // namespace safespool

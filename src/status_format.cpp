@@ -62,14 +62,15 @@ std::string dump(const ordered_json& j) {
 
 }  // namespace
 
-std::string job_json(const Meta& meta, const std::string* filename, const std::string* queuedir,
-                     const Verdict* verdict) {
+std::string job_json(const Meta& meta, const JobOrigin* origin, const Verdict* verdict) {
   ordered_json j = header_json(meta);
   if (verdict) j["signer"] = verdict_json(*verdict);
-  if (filename) j["filename"] = *filename;
-  if (queuedir) j["queuedir"] = *queuedir;
+  if (origin) {
+    j["filename"] = origin->filename;
+    j["queuedir"] = origin->queuedir;
+  }
   auto vars = ordered_json::object();
-  for (const auto& [k, v] : job_env(meta, filename, queuedir)) vars[k] = v;
+  for (const auto& [k, v] : job_env(meta, origin)) vars[k] = v;
   j["environment"] = vars;
   return dump(j);
 }

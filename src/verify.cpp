@@ -1,56 +1,115 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
+// Enforcing a signer policy (see include/safespool/verify.hpp).
 #include "safespool/verify.hpp"
 
 #include <fcntl.h>
 #include <spdlog/spdlog.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <vector>
 
+#include "gpgme_handles.hpp"
 #include "safespool/error.hpp"
+#include "safespool/signals.hpp"
 
 namespace safespool {
 namespace {
 
-class PolicyReader : public Reader {
- public:
-  PolicyReader(std::unique_ptr<Reader> inner, const SignerPolicy& policy, std::string name)
-      : inner_(std::move(inner)), policy_(policy), name_(std::move(name)) {}
+using Kind = openpgp::Announcement::Kind;
 
-  size_t read(std::span<std::byte> buf) override { return inner_->read(buf); }
-  void cancel() override { inner_->cancel(); }
-  std::string describe() const override { return inner_->describe(); }
-  std::string source() const override { return inner_->source(); }
-  std::vector<Signature> signatures() const override { return inner_->signatures(); }
+/// What --verify-first leaves free on the spool's filesystem: 1% of it,
+/// at least 64 MiB.
+uint64_t spool_reserve(const struct statvfs& fs) {
+  uint64_t size = static_cast<uint64_t>(fs.f_blocks) * fs.f_frsize;
+  return std::max<uint64_t>(size / 100, 64 << 20);
+}
 
-  void finish() override {
-    inner_->finish();
-    Verdict v = policy_.check(inner_->signatures());
-    if (!v.trusted) throw FormatError(name_ + ": not trusted: " + v.reason);
-    spdlog::info("{}: {}", name_, v.reason);
-  }
+/// How much the spool may take: `max_bytes`, and no more than the
+/// filesystem has free beyond its reserve.
+uint64_t spool_bound(int fd, const std::string& dir, std::optional<uint64_t> max_bytes) {
+  struct statvfs fs;
+  if (::fstatvfs(fd, &fs) != 0) throw_errno("cannot measure the free space of " + dir);
+  uint64_t avail = static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize;
+  uint64_t reserve = spool_reserve(fs);
+  uint64_t room = avail > reserve ? avail - reserve : 0;
+  return std::min(room, max_bytes.value_or(UINT64_MAX));
+}
 
- private:
-  std::unique_ptr<Reader> inner_;
-  const SignerPolicy& policy_;
-  std::string name_;
-};
+void check_interrupt(const std::string& what) {
+  if (take_interrupt() || interrupted())
+    throw Error(what + ": interrupted by a signal", kExitInterrupted);
+}
+
+std::string too_large(const Reader& in, uint64_t bound, bool disk) {
+  return in.source() + ": payload larger than " + std::to_string(bound) + " bytes, " +
+         (disk ? "the free space --verify-first may use on its filesystem"
+               : "the --max-payload bound") +
+         "; spooling stopped";
+}
 
 }  // namespace
 
-std::unique_ptr<Reader> make_policy_reader(std::unique_ptr<Reader> inner,
-                                           const SignerPolicy& policy, const std::string& name) {
+TrustedStream::TrustedStream(std::unique_ptr<Reader> inner, const SignerPolicy& policy,
+                             std::string name)
+    : inner_(std::move(inner)), policy_(policy), name_(std::move(name)) {
   // The stage names come from the decoders' describe(): "OpenPGP < ...".
-  if (inner->describe().find("OpenPGP") == std::string::npos)
-    throw FormatError(name +
+  if (inner_->describe().find("OpenPGP") == std::string::npos)
+    throw FormatError(name_ +
                       ": not trusted: no OpenPGP signature (the packet is not an OpenPGP message)");
-  return std::make_unique<PolicyReader>(std::move(inner), policy, name);
+}
+
+void TrustedStream::finish() {
+  inner_->finish();
+  verdict_ = policy_.check(inner_->signatures());
+  if (!verdict_.trusted) throw FormatError(name_ + ": not trusted: " + verdict_.reason);
+  verified_ = true;
+  spdlog::info("{}: {}", name_, verdict_.reason);
+}
+
+void TrustedStream::check_announcement(const std::set<std::string>& key_ids) const {
+  auto said = inner_->announcement();
+  if (!said || said->kind == Kind::Unknown) return;  // known only at the end
+  if (said->kind == Kind::NoSignature)
+    throw FormatError(name_ +
+                      ": not trusted: no OpenPGP signature (the message announces none before "
+                      "its data)");
+  for (const auto& id : said->key_ids) {
+    if (key_ids.count(id) || id == std::string(16, '0')) return;  // checked at the end
+  }
+  std::string ids;
+  for (const auto& id : said->key_ids) ids += (ids.empty() ? "" : ", ") + id;
+  throw FormatError(name_ + ": not trusted: signed by key id " + ids +
+                    ", which is not a trusted signer's (announced before the data)");
+}
+
+std::set<std::string> signer_key_ids(const SignerPolicy& policy,
+                                     const std::optional<std::string>& gnupg_home) {
+  std::set<std::string> ids;
+  gpg::CtxPtr ctx;
+  for (const auto& fpr : policy.fingerprints()) {
+    ids.insert(openpgp::key_id_of(fpr));
+    try {
+      if (!ctx) ctx = gpg::basic_context(gnupg_home, "signer policy", kExitConfig);
+      gpgme_key_t k = nullptr;
+      if (gpgme_get_key(ctx.get(), fpr.c_str(), &k, 0) != 0 || !k) continue;
+      gpg::KeyPtr key(k);
+      for (gpgme_subkey_t sub = key->subkeys; sub; sub = sub->next)
+        if (sub->fpr) ids.insert(openpgp::key_id_of(sub->fpr));
+    } catch (const Error& e) {
+      // Without the keyring only primary keys are known early; the end of
+      // the stream still decides.
+      spdlog::debug("cannot list the subkeys of {}: {}", fpr, e.what());
+    }
+  }
+  return ids;
 }
 
 void drain_and_verify(Reader& in) {
   std::vector<std::byte> buf(1 << 16);
-  while (in.read(buf) > 0) {
-  }
+  while (in.read(buf) > 0) check_interrupt(in.source());
   in.finish();
 }
 
@@ -66,13 +125,25 @@ Verdict judge_stream(Reader& in, const SignerPolicy& policy) {
   return policy.check(in.signatures());
 }
 
-Fd spool_verified(Reader& in, const std::string& dir) {
+Fd spool_verified(Reader& in, const std::string& dir, std::optional<uint64_t> max_bytes) {
   Fd fd(::open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600));
   if (!fd)
     throw_errno("cannot create a temporary file in " + dir + " (--verify-first needs O_TMPFILE)");
+  const uint64_t bound = spool_bound(fd.get(), dir, max_bytes);
+  const bool disk_bound = !max_bytes || bound < *max_bytes;
   std::vector<std::byte> buf(1 << 20);
-  while (size_t n = in.read(buf))
-    write_all(fd.get(), std::span(buf).first(n), "temporary file in " + dir);
+  uint64_t total = 0;
+  while (size_t n = in.read(buf)) {
+    check_interrupt(in.source());
+    total += n;
+    if (total > bound) throw FormatError(too_large(in, bound, disk_bound));
+    try {
+      write_all(fd.get(), std::span(buf).first(n), "temporary file in " + dir);
+    } catch (const SysError& e) {
+      if (e.err() == ENOSPC || e.err() == EDQUOT) throw FormatError(too_large(in, total, true));
+      throw;
+    }
+  }
   in.finish();
   if (::lseek(fd.get(), 0, SEEK_SET) != 0) throw_errno("cannot rewind temporary file in " + dir);
   return fd;

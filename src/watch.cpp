@@ -65,9 +65,10 @@ bool wait_for_change(int inotify_fd, int rescan_seconds) {
 }
 
 // One pass in watch mode: failures are logged, the watcher carries on.
-int watched_pass(const Queue& q, const ProcessOptions& opts) {
+int watched_pass(const Queue& q, const ProcessOptions& opts, const SignerPolicy& policy,
+                 const Hooks& hooks) {
   try {
-    return process_one_pass(q, opts);
+    return process_one_pass(q, opts, policy, hooks);
   } catch (const Error& e) {
     if (e.exit_code() == kExitTempFail)
       spdlog::debug("{}; trying again later", e.what());
@@ -79,13 +80,14 @@ int watched_pass(const Queue& q, const ProcessOptions& opts) {
 
 }  // namespace
 
-int process_queue(const Queue& q, const ProcessOptions& opts) {
-  if (!opts.watch) return process_one_pass(q, opts);
+int process_queue(const Queue& q, const ProcessOptions& opts, const SignerPolicy& policy,
+                  const Hooks& hooks) {
+  if (!opts.watch) return process_one_pass(q, opts, policy, hooks);
   q.check_exists();
   Fd inotify = watch_jobs(q);
   bool ready = false;
   for (;;) {
-    if (watched_pass(q, opts) == kExitInterrupted) return kExitInterrupted;
+    if (watched_pass(q, opts, policy, hooks) == kExitInterrupted) return kExitInterrupted;
     if (!ready) notify_systemd("READY=1");
     ready = true;
     if (!wait_for_change(inotify.get(), opts.rescan_seconds)) {

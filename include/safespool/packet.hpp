@@ -79,12 +79,17 @@ Meta parse_metadata(std::span<const std::byte> metadata, uint32_t expected_crc);
 /// throws.
 Meta read_header(Reader& in, const std::string& name, std::string* raw = nullptr);
 
+/// Where a job file sits, for the FSPL_JOB_* variables.
+struct JobOrigin {
+  std::string filename;  ///< name within jobs/
+  std::string queuedir;  ///< the queue directory as given with -q
+};
+
 /// The environment a consumer gets (and queue-info/stdin-info print), in
 /// fspl's order: FSPL_SEQ, FSPL_CTIME_*, FSPL_JOB_FILENAME/QUEUEDIR/FULLPATH
-/// (when given), FSPL_PARAM_n, FSPL_SET_x.
-std::vector<std::pair<std::string, std::string>> job_env(const Meta& meta,
-                                                         const std::string* filename,
-                                                         const std::string* queuedir);
+/// (for a job file: `origin`; null for a packet on stdin), FSPL_PARAM_n,
+/// FSPL_SET_x.
+std::vector<std::pair<std::string, std::string>> job_env(const Meta& meta, const JobOrigin* origin);
 
 /// "2022-05-08T00:38:31Z" (seconds precision, as fspl prints).
 std::string rfc3339_utc(int64_t secs);

@@ -1,15 +1,21 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 // Running jobs: one packet (stdin-process) or a whole queue (queue-process).
 //
-// queue-process holds the queue lock for the whole run, scans jobs/, and
-// runs the job whose seq equals nextseq, then the next, strictly in order,
-// stopping at the first gap. After a job succeeds (or fails under
-// --on-error delete/leave) nextseq is advanced durably *before* the job
-// file is deleted: a crash in between leaves a stale file below nextseq,
-// never a job run twice after success was recorded, and never a skipped
-// one. A job whose payload fails to decode (or to verify) is a failed job:
-// under the default --on-error retry the packet is kept and nextseq is not
-// advanced.
+// queue-process holds the queue lock for a pass, decides which packet is
+// the job with nextseq (decision.hpp), runs it, records how it ended in
+// the ledger, and goes on strictly in order until nothing can run. After
+// a job succeeds (or fails under --on-error delete/leave) nextseq is
+// advanced durably *before* the job file is deleted: a crash in between
+// leaves a file below nextseq that the ledger says completed, deleted by
+// the next pass; never a job run twice after its success was recorded
+// (unless a crash came first), and never a skipped one. A job whose payload
+// fails to decode is a failed job: under the default --on-error retry the
+// packet is kept and nextseq is not advanced.
+//
+// Under a signer policy a job counts as done only when its whole stream
+// was read and trusted (verify.hpp); a refused packet is *rejected*: it
+// never advances nextseq, whatever --on-error says, and it never outranks,
+// blocks or deletes a packet that passes.
 #pragma once
 
 #include <cstdint>
@@ -18,12 +24,16 @@
 #include <vector>
 
 #include "safespool/decode.hpp"
+#include "safespool/guard.hpp"
 #include "safespool/handoff.hpp"
+#include "safespool/job.hpp"
 #include "safespool/packet.hpp"
 #include "safespool/policy.hpp"
 #include "safespool/queue.hpp"
 
 namespace safespool {
+
+class Hooks;
 
 enum class OnError { Retry, Delete, Leave };
 enum class OrderBy { Sequence, Timestamp };
@@ -35,15 +45,13 @@ struct JobOptions {
   bool allow_job_params = false;
   bool ignore_payload = false;
   HandoffOptions handoff;
-  /// Signer policy (not owned); null or empty: none. With a policy, a job
-  /// runs only as far as its signature allows: NOP/Fail packets are fully
-  /// verified before they count, and a consumer never sees EOF of an
-  /// unverified stream.
-  const SignerPolicy* policy = nullptr;
   /// Decode and verify the whole payload into an unlinked temporary file
   /// in `spool_dir` before starting the consumer on it.
   bool verify_first = false;
   std::string spool_dir;
+  /// --max-payload: the most --verify-first spools (it also never fills
+  /// the filesystem: verify.hpp).
+  std::optional<uint64_t> max_payload;
 };
 
 /// Options of queue-process.
@@ -62,31 +70,51 @@ struct ProcessOptions {
   int rescan_seconds = 300;  ///< --watch: rescan this often even without events
 };
 
-/// Where a job came from, for the FSPL_JOB_* variables.
-struct JobOrigin {
-  const std::string* filename = nullptr;  ///< name within jobs/
-  const std::string* queuedir = nullptr;  ///< as given with -q
+/// How one job ended.
+struct JobOutcome {
+  HandoffResult handoff;  ///< the consumer's ending, or a fixed one (NOP, Fail)
+  /// The signer policy refused the packet (`handoff.message` says why).
+  bool rejected = false;
+  std::string signer;  ///< the trusted signer's fingerprint, under a policy
+  bool success() const { return !rejected && handoff.success(); }
+  /// One line: why it did not succeed ("" when it did).
+  std::string reason() const;
 };
 
-/// Runs one job whose header was already read from `decoded`. NOP succeeds
-/// and Fail fails without running anything. A payload that fails to decode
-/// or to satisfy the signer policy is a failed job (Kind::DecodeFailed).
-/// Throws Error (exit 69) when the command cannot be started, FormatError
-/// for params/env that cannot be passed to a process (NUL bytes, '=' in a
-/// name).
-HandoffResult run_job(const Meta& meta, Decoded& decoded, const JobOptions& opts, JobOrigin origin,
-                      int stdout_fd = 1, int stderr_fd = 2);
+/// What run_job works with besides its options.
+struct JobContext {
+  Launcher& launcher;          ///< the run's consumers' guard and PATH search
+  const SignerPolicy& policy;  ///< empty: none
+  /// The policy's (sub)key ids for early refusals (signer_key_ids()).
+  const std::set<std::string>& key_ids;
+  int stdout_fd = 1;
+  int stderr_fd = 2;
+};
 
-/// One queue-process pass: lock, scan, run jobs in order until none is
-/// ready. Returns the exit code (0: done or nothing to do, 1: a job failed
-/// under --on-error retry, 65: a payload failed to decode, 130:
-/// interrupted); throws Error for everything else (lock busy: exit 75).
-/// Records the run in queuedir/.safespool-status and the metrics file.
-int process_one_pass(const Queue& queue, const ProcessOptions& opts);
+/// Runs one opened job: NOP succeeds and Fail fails without running
+/// anything; a command runs with the payload as its stdin. A payload that
+/// fails to decode is a failed job; under a policy, a packet that does not
+/// prove a trusted signer is rejected (an outcome, never an exception).
+/// `before_wait` runs once the consumer is started (the processor prepares
+/// the next seqfile meanwhile). Throws Error (exit 69) when the command
+/// cannot be started, FormatError for params/env of a trusted (or
+/// unpoliced) packet that cannot be passed to a process.
+JobOutcome run_job(Job& job, const JobOptions& opts, const JobContext& ctx,
+                   const std::function<void()>& before_wait = {});
 
-/// queue-process: one pass, or with opts.watch, passes whenever jobs/
-/// changes (inotify) and every rescan_seconds, until SIGTERM/SIGINT/SIGHUP.
-/// In watch mode failures are logged and waited out, not fatal.
-int process_queue(const Queue& queue, const ProcessOptions& opts);
+/// One queue-process pass: lock, decide, run jobs in order until none can
+/// run. Returns and throws as process_queue() does.
+int process_one_pass(const Queue& queue, const ProcessOptions& opts, const SignerPolicy& policy,
+                     const Hooks& hooks);
+
+/// queue-process: one pass, or with opts.watch, passes whenever jobs/ changes and every
+/// rescan_seconds, until SIGTERM/SIGINT/SIGHUP. Returns the exit code: 0
+/// done or nothing to do, 1 a job failed under --on-error retry, 3 the
+/// queue is blocked (it needs an operator), 65 a payload failed to decode,
+/// 130 interrupted; throws Error for everything else (lock busy: exit 75).
+/// Records each pass in queuedir/.safespool-status and the metrics file,
+/// and tells `hooks`.
+int process_queue(const Queue& queue, const ProcessOptions& opts, const SignerPolicy& policy,
+                  const Hooks& hooks);
 
 }  // namespace safespool

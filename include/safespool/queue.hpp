@@ -119,10 +119,17 @@ class Queue {
   /// a regular file. Throws SysError/Error naming the file.
   Fd open_job(const std::string& filename) const;
 
-  /// Copies `in` to a temporary name in jobs/, fsyncs it, renames it to a
+  /// Copies `in` (named `what` in errors) to a temporary name in jobs/
+  /// (tmp-NAME.tmp, locked while written), fsyncs it, renames it to a
   /// fresh fspl-<uuid>.fspl and fsyncs jobs/. On any failure the temporary
   /// file is removed and nothing appears under a job name. Returns the name.
-  std::string write(int in_fd) const;
+  std::string write(int in_fd, const std::string& what = "standard input") const;
+
+  /// Temporary files in jobs/ that no writer holds (their queue-write or
+  /// queue-import died), at least `min_age_seconds` old.
+  std::vector<std::string> abandoned_temp_files(int64_t min_age_seconds) const;
+  /// Removes abandoned temporary files older than a minute; logs each.
+  void remove_abandoned_temp_files() const;
 
  private:
   std::string dir_;

@@ -90,9 +90,6 @@ struct QueueStatus {
 QueueStatus queue_status(const Queue& q, const DecodeOptions& decode,
                          const SignerPolicy& policy = SignerPolicy());
 
-/// Classification from already-scanned jobs (used by the processor too).
-QueueStatus classify(const Queue& q, ScanResult scan, std::optional<uint64_t> next);
-
 /// The pid holding an flock on `path` per /proc/locks, 0 when none.
 pid_t flock_holder(const std::string& path);
 
@@ -109,8 +106,7 @@ std::string status_metrics(const QueueStatus& s);
 /// queue-info/stdin-info --json: one packet's header and the environment
 /// its consumer gets. Bytes that are not UTF-8 are replaced by U+FFFD.
 /// Under a signer policy, `verdict` adds "signer": {fingerprint, trusted, reason}.
-std::string job_json(const Meta& meta, const std::string* filename, const std::string* queuedir,
-                     const Verdict* verdict = nullptr);
+std::string job_json(const Meta& meta, const JobOrigin* origin, const Verdict* verdict = nullptr);
 
 /// queue-ls --json: the jobs (sorted by seq) and the skipped files.
 std::string jobs_json(const std::string& queuedir, const JobList& jobs,

@@ -8,6 +8,8 @@
 
 #include "common.hpp"
 #include "safespool/error.hpp"
+#include "safespool/hooks.hpp"
+#include "safespool/job.hpp"
 #include "safespool/policy.hpp"
 #include "safespool/processor.hpp"
 #include "safespool/seqfile.hpp"
@@ -45,7 +47,7 @@ struct ProcessArgs {
   PolicyFlags policy_flags;
   bool verify_first = false;
   std::string spool_dir;
-  std::shared_ptr<SignerPolicy> policy = std::make_shared<SignerPolicy>();
+  std::string max_payload;
   std::string on_error = "Retry", order_by = "Sequence", output_to = "PassBoth";
 };
 
@@ -69,6 +71,9 @@ void add_job_flags(CLI::App* sub, ProcessArgs& a) {
                 "Decode and verify the whole payload before starting COMMAND");
   sub->add_option("--spool-dir", a.spool_dir,
                   "Where --verify-first keeps the payload (default: the queue's jobs/)");
+  sub->add_option("--max-payload", a.max_payload,
+                  "Most bytes --verify-first spools (SIZE, K/M/G/T; default: the free space "
+                  "of its filesystem less a reserve)");
   sub->add_option("COMMAND", a.command, "The command to run (no shell)")->required();
   sub->add_option("PARAMS", a.params, "-- PARAMS... given to COMMAND, before any job parameters");
   a.decode.add_to(sub);
@@ -84,11 +89,18 @@ JobOptions job_options(const ProcessArgs& a) {
   if (a.stall_timeout != 0) o.handoff.stall_timeout = to_ms(a.stall_timeout, "--stall-timeout");
   if (!a.pipe_size.empty()) o.handoff.pipe_size = parse_u64(a.pipe_size, "--pipe-size");
   o.handoff.progress = ::isatty(2);
-  *a.policy = a.policy_flags.build();
-  o.policy = a.policy.get();
   o.verify_first = a.verify_first;
   o.spool_dir = a.spool_dir;
+  if (!a.max_payload.empty()) o.max_payload = parse_size(a.max_payload, "--max-payload");
   return o;
+}
+
+// Under a policy, OpenPGP packets are decrypted and verified in two steps,
+// so that a signer is known before the first payload byte (verify.hpp).
+DecodeOptions decode_options(const ProcessArgs& a, const SignerPolicy& policy) {
+  DecodeOptions d = a.decode.finish();
+  d.unwrap = !policy.empty();
+  return d;
 }
 
 // Only the process commands turn SIGINT/SIGTERM/SIGHUP into events (they
@@ -96,9 +108,10 @@ JobOptions job_options(const ProcessArgs& a) {
 // disposition and simply dies.
 int run_queue_process(const ProcessArgs& a) {
   install_interrupt_fd();
+  SignerPolicy policy = a.policy_flags.build();
   ProcessOptions o;
   o.job = job_options(a);
-  o.decode = a.decode.finish();
+  o.decode = decode_options(a, policy);
   if (!a.maxjobs.empty()) o.maxjobs = parse_u64(a.maxjobs, "--maxjobs");
   o.never_delete = a.never_delete;
   o.delete_stale = a.delete_stale;
@@ -109,28 +122,33 @@ int run_queue_process(const ProcessArgs& a) {
   o.order_by = parse_choice(kOrderBy, a.order_by, "--order-by");
   o.output_to = parse_choice(kOutputTo, a.output_to, "--output-to");
   o.lock_wait_seconds = a.lock_wait;
-  return process_queue(Queue(a.queuedir), o);
+  Hooks hooks;
+  return process_queue(Queue(a.queuedir), o, policy, hooks);
+}
+
+int run_stdin_process(const ProcessArgs& a) {
+  install_interrupt_fd();
+  SignerPolicy policy = a.policy_flags.build();
+  JobOptions o = job_options(a);
+  if (o.spool_dir.empty()) o.spool_dir = std::getenv("TMPDIR") ? std::getenv("TMPDIR") : "/tmp";
+  DecodeOptions d = decode_options(a, policy);
+  Job job = Job::from_stdin(d);
+  o.handoff.job_name = "seq " + std::to_string(job.meta().seq) + " (standard input)";
+  std::set<std::string> key_ids;
+  if (!policy.empty()) key_ids = signer_key_ids(policy, d.gnupg_home);
+  Launcher launcher;
+  JobOutcome r = run_job(job, o, JobContext{launcher, policy, key_ids});
+  if (r.success()) return kExitOk;
+  if (r.handoff.kind == HandoffResult::Kind::Interrupted) return kExitInterrupted;
+  if (r.handoff.kind == HandoffResult::Kind::DecodeFailed) throw FormatError(r.reason());
+  spdlog::error("job {} failed: {}", job.meta().seq, r.reason());
+  return kExitJobFailed;
 }
 
 Decoded open_stdin(const DecodeOptions& d) {
   Fd in(::fcntl(0, F_DUPFD_CLOEXEC, 3));
   if (!in) throw_errno("cannot use standard input");
   return open_decoded(std::move(in), "standard input", d);
-}
-
-int run_stdin_process(const ProcessArgs& a) {
-  install_interrupt_fd();
-  JobOptions o = job_options(a);
-  if (o.spool_dir.empty()) o.spool_dir = std::getenv("TMPDIR") ? std::getenv("TMPDIR") : "/tmp";
-  Decoded dec = open_stdin(a.decode.finish());
-  Meta meta = read_header(*dec.reader, "standard input");
-  o.handoff.job_name = "seq " + std::to_string(meta.seq) + " (standard input)";
-  HandoffResult r = run_job(meta, dec, o, JobOrigin{});
-  if (r.success()) return kExitOk;
-  if (r.kind == HandoffResult::Kind::Interrupted) return kExitInterrupted;
-  if (r.kind == HandoffResult::Kind::DecodeFailed) throw FormatError(r.message);
-  spdlog::error("job {} failed: {}", meta.seq, r.describe());
-  return kExitJobFailed;
 }
 
 }  // namespace
@@ -172,10 +190,10 @@ void register_process(CLI::App& app, Action& action) {
       std::optional<Verdict> v;
       if (!policy.empty()) v = judge_stream(*dec.reader, policy);
       if (a->json) {
-        write_all(1, job_json(meta, nullptr, nullptr, v ? &*v : nullptr), "standard output");
+        write_all(1, job_json(meta, nullptr, v ? &*v : nullptr), "standard output");
         return kExitOk;
       }
-      print_env(job_env(meta, nullptr, nullptr));
+      print_env(job_env(meta, nullptr));
       if (v) print_env(signer_lines(*v));
       return kExitOk;
     };

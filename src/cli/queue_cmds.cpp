@@ -123,12 +123,13 @@ int run_info(const QueueArgs& a) {
   Queue q(a.queuedir);
   DecodeOptions d = a.decode.finish();
   JobEntry j = find_job(q, d, a.job);
+  JobOrigin origin{j.filename, q.dir()};
   std::optional<Verdict> v = judge_job(q, j, d, a.policy_flags.build());
   if (a.json) {
-    write_all(1, job_json(j.meta, &j.filename, &q.dir(), v ? &*v : nullptr), "standard output");
+    write_all(1, job_json(j.meta, &origin, v ? &*v : nullptr), "standard output");
     return kExitOk;
   }
-  print_env(job_env(j.meta, &j.filename, &q.dir()));
+  print_env(job_env(j.meta, &origin));
   if (v) print_env(signer_lines(*v));
   return kExitOk;
 }

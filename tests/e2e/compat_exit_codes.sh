@@ -67,7 +67,12 @@ for tool in fs ss; do
   fresh_queue "q.$tool" ok
   printf 'not a packet' >"q.$tool/jobs/fspl-junk.fspl"
   : >"q.$tool/jobs/fspl-empty.fspl"
-  expect_ok "unparsable files present: queue-process [$tool]" "$tool" queue-process -q "q.$tool" "$T/bin/record"
+  # The job ran; with the next one missing and unreadable files present,
+  # SafeSpool stops blocked (3) where fspl says 0: one of them may be the
+  # next packet, and only an operator can tell.
+  want=0
+  [[ $tool == ss ]] && ! is_fspl_mode && want=3
+  expect_rc "$want" "unparsable files present: queue-process [$tool]" "$tool" queue-process -q "q.$tool" "$T/bin/record"
   expect_ok "unparsable files present: queue-ls [$tool]" "$tool" queue-ls -q "q.$tool"
   expect_eq "unparsable files are left alone [$tool]" 2 "$(job_count "q.$tool")"
 done
@@ -151,7 +156,7 @@ if safespool_only; then
   fresh_queue q ok
   mkfifo q/jobs/fspl-fifo.fspl
   expect_ok "queue-ls with a FIFO in jobs/" ss queue-ls -q q
-  expect_ok "queue-process with a FIFO in jobs/" ss queue-process -q q "$T/bin/record"
+  expect_rc 3 "queue-process with a FIFO in jobs/: runs the job, then stops blocked" ss queue-process -q q "$T/bin/record"
   expect_eq "FIFO: the real job ran, the FIFO is left alone" "1 2" "$(job_count q) $(cat q/nextseq)"
 
   section "interrupted run: 130, job kept, seq not advanced"

@@ -123,8 +123,14 @@ if hold_lock "$q/nextseq.lock"; then
   release_lock
 fi
 
-section "job 4 skipped: waiting for 5"
+section "job 4 skipped: 5 is missing and a file cannot be read: blocked"
 ss queue-set-next -q "$q" 5 || fail "queue-set-next"
+doc status-unreadable queue-status 3 ss queue-status -q "$q" --json
+want status-unreadable "d['state'], d['next_seq'], [u['filename'] for u in d['unreadable']]" \
+  "('blocked', 5, ['fspl-garbage.fspl'])"
+
+section "the unreadable file gone: waiting for 5"
+mv "$q/jobs/fspl-garbage.fspl" "$T/garbage.fspl"
 doc status-waiting queue-status 2 ss queue-status -q "$q" --json
 want status-waiting "d['state'], d['next_seq'], [p['seq'] for p in d['pending']], d['failed']['seq']" \
   "('waiting', 5, [6, 7], 4)"

@@ -68,7 +68,7 @@ cp "$T/usb/fspl-6.fspl" "$T/a/jobs/fspl-6.fspl"
 ss prepare-set-next -s "$T/seq6" 6
 printf 'conflict' | ss prepare -s "$T/seq6" -i - > "$T/a/jobs/fspl-6-conflict.fspl"
 cap ss queue-process -q "$T/a" "$T/consumer"
-expect_eq "conflict exit" 65 "$RC"
+expect_eq "conflict exit (blocked)" 3 "$RC"
 expect_match "conflict names both files" '.*fspl-6.*fspl-6.*' "$ERR"
 rm "$T/a/jobs/fspl-6-conflict.fspl"
 

@@ -184,8 +184,8 @@ TEST(Packet, UnknownKeysAreIgnoredAsFsplDoes) {
 TEST(Packet, JobEnvMatchesFsplOrder) {
   setenv("TZ", "UTC", 1);
   tzset();
-  std::string file = "fspl-x.fspl", dir = "q";
-  auto env = job_env(sample(), &file, &dir);
+  JobOrigin origin{"fspl-x.fspl", "q"};
+  auto env = job_env(sample(), &origin);
   std::vector<std::string> keys;
   for (auto& kv : env) keys.push_back(kv.first + "=" + kv.second);
   std::vector<std::string> want = {"FSPL_SEQ=42",

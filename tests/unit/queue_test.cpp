@@ -12,7 +12,9 @@
 #include <fstream>
 #include <random>
 
+#include "safespool/digest.hpp"
 #include "safespool/error.hpp"
+#include "safespool/ledger.hpp"
 #include "safespool/ordering.hpp"
 #include "safespool/seqfile.hpp"
 #include "safespool/units.hpp"
@@ -211,30 +213,38 @@ TEST(Queue, UuidsAreVersion4) {
   EXPECT_NE(gen_uuid(), u);
 }
 
-TEST(CompletionRecord, RewrittenInPlaceNamesTheLastJobForTheNextRun) {
-  TempDir d;
-  std::string q = d.path / "q";
-  Queue::init(q, false);
-  std::string longer = "fspl-" + std::string(200, 'a') + ".fspl", shorter = "fspl-b.fspl";
-  spit(q + "/jobs/" + longer, packet(5));
-  spit(q + "/jobs/" + shorter, packet(6));
-  {
-    CompletionRecord done{Queue(q)};
-    done.note(5, longer);
-    struct stat first {};
-    ASSERT_EQ(::stat((q + "/.safespool-done").c_str(), &first), 0);
-    done.note(6, shorter);
-    struct stat second {};
-    ASSERT_EQ(::stat((q + "/.safespool-done").c_str(), &second), 0);
-    EXPECT_EQ(first.st_ino, second.st_ino) << "the second note made a new file";
-    EXPECT_EQ(second.st_size, first.st_size);
-  }
-  EXPECT_FALSE(fs::exists(q + "/.safespool-done.temp"));
-  EXPECT_EQ(slurp(q + "/.safespool-done").rfind("6 fspl-b.fspl ", 0), 0u);
-  // nextseq has not moved past 6: the job runs again, nothing is deleted.
-  finish_recorded_completion(Queue(q), 6, DecodeOptions{});
-  EXPECT_TRUE(fs::exists(q + "/jobs/" + shorter));
-  finish_recorded_completion(Queue(q), 7, DecodeOptions{});
-  EXPECT_FALSE(fs::exists(q + "/jobs/" + shorter));
-  EXPECT_TRUE(fs::exists(q + "/jobs/" + longer)) << "the first record's file was deleted";
+TEST(StaleFiles, DeletedAsDoneOnlyWhenTheLedgerSaysThatExactPacketCompleted) {
+  test::TempQueue t;
+  Queue q = t.queue();
+  spit(t.job("fspl-done.fspl"), packet(5));
+  spit(t.job("fspl-other.fspl"), packet(6) + "different bytes");
+  spit(t.job("fspl-rerun.fspl"), packet(7));
+  spit(t.job("fspl-next.fspl"), packet(9));
+  auto hash = [&](const char* name) {
+    Fd fd(::open(t.job(name).c_str(), O_RDONLY | O_CLOEXEC));
+    return sha256_file(fd.get(), name);
+  };
+  Ledger ledger(t.path);
+  auto record = [&](uint64_t seq, LedgerResult r, std::string sha) {
+    LedgerRecord rec;
+    rec.seq = seq;
+    rec.result = r;
+    rec.sha256 = std::move(sha);
+    ledger.append(rec);
+  };
+  record(5, LedgerResult::Success, hash("fspl-done.fspl"));
+  record(6, LedgerResult::Success, sha256_hex("another packet with seq 6"));
+  record(7, LedgerResult::Success, hash("fspl-rerun.fspl"));
+  record(7, LedgerResult::Started, "");  // a rerun started: the success is void
+  JobList jobs = q.scan(DecodeOptions{}).jobs;
+  tidy_stale(q, jobs, 8, StaleRules{}, DecodeOptions{}, ledger);
+  EXPECT_FALSE(fs::exists(t.job("fspl-done.fspl")));
+  EXPECT_TRUE(fs::exists(t.job("fspl-other.fspl"))) << "deleted on another packet's record";
+  EXPECT_TRUE(fs::exists(t.job("fspl-rerun.fspl"))) << "a voided completion deleted a file";
+  EXPECT_TRUE(fs::exists(t.job("fspl-next.fspl")));
+  tidy_stale(q, jobs, 8, StaleRules{true, true}, DecodeOptions{}, ledger);
+  EXPECT_TRUE(fs::exists(t.job("fspl-other.fspl"))) << "--never-delete deleted";
+  tidy_stale(q, jobs, 8, StaleRules{false, true}, DecodeOptions{}, ledger);
+  EXPECT_FALSE(fs::exists(t.job("fspl-other.fspl"))) << "--delete-stale kept a stale file";
+  EXPECT_TRUE(fs::exists(t.job("fspl-next.fspl")));
 }

@@ -1,0 +1,160 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+// The two orders a pass runs jobs in (see src/cursor.hpp).
+#include "cursor.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <set>
+
+#include "safespool/error.hpp"
+#include "safespool/ordering.hpp"
+
+namespace safespool {
+namespace {
+
+/// How many sequence numbers ahead of nextseq one scan lists: a queue of
+/// 100,000 packets need not be sorted to run the next one.
+constexpr uint64_t kSeqWindow = 4096;
+
+Step stop(int exit_code, std::optional<Blocked> blocked = std::nullopt) {
+  Step s;
+  s.exit_code = exit_code;
+  s.blocked = std::move(blocked);
+  return s;
+}
+
+class SeqCursor : public JobCursor {
+ public:
+  SeqCursor(const CursorContext& ctx, const SeqFile& seq) : ctx_(ctx), seq_(seq) {}
+  Step next() override;
+  bool by_seq() const override { return true; }
+
+ private:
+  void scan(ScanFor purpose);
+  std::span<const JobEntry> candidates(uint64_t seq) const;
+  Step missing(uint64_t seq);
+
+  const CursorContext& ctx_;
+  const SeqFile& seq_;
+  std::optional<ScanResult> plan_;  ///< sorted by seq, below seq_below_
+  uint64_t seq_below_ = UINT64_MAX;
+  bool listed_ = false;  ///< the plan compared every file's identity
+  int rescans_ = 0;
+};
+
+void SeqCursor::scan(ScanFor purpose) {
+  uint64_t next = seq_.next();
+  seq_below_ = next < UINT64_MAX - kSeqWindow ? next + kSeqWindow : UINT64_MAX;
+  plan_ = ctx_.queue.scan(ctx_.opts.decode, purpose, seq_below_);
+  plan_->warn_skipped(ctx_.queue.dir());
+  sort_by_seq(plan_->jobs);
+  listed_ = purpose != ScanFor::Processing;
+  StaleRules stale{ctx_.opts.never_delete, ctx_.opts.delete_stale};
+  tidy_stale(ctx_.queue, plan_->jobs, next, stale, ctx_.opts.decode, ctx_.ledger);
+}
+
+std::span<const JobEntry> SeqCursor::candidates(uint64_t seq) const {
+  auto less = [](const JobEntry& j, uint64_t s) { return j.meta.seq < s; };
+  auto greater = [](uint64_t s, const JobEntry& j) { return s < j.meta.seq; };
+  auto lo = std::lower_bound(plan_->jobs.begin(), plan_->jobs.end(), seq, less);
+  auto hi = std::upper_bound(lo, plan_->jobs.end(), seq, greater);
+  return {lo, hi};
+}
+
+// Nothing can run at `seq`: before saying so, every file is compared with
+// the index by its whole identity (a name reused with an inode number, or
+// a file rewritten in place, must not stay hidden behind an old entry).
+Step SeqCursor::missing(uint64_t seq) {
+  bool from_index = std::any_of(plan_->jobs.begin(), plan_->jobs.end(),
+                                [](const JobEntry& j) { return j.from_index; });
+  if (!listed_ && (from_index || plan_->beyond > 0)) {
+    scan(ScanFor::Listing);
+    return next();
+  }
+  if (auto b = why_missing(ctx_.queue, seq, plan_->skipped, ctx_.ledger)) {
+    spdlog::error("queue {} is blocked: {}", ctx_.queue.dir(), b->summary);
+    return stop(kExitBlocked, std::move(b));
+  }
+  spdlog::debug("stopping: no job with sequence {} in the queue", seq);
+  return stop(kExitOk);
+}
+
+Step SeqCursor::next() {
+  uint64_t seq = seq_.next();
+  if (!plan_ || (seq >= seq_below_ && plan_->beyond > 0)) scan(ScanFor::Processing);
+  Choice c = choose(ctx_.queue, seq, candidates(seq), ctx_.opts.decode, ctx_.rules, ctx_.ledger);
+  switch (c.kind) {
+    case Choice::Kind::Run: {
+      Step s;
+      s.job = std::move(c.job);
+      s.filename = c.filename;
+      return s;
+    }
+    case Choice::Kind::Blocked:
+      spdlog::error("queue {} is blocked: {}", ctx_.queue.dir(), c.blocked->summary);
+      return stop(kExitBlocked, std::move(c.blocked));
+    case Choice::Kind::Rescan:
+      if (++rescans_ > 2)
+        throw Error(
+            "the files with sequence " + std::to_string(seq) + " kept changing during the run",
+            kExitDataErr);
+      spdlog::debug("a job file is not what the scan said; reading every job file again");
+      HeaderIndex::discard(ctx_.queue.dir());
+      scan(ScanFor::Listing);
+      return next();
+    case Choice::Kind::Missing:
+      break;
+  }
+  return missing(seq);
+}
+
+class TimeCursor : public JobCursor {
+ public:
+  explicit TimeCursor(const CursorContext& ctx) : ctx_(ctx) {}
+  Step next() override;
+  bool by_seq() const override { return false; }
+
+ private:
+  const CursorContext& ctx_;
+  std::optional<JobList> order_;
+  size_t at_ = 0;
+  std::set<std::string> ran_;
+};
+
+Step TimeCursor::next() {
+  if (!order_) {
+    ScanResult scan = ctx_.queue.scan(ctx_.opts.decode, ScanFor::Listing);
+    scan.warn_skipped(ctx_.queue.dir());
+    order_ = std::move(scan.jobs);
+    std::stable_sort(order_->begin(), order_->end(), [](const JobEntry& a, const JobEntry& b) {
+      return std::pair(a.meta.ctime_secs, a.meta.ctime_nanos) <
+             std::pair(b.meta.ctime_secs, b.meta.ctime_nanos);
+    });
+  }
+  while (at_ < order_->size()) {
+    const JobEntry& e = (*order_)[at_++];
+    if (!ran_.insert(e.filename).second) continue;
+    try {
+      Step s;
+      s.job = Job::open(ctx_.queue, e.filename, ctx_.opts.decode);
+      s.filename = e.filename;
+      return s;
+    } catch (const Error& err) {
+      spdlog::warn("skipping jobs/{}: {}", e.filename, err.what());
+    }
+  }
+  return stop(kExitOk);
+}
+
+}  // namespace
+
+std::unique_ptr<JobCursor> make_seq_cursor(const CursorContext& ctx, const SeqFile& seq) {
+  return std::make_unique<SeqCursor>(ctx, seq);
+}
+
+std::unique_ptr<JobCursor> make_time_cursor(const CursorContext& ctx) {
+  return std::make_unique<TimeCursor>(ctx);
+}
+
+}  // namespace safespool
