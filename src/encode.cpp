@@ -106,6 +106,11 @@ std::unique_ptr<Writer> make_fd_writer(int fd, std::string name) {
   return std::make_unique<FdWriter>(fd, std::move(name));
 }
 
+void check_encoding(const EncodeOptions& opts) {
+  if (opts.zstd_level) check_zstd_level(*opts.zstd_level);
+  if (opts.openpgp()) check_keys(opts);
+}
+
 std::unique_ptr<Writer> make_zstd_writer(std::unique_ptr<Writer> inner, int level) {
   check_zstd_level(level);
   return std::make_unique<ZstdWriter>(std::move(inner), level);

@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
+// queue-import (see include/safespool/import.hpp).
 #include "safespool/import.hpp"
 
 #include <dirent.h>
@@ -7,13 +8,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <fstream>
 #include <memory>
 
+#include "safespool/digest.hpp"
 #include "safespool/error.hpp"
+#include "safespool/ledger.hpp"
 #include "safespool/ordering.hpp"
-#include "safespool/seqfile.hpp"
 #include "safespool/units.hpp"
+#include "safespool/verify.hpp"
 
 namespace safespool {
 namespace {
@@ -28,7 +32,10 @@ Fd open_source(const std::string& path) {
   return fd;
 }
 
-std::vector<std::string> list_sources(const std::vector<std::string>& sources) {
+// The packet files of `sources`; names a directory holds that are not
+// job names go to `ignored`.
+std::vector<std::string> list_sources(const std::vector<std::string>& sources,
+                                      std::vector<std::string>& ignored) {
   std::vector<std::string> files;
   for (const auto& src : sources) {
     struct stat st;
@@ -39,32 +46,13 @@ std::vector<std::string> list_sources(const std::vector<std::string>& sources) {
     }
     std::unique_ptr<DIR, int (*)(DIR*)> d(::opendir(src.c_str()), ::closedir);
     if (!d) throw_errno("cannot list " + src);
-    while (dirent* e = ::readdir(d.get()))
-      if (is_job_name(e->d_name)) files.push_back(src + "/" + e->d_name);
+    while (dirent* e = ::readdir(d.get())) {
+      std::string name = e->d_name;
+      if (name == "." || name == "..") continue;
+      (is_job_name(name) ? files : ignored).push_back(src + "/" + name);
+    }
   }
   return files;
-}
-
-// Copies `src` into jobs/ durably; returns the job name it got.
-std::string copy_in(const Queue& q, const std::string& src) {
-  Fd in = open_source(src);
-  return q.write(in.get());
-}
-
-// Whether a job with `seq` and the same bytes as `src` is already in jobs/.
-bool already_queued(const Queue& q, const JobList& jobs, uint64_t seq, const std::string& src,
-                    const DecodeOptions& decode) {
-  for (const auto& j : jobs)
-    if (j.meta.seq == seq &&
-        same_packet(open_source(src), src, q.open_job(j.filename), j.filename, decode))
-      return true;
-  return false;
-}
-
-Meta header_only(uint64_t seq) {
-  Meta m;
-  m.seq = seq;
-  return m;
 }
 
 std::optional<uint64_t> next_seq(const Queue& q) {
@@ -74,35 +62,112 @@ std::optional<uint64_t> next_seq(const Queue& q) {
   return parse_u64(line, "seqfile " + q.seqfile_path());
 }
 
+// A hint for the error most people meet first on a stick of encrypted packets.
+std::string with_hint(const std::string& why, const ImportOptions& opts) {
+  if (why.find("No secret key") == std::string::npos) return why;
+  return why + " (the receiver's key is needed to read the header: give --gnupg-home" +
+         (opts.decode.gnupg_home ? ", now " + *opts.decode.gnupg_home : std::string()) + ")";
+}
+
+/// One import: what it knows about the queue, and the report.
+class Import {
+ public:
+  Import(const Queue& q, const ImportOptions& opts) : q_(q), opts_(opts), ledger_(q.dir()) {
+    present_ = q.scan(opts.decode, ScanFor::Summary).jobs;
+    next_ = next_seq(q);
+    if (!opts.policy.empty()) key_ids_ = signer_key_ids(opts.policy, opts.decode.gnupg_home);
+  }
+  void one(const std::string& src);
+  ImportReport report;
+
+ private:
+  uint64_t header_seq(const std::string& src);
+  bool in_jobs(uint64_t seq, const std::string& src) const;
+  bool processed(const std::string& src);
+  void remove_source(const std::string& src) const;
+
+  const Queue& q_;
+  const ImportOptions& opts_;
+  Ledger ledger_;
+  std::optional<LedgerView> view_;
+  JobList present_;
+  std::optional<uint64_t> next_;
+  std::set<std::string> key_ids_;
+};
+
+uint64_t Import::header_seq(const std::string& src) {
+  Decoded dec = open_decoded(open_source(src), src, opts_.decode);
+  uint64_t seq = read_header(*dec.reader, src).seq;
+  if (!opts_.policy.empty()) {
+    TrustedStream trusted(std::move(dec.reader), opts_.policy, src);
+    trusted.check_announcement(key_ids_);
+  }
+  return seq;
+}
+
+// A byte-identical file with this seq is in jobs/.
+bool Import::in_jobs(uint64_t seq, const std::string& src) const {
+  for (const auto& j : present_) {
+    if (j.meta.seq != seq) continue;
+    try {
+      if (same_bytes(open_source(src), q_.open_job(j.filename), src + " and jobs/" + j.filename))
+        return true;
+    } catch (const Error& e) {
+      spdlog::debug("{}", e.what());
+    }
+  }
+  return false;
+}
+
+bool Import::processed(const std::string& src) {
+  if (!view_) view_ = ledger_.read();
+  Fd fd = open_source(src);
+  return view_->processed(sha256_file(fd.get(), src));
+}
+
+void Import::remove_source(const std::string& src) const {
+  if (!opts_.copy && ::unlink(src.c_str()) != 0)
+    spdlog::warn("cannot remove {} after import: {}", src, std::strerror(errno));
+}
+
+void Import::one(const std::string& src) {
+  uint64_t seq;
+  try {
+    seq = header_seq(src);
+  } catch (const Error& e) {
+    report.failed.push_back({src, with_hint(e.what(), opts_), {}});
+    return;
+  }
+  if (in_jobs(seq, src)) {
+    report.duplicates.push_back(src);
+  } else if (processed(src)) {
+    report.processed.push_back(src);
+  } else if (next_ && seq < *next_) {
+    report.kept.push_back({src,
+                           src + " has seq " + std::to_string(seq) + ", below nextseq " +
+                               std::to_string(*next_) +
+                               ", but the ledger has no record that it ran; left where it is",
+                           {}});
+    return;
+  } else {
+    Fd in = open_source(src);
+    std::string name = q_.write(in.get(), src);
+    Meta meta;
+    meta.seq = seq;
+    present_.push_back({name, meta, {}, false});
+    report.imported.push_back(src);
+  }
+  remove_source(src);
+}
+
 }  // namespace
 
 ImportReport import_packets(const Queue& q, const std::vector<std::string>& sources,
                             const ImportOptions& opts) {
   q.check_exists();
-  ImportReport report;
-  JobList present = q.scan(opts.decode, ScanFor::Summary).jobs;
-  std::optional<uint64_t> next = next_seq(q);
-  for (const auto& src : list_sources(sources)) {
-    uint64_t seq;
-    try {
-      Decoded dec = open_decoded(open_source(src), src, opts.decode);
-      seq = read_header(*dec.reader, src).seq;
-    } catch (const Error& e) {
-      report.failed.push_back({src, e.what(), {}});
-      continue;
-    }
-    std::vector<std::string>* bucket = &report.imported;
-    if (next && seq < *next)
-      bucket = &report.processed;
-    else if (already_queued(q, present, seq, src, opts.decode))
-      bucket = &report.duplicates;
-    else
-      present.push_back({copy_in(q, src), header_only(seq), {}});
-    bucket->push_back(src);
-    if (!opts.copy && ::unlink(src.c_str()) != 0)
-      spdlog::warn("cannot remove {} after import: {}", src, strerror(errno));
-  }
-  return report;
+  Import imp(q, opts);
+  for (const auto& src : list_sources(sources, imp.report.ignored)) imp.one(src);
+  return std::move(imp.report);
 }
 
 }  // namespace safespool

@@ -72,6 +72,7 @@ void Job::verify_rest(const SignerPolicy& policy, const std::set<std::string>& k
     if (e.exit_code() == kExitInterrupted || !file_) throw;
     // Cancelled (the consumer was stopped): read the packet again.
   }
+  trusted_ = nullptr;  // it lived in the stream replaced here
   dec_ = open_decoded(reopen(file_.get(), name_), name_, decode_);
   Meta again = read_header(*dec_.reader, name_);
   if (again != meta_) throw FormatError(name_ + ": changed while it ran");

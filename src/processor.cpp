@@ -100,7 +100,6 @@ JobOutcome settle_trust(Job& job, const JobContext& ctx, JobOutcome out) {
       job.verify_rest(ctx.policy, ctx.key_ids);
     } catch (const Error& e) {
       if (e.exit_code() == kExitInterrupted) return failed(Kind::Interrupted, e.what());
-      spdlog::error("{}", e.what());
       return rejected(e.what());
     }
   }

@@ -194,7 +194,7 @@ ScanResult Queue::scan(const DecodeOptions& decode, ScanFor purpose, uint64_t se
           next_index.push_back(idx.size() + learnt.size());
           learnt.push_back({n, file_id(st), meta.seq, meta.ctime_secs, meta.ctime_nanos, h});
         }
-        if (meta.seq >= seq_below) {
+        if (meta.seq >= seq_below && seq_below != UINT64_MAX) {
           ++out.beyond;
         } else {
           out.jobs.push_back({name, std::move(meta), file_id(st), false});
@@ -216,7 +216,7 @@ ScanResult Queue::scan(const DecodeOptions& decode, ScanFor purpose, uint64_t se
     HeaderIndex::Entry hit;
     if (size_t pos = unchanged(idx, ::dirfd(d.get()), *e, purpose, hit); pos != HeaderIndex::npos) {
       try {
-        if (hit.seq >= seq_below) {
+        if (hit.seq >= seq_below && seq_below != UINT64_MAX) {
           ++out.beyond;
         } else {
           out.jobs.push_back({std::string(name), indexed_meta(idx, hit, purpose), hit.id, true});

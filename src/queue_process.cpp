@@ -141,6 +141,7 @@ std::optional<int> Pass::settle(Step& step, const JobOutcome& o, bool by_seq) {
   }
   notify(HookEvent::Kind::Failure, step, o);
   if (o.rejected) {
+    spdlog::error("job {} (jobs/{}) rejected: {}", seq, step.filename, o.reason());
     write_ledger(step, LedgerResult::Rejected, &o);
     // Refused packets never move the queue: the seq is the signer's.
     if (opts_.on_error == OnError::Delete && !opts_.never_delete) {

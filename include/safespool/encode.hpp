@@ -61,6 +61,11 @@ struct CheckedKeys {
 /// gpg cannot run. Never prompts, never waits for a pinentry.
 CheckedKeys check_keys(const EncodeOptions& opts);
 
+/// Everything an Encoder with `opts` could refuse, checked before a
+/// sequence number is consumed: the zstd level's range, and check_keys()
+/// when OpenPGP is asked for. Throws as check_keys() does.
+void check_encoding(const EncodeOptions& opts);
+
 /// A push stream of bytes: one encoding stage writing into the next.
 class Writer {
  public:

@@ -111,6 +111,7 @@ class Queue {
   /// it learnt something. Never throws for a single bad file (it lands in
   /// `skipped`); throws when jobs/ cannot be listed.
   /// `seq_below`: list only jobs with a smaller seq and count the others
+  /// (UINT64_MAX: no bound, the last seq included)
   /// (the processor needs the next few thousand, not all of a huge queue).
   ScanResult scan(const DecodeOptions& decode, ScanFor purpose = ScanFor::Listing,
                   uint64_t seq_below = UINT64_MAX) const;

@@ -44,7 +44,13 @@ SeqFile lock_seqfile(const std::string& path) {
 // The next sequence number, consumed under the lock ("-": always 1).
 uint64_t take_seq(const std::string& seqfile) {
   if (seqfile == "-") return 1;
-  return lock_seqfile(seqfile).increment();
+  SeqFile sf = lock_seqfile(seqfile);
+  // 2^64-1 would leave no next number to store: the sender must start over.
+  if (sf.next() == UINT64_MAX)
+    throw Error("seqfile " + seqfile + " is at 18446744073709551615, the last sequence number; " +
+                    "start a new sequence (prepare-set-next) and a new queue",
+                kExitConfig);
+  return sf.increment();
 }
 
 std::vector<std::pair<std::string, std::string>> env_to_send() {
@@ -72,7 +78,7 @@ int run_prepare(const PrepareArgs& a) {
   // Everything that can fail before a sequence number is consumed.
   Fd input = open_input(a.input);
   EncodeOptions enc = a.encoding();
-  if (enc.openpgp()) check_keys(enc);
+  check_encoding(enc);
   Meta meta;
   meta.kind = a.kind;
   if (a.kind == JobKind::Command) {

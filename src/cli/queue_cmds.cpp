@@ -165,17 +165,25 @@ int run_import(const QueueArgs& a) {
   ImportOptions o;
   o.copy = a.copy;
   o.decode = a.decode.finish();
+  o.policy = a.policy_flags.build();
   ImportReport r = import_packets(Queue(a.queuedir), a.sources, o);
-  for (const auto& f : r.imported) spdlog::info("imported {}", f);
+  const char* removed = a.copy ? "" : "; removed";
+  for (const auto& f : r.imported) spdlog::info("imported {}{}", f, removed);
   for (const auto& f : r.duplicates)
-    spdlog::info("{} is already in the queue{}", f, a.copy ? "" : "; removed");
+    spdlog::info("{}: the same bytes are already in the queue{}", f, removed);
   for (const auto& f : r.processed)
-    spdlog::info("{} was already processed{}", f, a.copy ? "" : "; removed");
+    spdlog::info("{}: the ledger says it was processed{}", f, removed);
+  for (const auto& f : r.kept) spdlog::warn("not imported: {}", f.reason);
   for (const auto& f : r.failed) spdlog::error("not imported: {}", f.reason);
+  if (!r.ignored.empty())
+    spdlog::warn("ignored {} file(s) not named fspl-*.fspl, e.g. {}", r.ignored.size(),
+                 r.ignored.front());
   std::string summary = "imported " + std::to_string(r.imported.size()) + ", already queued " +
                         std::to_string(r.duplicates.size()) + ", already processed " +
-                        std::to_string(r.processed.size()) + ", failed " +
-                        std::to_string(r.failed.size()) + "\n";
+                        std::to_string(r.processed.size()) + ", left for an operator " +
+                        std::to_string(r.kept.size()) + ", failed " +
+                        std::to_string(r.failed.size()) + ", ignored " +
+                        std::to_string(r.ignored.size()) + "\n";
   write_all(1, summary, "standard output");
   return r.failed.empty() ? kExitOk : kExitDataErr;
 }
@@ -237,6 +245,7 @@ void register_queue(CLI::App& app, Action& action) {
       *a);
   a->decode.add_to(im);
   im->add_flag("--copy", a->copy, "Leave the source files in place");
+  a->policy_flags.add_to(im);
   im->add_option("SOURCE", a->sources, "Directories (their fspl-*.fspl files) or packet files")
       ->required();
   im->callback([&action, a] { action = [a] { return run_import(*a); }; });

@@ -29,7 +29,7 @@ for r in a b; do ss queue-init -q "$T/$r" || fail "queue-init $r"; done
 # Receiver a gets 3 and 4 first; b gets everything at once via import.
 ss queue-import -q "$T/a" --copy "$T/usb/fspl-3.fspl" "$T/usb/fspl-4.fspl" >/dev/null
 ss queue-import -q "$T/b" --copy "$T/usb" > "$T/import.out"
-expect_eq "import summary" "imported 4, already queued 0, already processed 0, failed 0" "$(cat "$T/import.out")"
+expect_eq "import summary" "imported 4, already queued 0, already processed 0, left for an operator 0, failed 0, ignored 0" "$(cat "$T/import.out")"
 
 section "queue-status while waiting for a gap"
 ss queue-status -q "$T/a" > "$T/st.txt"; rc=$?
@@ -42,7 +42,7 @@ expect_eq "json gaps" "[{'from': 1, 'to': 2}]" "$(python3 -c 'import json,sys; p
 section "the rest arrives, plus a second copy of 3 (zstd-compressed this time)"
 zstd -q -c "$T/usb/fspl-3.fspl" > "$T/usb/fspl-3-again.fspl"
 ss queue-import -q "$T/a" --copy "$T/usb" > "$T/import2.out"
-expect_eq "second import" "imported 2, already queued 3, already processed 0, failed 0" "$(cat "$T/import2.out")"
+expect_eq "second import" "imported 2, already queued 3, already processed 0, left for an operator 0, failed 0, ignored 0" "$(cat "$T/import2.out")"
 export RUNLOG=$T/a.log
 ss queue-process -q "$T/a" --metrics-file "$T/a.prom" "$T/consumer" || fail "queue-process a"
 expect_eq "a ran in order" "1:one 2:two 3:three 4:four" "$(tr '\n' ' ' < "$RUNLOG" | sed 's/ $//')"

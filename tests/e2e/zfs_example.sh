@@ -155,7 +155,7 @@ expect_match "trip 1: receive.sh says what the queue waits for" '.*waiting for 1
 section "trip 2: seqs 1 and 2, and seq 3 a second time"
 cp "spare/$(basename "$(cat inc3.path)")" stick2/
 receive trip2 stick2
-expect_eq "trip 2: import summary" "imported 2, already queued 1, already processed 0, failed 0" \
+expect_eq "trip 2: import summary" "imported 2, already queued 1, already processed 0, left for an operator 0, failed 0, ignored 0" \
   "$(grep '^imported' "$T/trip2.out")"
 expect_eq "trip 2: receives 1-4 in order, once each, on a full-size pipe, whole" \
   "$(expected_reports 4)" "$(reports)"
@@ -166,7 +166,7 @@ expect_eq "trip 2: queue next" 5 "$("$SAFESPOOL" queue-get-next -q "$T/queue")"
 section "trip 3: seq 2 once more"
 cp "spare/$(basename "$(cat inc2.path)")" stick3/
 receive trip3 stick3
-expect_eq "trip 3: import summary" "imported 0, already queued 0, already processed 1, failed 0" \
+expect_eq "trip 3: import summary" "imported 0, already queued 0, already processed 1, left for an operator 0, failed 0, ignored 0" \
   "$(grep '^imported' "$T/trip3.out")"
 expect_eq "trip 3: nothing runs again" "$(expected_reports 4)" "$(reports)"
 
