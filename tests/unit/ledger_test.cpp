@@ -54,7 +54,7 @@ TEST(Ledger, RecordsRoundTripAndOddTextStaysOnOneLine) {
   EXPECT_EQ(back->exit_status, 3);
   EXPECT_EQ(back->signer, r.signer);
   EXPECT_EQ(back->reason, "exit status 3 second line");
-  EXPECT_FALSE(parse_record("1\t17\t2\tsuccess"));                // torn
+  EXPECT_FALSE(parse_record("1\t17\t2\tsuccess"));                   // torn
   EXPECT_FALSE(parse_record("2\t1\t2\tsuccess\t-\t-\t-\t-\t-\t-"));  // foreign version
 }
 
