@@ -304,7 +304,7 @@ std::vector<std::string> Queue::abandoned_temp_files(int64_t min_age_seconds) co
     Fd fd(::openat(::dirfd(d.get()), e->d_name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK));
     struct stat st;
     if (!fd || ::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
-    if (now - st.st_ctim.tv_sec < min_age_seconds) continue;
+    if (now - st.st_mtim.tv_sec < min_age_seconds) continue;  // a writer keeps it fresh
     if (::flock(fd.get(), LOCK_EX | LOCK_NB) == 0) out.emplace_back(e->d_name);
   }
   return out;

@@ -75,6 +75,27 @@ std::string job_json(const Meta& meta, const JobOrigin* origin, const Verdict* v
   return dump(j);
 }
 
+std::string ledger_json(const std::string& queuedir, const std::vector<LedgerRecord>& records) {
+  auto text = [](const std::string& s) { return s.empty() ? ordered_json() : ordered_json(s); };
+  auto list = ordered_json::array();
+  for (const auto& r : records) {
+    list.push_back({{"time", r.time},
+                    {"time_rfc3339_utc", rfc3339_utc(r.time)},
+                    {"seq", r.seq},
+                    {"result", result_name(r.result)},
+                    {"sha256", text(r.sha256)},
+                    {"exit_status", r.exit_status ? ordered_json(*r.exit_status) : ordered_json()},
+                    {"signer", text(r.signer)},
+                    {"filename", text(r.filename)},
+                    {"kept", r.kept},
+                    {"reason", text(r.reason)}});
+  }
+  ordered_json j;
+  j["queue"] = queuedir;
+  j["records"] = list;
+  return dump(j);
+}
+
 std::string jobs_json(const std::string& queuedir, const JobList& jobs,
                       const std::vector<SkippedFile>& skipped,
                       const std::vector<std::optional<Verdict>>& verdicts) {
@@ -121,6 +142,8 @@ std::string format_status(const QueueStatus& s) {
   for (const auto& j : s.stale)
     out += "stale (seq below next): " + std::to_string(j.meta.seq) + " jobs/" + j.filename + "\n";
   for (const auto& u : s.unreadable) out += "unreadable: " + u.reason + "\n";
+  for (const auto& f : s.abandoned_temp_files)
+    out += "abandoned temporary file: jobs/" + f + " (a writer died; queue-process removes it)\n";
   out += s.lock_holder ? "processor running: pid " + std::to_string(s.lock_holder) + "\n"
                        : std::string("processor running: no\n");
   return out;

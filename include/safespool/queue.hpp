@@ -127,7 +127,7 @@ class Queue {
   std::string write(int in_fd, const std::string& what = "standard input") const;
 
   /// Temporary files in jobs/ that no writer holds (their queue-write or
-  /// queue-import died), at least `min_age_seconds` old.
+  /// queue-import died), not written to for `min_age_seconds`.
   std::vector<std::string> abandoned_temp_files(int64_t min_age_seconds) const;
   /// Removes abandoned temporary files older than a minute; logs each.
   void remove_abandoned_temp_files() const;

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "safespool/ledger.hpp"
 #include "safespool/policy.hpp"
 #include "safespool/queue.hpp"
 
@@ -107,6 +108,9 @@ std::string status_metrics(const QueueStatus& s);
 /// its consumer gets. Bytes that are not UTF-8 are replaced by U+FFFD.
 /// Under a signer policy, `verdict` adds "signer": {fingerprint, trusted, reason}.
 std::string job_json(const Meta& meta, const JobOrigin* origin, const Verdict* verdict = nullptr);
+
+/// queue-ledger --json: the ledger's records, oldest first.
+std::string ledger_json(const std::string& queuedir, const std::vector<LedgerRecord>& records);
 
 /// queue-ls --json: the jobs (sorted by seq) and the skipped files.
 std::string jobs_json(const std::string& queuedir, const JobList& jobs,

@@ -9,6 +9,7 @@
 #include "common.hpp"
 #include "safespool/error.hpp"
 #include "safespool/import.hpp"
+#include "safespool/ledger.hpp"
 #include "safespool/queue.hpp"
 #include "safespool/seqfile.hpp"
 #include "safespool/status.hpp"
@@ -161,6 +162,30 @@ int run_status(const QueueArgs& a) {
   return kExitOk;
 }
 
+// The ledger, oldest record first.
+int run_ledger(const QueueArgs& a) {
+  Queue q(a.queuedir);
+  q.check_exists();
+  LedgerView v = Ledger(q.dir()).read();
+  if (a.json) return write_all(1, ledger_json(q.dir(), v.records()), "standard output"), kExitOk;
+  std::string out;
+  char line[160];
+  snprintf(line, sizeof line, "%-20s %-20s %-10s %-4s %-16s %s\n", "time", "seq", "result", "exit",
+           "sha256", "file  signer  reason");
+  out = line;
+  for (const auto& r : v.records()) {
+    snprintf(line, sizeof line, "%-20s %-20llu %-10s %-4s %-16s ", rfc3339_utc(r.time).c_str(),
+             static_cast<unsigned long long>(r.seq), result_name(r.result),
+             r.exit_status ? std::to_string(*r.exit_status).c_str() : "-",
+             r.sha256.empty() ? "-" : r.sha256.substr(0, 16).c_str());
+    out += line + r.filename + (r.kept ? " (kept)" : "") +
+           (r.signer.empty() ? "" : "  signer " + r.signer) +
+           (r.reason.empty() ? "" : "  " + r.reason) + "\n";
+  }
+  write_all(1, out, "standard output");
+  return kExitOk;
+}
+
 int run_import(const QueueArgs& a) {
   ImportOptions o;
   o.copy = a.copy;
@@ -238,6 +263,12 @@ void register_queue(CLI::App& app, Action& action) {
   a->decode.add_to(st);
   st->add_flag("--json", a->json, "Print one JSON document");
   st->callback([&action, a] { action = [a] { return run_status(*a); }; });
+
+  auto* led = add_queuedir(
+      app.add_subcommand("queue-ledger", "Show the processed ledger: what ran, and how it ended"),
+      *a);
+  led->add_flag("--json", a->json, "Print one JSON document");
+  led->callback([&action, a] { action = [a] { return run_ledger(*a); }; });
 
   auto* im = add_queuedir(
       app.add_subcommand("queue-import",

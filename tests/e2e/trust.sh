@@ -213,6 +213,43 @@ expect_eq "the packet that never ran: kept on the stick" yes \
 expect_match "and said why" ".*fspl-never-ran.fspl.*no record that it ran.*" \
   "$(tr '\n' ' ' <"$T/import.err")"
 
+section "queue-ledger shows what ran, as text and JSON"
+ss queue-ledger -q "$T/q" >"$T/ledger.txt" || fail "queue-ledger"
+expect_match "text: the processed packet" ".*success .*fspl-1.fspl.*" "$(tr '\n' ' ' <"$T/ledger.txt")"
+ss queue-ledger -q "$T/q" --json >"$T/ledger.json" || fail "queue-ledger --json"
+python3 - "$E2E_LIB_DIR/../../docs/schemas/queue-ledger.schema.json" "$T/ledger.json" <<'PY' ||
+import json, sys, jsonschema
+jsonschema.validate(json.load(open(sys.argv[2])), json.load(open(sys.argv[1])))
+PY
+  fail "queue-ledger --json does not match its schema"
+
+section "two processors never trip over each other's status; a dead writer's temp file goes"
+fresh
+for i in 1 2; do
+  (end=$((SECONDS + 3)); while ((SECONDS < end)); do
+    "$SAFESPOOL" queue-process -q "$T/q" --metrics-file "$T/q.prom" true 2>>"$T/race.$i"; done) &
+  bg_started $!
+done
+wait
+expect_eq "no warnings from two processors at once" "" "$(cat "$T/race.1" "$T/race.2")"
+mkfifo "$T/slow-stdin"
+("$SAFESPOOL" queue-write -q "$T/q" <"$T/slow-stdin") &
+writer=$!
+exec 7>"$T/slow-stdin"
+printf 'partial' >&7
+sleep 0.5
+kill -KILL "$writer"
+wait "$writer" 2>/dev/null
+exec 7>&-
+temp=$(cd "$T/q/jobs" && ls tmp-*.tmp 2>/dev/null)
+[[ -n $temp ]] || fail "the killed queue-write left no temporary file to test with"
+ss queue-status -q "$T/q" >"$T/temp.status"
+expect_match "status reports the abandoned temporary file" ".*abandoned temporary file: jobs/$temp.*" \
+  "$(tr '\n' ' ' <"$T/temp.status")"
+touch -d '-2 minutes' "$T/q/jobs/$temp"
+ss queue-process -q "$T/q" true 2>/dev/null
+expect_eq "queue-process removed it" "" "$(cd "$T/q/jobs" && ls tmp-*.tmp 2>/dev/null)"
+
 section "prepare checks every option before it takes a sequence number"
 rm -f "$T/s" "$T/s.lock"
 ss prepare-set-next -s "$T/s" 7
