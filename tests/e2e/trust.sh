@@ -162,7 +162,7 @@ fresh
 packet 2 "$T/p2"
 cp "$T/p1" "$T/q/jobs/fspl-upload.fspl"
 ss queue-process -q "$T/q" --never-delete "$T/bin/record" || fail "seq 1"
-sleep 2.2  # the index entry is no longer racy
+sleep 3.1  # the index entry is no longer racy (whole seconds, 2 s window)
 ss queue-ls -q "$T/q" >/dev/null
 cat "$T/p2" >"$T/q/jobs/fspl-upload.fspl"  # rewritten in place: same name, same inode
 : >"$LOG"
