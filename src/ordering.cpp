@@ -10,8 +10,8 @@
 #include <cstring>
 #include <optional>
 
-#include "safespool/digest.hpp"
 #include "safespool/error.hpp"
+#include "safespool/job.hpp"
 #include "safespool/verify.hpp"
 
 namespace safespool {
@@ -134,10 +134,8 @@ namespace {
 std::optional<std::pair<uint64_t, std::string>> read_now(const Queue& q, const std::string& name,
                                                          const DecodeOptions& decode, bool hash) {
   try {
-    Fd fd = q.open_job(name);
-    std::string sha = hash ? sha256_file(fd.get(), "jobs/" + name) : "";
-    Decoded dec = open_decoded(std::move(fd), "jobs/" + name, decode);
-    return std::pair{read_header(*dec.reader, "jobs/" + name).seq, sha};
+    Job job = Job::open(q, name, decode);
+    return std::pair{job.meta().seq, hash ? job.sha256() : std::string()};
   } catch (const Error& e) {
     spdlog::debug("{}", e.what());
     return std::nullopt;

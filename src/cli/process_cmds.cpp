@@ -145,12 +145,6 @@ int run_stdin_process(const ProcessArgs& a) {
   return kExitJobFailed;
 }
 
-Decoded open_stdin(const DecodeOptions& d) {
-  Fd in(::fcntl(0, F_DUPFD_CLOEXEC, 3));
-  if (!in) throw_errno("cannot use standard input");
-  return open_decoded(std::move(in), "standard input", d);
-}
-
 }  // namespace
 
 void register_process(CLI::App& app, Action& action) {
@@ -185,15 +179,14 @@ void register_process(CLI::App& app, Action& action) {
   si->callback([&action, a] {
     action = [a] {
       SignerPolicy policy = a->policy_flags.build();
-      Decoded dec = open_stdin(a->decode.finish());
-      Meta meta = read_header(*dec.reader, "standard input");
+      Job job = Job::from_stdin(a->decode.finish());
       std::optional<Verdict> v;
-      if (!policy.empty()) v = judge_stream(*dec.reader, policy);
+      if (!policy.empty()) v = judge_stream(job.stream(), policy);
       if (a->json) {
-        write_all(1, job_json(meta, nullptr, v ? &*v : nullptr), "standard output");
+        write_all(1, job_json(job.meta(), nullptr, v ? &*v : nullptr), "standard output");
         return kExitOk;
       }
-      print_env(job_env(meta, nullptr));
+      print_env(job_env(job.meta(), nullptr));
       if (v) print_env(signer_lines(*v));
       return kExitOk;
     };
@@ -204,9 +197,8 @@ void register_process(CLI::App& app, Action& action) {
   a->decode.add_to(pl);
   pl->callback([&action, a] {
     action = [a] {
-      Decoded dec = open_stdin(a->decode.finish());
-      read_header(*dec.reader, "standard input");
-      copy_payload_to_stdout(*dec.reader);
+      Job job = Job::from_stdin(a->decode.finish());
+      copy_payload_to_stdout(job.stream());
       return kExitOk;
     };
   });

@@ -9,6 +9,7 @@
 #include "common.hpp"
 #include "safespool/error.hpp"
 #include "safespool/import.hpp"
+#include "safespool/job.hpp"
 #include "safespool/ledger.hpp"
 #include "safespool/queue.hpp"
 #include "safespool/seqfile.hpp"
@@ -35,11 +36,9 @@ struct QueueArgs {
 std::optional<Verdict> judge_job(const Queue& q, const JobEntry& j, const DecodeOptions& d,
                                  const SignerPolicy& policy) {
   if (policy.empty()) return std::nullopt;
-  std::string name = "jobs/" + j.filename;
   try {
-    Decoded dec = open_decoded(q.open_job(j.filename), name, d);
-    read_header(*dec.reader, name);
-    return judge_stream(*dec.reader, policy);
+    Job job = Job::open(q, j.filename, d);
+    return judge_stream(job.stream(), policy);
   } catch (const Error& e) {
     Verdict v;
     v.reason = e.what();
@@ -139,9 +138,8 @@ int run_payload(const QueueArgs& a) {
   Queue q(a.queuedir);
   DecodeOptions d = a.decode.finish();
   JobEntry j = find_job(q, d, a.job);
-  Decoded dec = open_decoded(q.open_job(j.filename), "jobs/" + j.filename, d);
-  read_header(*dec.reader, "jobs/" + j.filename);
-  copy_payload_to_stdout(*dec.reader);
+  Job job = Job::open(q, j.filename, d);
+  copy_payload_to_stdout(job.stream());
   return kExitOk;
 }
 

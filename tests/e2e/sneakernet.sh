@@ -42,7 +42,9 @@ expect_eq "json gaps" "[{'from': 1, 'to': 2}]" "$(python3 -c 'import json,sys; p
 section "the rest arrives, plus a second copy of 3 (zstd-compressed this time)"
 zstd -q -c "$T/usb/fspl-3.fspl" > "$T/usb/fspl-3-again.fspl"
 ss queue-import -q "$T/a" --copy "$T/usb" > "$T/import2.out"
-expect_eq "second import" "imported 2, already queued 3, already processed 0, left for an operator 0, failed 0, ignored 0" "$(cat "$T/import2.out")"
+# The zstd copy of 3 is the same packet in other bytes: it is imported, and
+# the processor collapses the twins (only identical bytes count as queued).
+expect_eq "second import" "imported 3, already queued 2, already processed 0, left for an operator 0, failed 0, ignored 0" "$(cat "$T/import2.out")"
 export RUNLOG=$T/a.log
 ss queue-process -q "$T/a" --metrics-file "$T/a.prom" "$T/consumer" || fail "queue-process a"
 expect_eq "a ran in order" "1:one 2:two 3:three 4:four" "$(tr '\n' ' ' < "$RUNLOG" | sed 's/ $//')"
