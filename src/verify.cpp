@@ -3,12 +3,16 @@
 #include "safespool/verify.hpp"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <spdlog/spdlog.h>
+#include <sys/eventfd.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
+#include <thread>
 #include <vector>
 
 #include "gpgme_handles.hpp"
@@ -38,9 +42,63 @@ uint64_t spool_bound(int fd, const std::string& dir, std::optional<uint64_t> max
   return std::min(room, max_bytes.value_or(UINT64_MAX));
 }
 
+[[noreturn]] void throw_interrupted(const std::string& what) {
+  throw Error(what + ": interrupted by a signal", kExitInterrupted);
+}
+
 void check_interrupt(const std::string& what) {
-  if (take_interrupt() || interrupted())
-    throw Error(what + ": interrupted by a signal", kExitInterrupted);
+  if (take_interrupt() || interrupted()) throw_interrupted(what);
+}
+
+/// While alive, cancels `in` as soon as SIGTERM, SIGINT or SIGHUP arrives,
+/// so that a read blocked in a stalled decoder returns at once. It only
+/// looks at the signal: taking it stays the processor's business.
+class CancelOnInterrupt {
+ public:
+  explicit CancelOnInterrupt(Reader& in) : stop_(::eventfd(0, EFD_CLOEXEC)) {
+    if (interrupt_fd() < 0 || !stop_) return;
+    thread_ = std::thread([this, &in] {
+      pollfd p[2] = {{interrupt_fd(), POLLIN, 0}, {stop_.get(), POLLIN, 0}};
+      while (::poll(p, 2, -1) < 0 && errno == EINTR) {
+      }
+      if (p[0].revents & POLLIN) {
+        fired_ = true;
+        in.cancel();
+      }
+    });
+  }
+  ~CancelOnInterrupt() {
+    if (!thread_.joinable()) return;
+    uint64_t one = 1;
+    [[maybe_unused]] ssize_t n = ::write(stop_.get(), &one, sizeof one);
+    thread_.join();
+  }
+  CancelOnInterrupt(const CancelOnInterrupt&) = delete;
+  CancelOnInterrupt& operator=(const CancelOnInterrupt&) = delete;
+  bool fired() const { return fired_; }
+
+ private:
+  Fd stop_;
+  std::atomic<bool> fired_{false};
+  std::thread thread_;
+};
+
+/// Reads all of `in` into `sink` (bytes, count), stopping with Error (exit
+/// 130) on an interrupt, even one that arrives while a read is blocked.
+template <class Sink>
+void read_all(Reader& in, Sink&& sink) {
+  CancelOnInterrupt watch(in);
+  std::vector<std::byte> buf(1 << 20);
+  try {
+    while (size_t n = in.read(buf)) {
+      check_interrupt(in.source());
+      sink(std::span(buf).first(n));
+    }
+  } catch (const Error& e) {
+    if (watch.fired() || interrupted()) throw_interrupted(in.source());
+    throw;
+  }
+  if (watch.fired()) throw_interrupted(in.source());
 }
 
 std::string too_large(const Reader& in, uint64_t bound, bool disk) {
@@ -108,8 +166,7 @@ std::set<std::string> signer_key_ids(const SignerPolicy& policy,
 }
 
 void drain_and_verify(Reader& in) {
-  std::vector<std::byte> buf(1 << 16);
-  while (in.read(buf) > 0) check_interrupt(in.source());
+  read_all(in, [](std::span<std::byte>) {});
   in.finish();
 }
 
@@ -131,19 +188,17 @@ Fd spool_verified(Reader& in, const std::string& dir, std::optional<uint64_t> ma
     throw_errno("cannot create a temporary file in " + dir + " (--verify-first needs O_TMPFILE)");
   const uint64_t bound = spool_bound(fd.get(), dir, max_bytes);
   const bool disk_bound = !max_bytes || bound < *max_bytes;
-  std::vector<std::byte> buf(1 << 20);
   uint64_t total = 0;
-  while (size_t n = in.read(buf)) {
-    check_interrupt(in.source());
-    total += n;
+  read_all(in, [&](std::span<std::byte> data) {
+    total += data.size();
     if (total > bound) throw FormatError(too_large(in, bound, disk_bound));
     try {
-      write_all(fd.get(), std::span(buf).first(n), "temporary file in " + dir);
+      write_all(fd.get(), data, "temporary file in " + dir);
     } catch (const SysError& e) {
       if (e.err() == ENOSPC || e.err() == EDQUOT) throw FormatError(too_large(in, total, true));
       throw;
     }
-  }
+  });
   in.finish();
   if (::lseek(fd.get(), 0, SEEK_SET) != 0) throw_errno("cannot rewind temporary file in " + dir);
   return fd;

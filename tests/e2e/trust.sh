@@ -157,6 +157,25 @@ expect_eq "over --max-payload: not run" "" "$(cat "$LOG")"
 expect_match "over --max-payload: said why" ".*larger than 65536 bytes.*" "$(tr '\n' ' ' <"$T/max.err")"
 expect_eq "over --max-payload: kept, nextseq 1" "1 1" "$(job_count "$T/q") $(cat "$T/q/nextseq")"
 
+section "--verify-first stops on SIGTERM, even inside a stalled decoder"
+fresh
+cp "$T/p1" "$T/q/jobs/fspl-1.fspl"
+# The decoder hands over the packet, then stalls for a minute before its
+# end: without the signal, --verify-first would wait for it.
+"$SAFESPOOL" queue-process -q "$T/q" --verify-first -d 'cat; sleep 60' "$T/bin/record" \
+  2>"$T/term.err" &
+pid=$!
+bg_started "$pid"
+sleep 1
+kill -TERM "$pid"
+timeout 10 tail --pid="$pid" -f /dev/null
+expect_eq "stopped long before the decoder's end" "" "$(kill -0 "$pid" 2>/dev/null && echo running)"
+wait "$pid"
+expect_eq "--verify-first on SIGTERM: exit 130" 130 "$?"
+bg_done "$pid"
+expect_eq "--verify-first on SIGTERM: nothing ran, nothing moved" "1 1" \
+  "$(job_count "$T/q") $(cat "$T/q/nextseq")$(cat "$LOG")"
+
 section "the header index never makes a present job invisible"
 fresh
 packet 2 "$T/p2"
