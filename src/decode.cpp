@@ -303,17 +303,6 @@ const char* encoding_name(Encoding e) {
   return "unknown";
 }
 
-DecodeMode parse_decode_mode(const std::string& s) {
-  std::string v = s;
-  std::transform(v.begin(), v.end(), v.begin(), [](unsigned char c) { return std::tolower(c); });
-  if (v == "auto") return DecodeMode::Auto;
-  if (v == "none") return DecodeMode::None;
-  if (v == "zstd") return DecodeMode::Zstd;
-  if (v == "gpg" || v == "openpgp") return DecodeMode::Gpg;
-  throw UsageError("invalid --decode value '" + s +
-                   "' (expected auto, none, zstd, gpg or openpgp)");
-}
-
 std::unique_ptr<Reader> make_fd_reader(Fd fd, std::string name) {
   return std::make_unique<FdReader>(std::move(fd), std::move(name));
 }

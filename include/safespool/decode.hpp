@@ -92,10 +92,6 @@ const char* encoding_name(Encoding e);
 /// Which stages to apply (the --decode option).
 enum class DecodeMode { Auto, None, Zstd, Gpg };
 
-/// Parses "auto", "none", "zstd", "gpg"/"openpgp" (case-insensitive);
-/// throws UsageError with the accepted values otherwise.
-DecodeMode parse_decode_mode(const std::string& s);
-
 /// How to open a job's decoded stream.
 struct DecodeOptions {
   DecodeMode mode = DecodeMode::Auto;

@@ -30,16 +30,27 @@ std::string did_you_mean(const std::string& word, const std::vector<std::string>
   return best;
 }
 
+namespace {
+
+const Choices<DecodeMode> kDecodeModes = {{"auto", DecodeMode::Auto},
+                                          {"none", DecodeMode::None},
+                                          {"zstd", DecodeMode::Zstd},
+                                          {"gpg", DecodeMode::Gpg},
+                                          {"openpgp", DecodeMode::Gpg}};
+
+}  // namespace
+
 void DecodeFlags::add_to(CLI::App* sub) {
   sub->add_option("-d,--decoder", decoder,
                   "Decoder command, run by $SHELL -c with the job file on stdin");
-  sub->add_option("--decode", mode, "Built-in decoding: auto (default), none, zstd, gpg");
+  sub->add_option("--decode", mode,
+                  "Built-in decoding: auto (default), none, zstd, gpg or openpgp");
   sub->add_option("--gnupg-home", gnupg_home, "GnuPG home for OpenPGP decoding");
 }
 
 DecodeOptions DecodeFlags::finish() const {
   DecodeOptions o;
-  o.mode = parse_decode_mode(mode);
+  o.mode = parse_choice(kDecodeModes, mode, "--decode");
   if (!decoder.empty()) o.external = decoder;
   if (!gnupg_home.empty()) o.gnupg_home = gnupg_home;
   return o;

@@ -51,6 +51,26 @@ void check_subcommand(const CLI::App& app, int argc, char** argv) {
   }
 }
 
+// An option the chosen subcommand does not know, with the closest one it
+// does ("--on-eror" -> "--on-error"); "" when nothing is close.
+std::string option_hint(const CLI::App& app) {
+  for (const CLI::App* sub : app.get_subcommands()) {
+    std::vector<std::string> names;
+    for (const CLI::App* a : {&app, sub})
+      for (const CLI::Option* o : a->get_options())
+        for (const auto& n : o->get_lnames()) names.push_back("--" + n);
+    for (const std::string& arg : sub->remaining()) {
+      if (!arg.starts_with("--")) continue;
+      std::string word = arg.substr(0, arg.find('='));
+      std::string hint = cli::did_you_mean(word, names);
+      if (!hint.empty())
+        return "unknown option '" + word + "' for " + sub->get_name() + "; did you mean '" + hint +
+               "'?";
+    }
+  }
+  return "";
+}
+
 // A child must find fds 0-2 where it expects them: if we were started with
 // one closed, the next pipe or file we open would take its number.
 void ensure_standard_fds() {
@@ -83,6 +103,13 @@ int main(int argc, char** argv) {
     return action();
   } catch (const CLI::Success& e) {
     return app.exit(e);
+  } catch (const CLI::ExtrasError& e) {
+    std::string hint = option_hint(app);
+    if (hint.empty())
+      app.exit(e);
+    else
+      spdlog::error("{}", hint);
+    return kExitUsage;
   } catch (const CLI::ParseError& e) {
     app.exit(e);
     return kExitUsage;

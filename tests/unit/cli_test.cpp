@@ -52,6 +52,22 @@ TEST(Cli, DecodeFlagsBecomeOptions) {
   EXPECT_FALSE(o.gnupg_home);
   f.mode = "rot13";
   EXPECT_THROW(f.finish(), UsageError);
+  for (auto [text, mode] : {std::pair{"AUTO", DecodeMode::Auto},
+                            {"none", DecodeMode::None},
+                            {"Zstd", DecodeMode::Zstd},
+                            {"gpg", DecodeMode::Gpg},
+                            {"OpenPGP", DecodeMode::Gpg}}) {
+    f.mode = text;
+    EXPECT_EQ(f.finish().mode, mode) << text;
+  }
+}
+
+TEST(Cli, DecodeModeIsATableWithSuggestions) {
+  DecodeFlags f;
+  f.mode = "zstdd";
+  EXPECT_EQ(usage_error([&] { f.finish(); }),
+            "--decode: unknown value 'zstdd' (expected auto, none, zstd, gpg, openpgp); did you "
+            "mean 'zstd'?");
 }
 
 TEST(Cli, PolicyFlagsRejectBadFingerprints) {

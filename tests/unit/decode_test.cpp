@@ -160,17 +160,11 @@ TEST(DecodeDetect, OpenPgpEncryptedOrSignedOnly) {
   EXPECT_EQ(openpgp_encrypted({}), std::nullopt);
 }
 
-TEST(DecodeDetect, NamesAndModes) {
+TEST(DecodeDetect, Names) {
   EXPECT_STREQ(encoding_name(Encoding::Packet), "packet");
   EXPECT_STREQ(encoding_name(Encoding::Zstd), "zstd");
   EXPECT_STREQ(encoding_name(Encoding::OpenPgp), "OpenPGP");
   EXPECT_STREQ(encoding_name(Encoding::Unknown), "unknown");
-  EXPECT_EQ(parse_decode_mode("AUTO"), DecodeMode::Auto);
-  EXPECT_EQ(parse_decode_mode("none"), DecodeMode::None);
-  EXPECT_EQ(parse_decode_mode("Zstd"), DecodeMode::Zstd);
-  EXPECT_EQ(parse_decode_mode("gpg"), DecodeMode::Gpg);
-  EXPECT_EQ(parse_decode_mode("OpenPGP"), DecodeMode::Gpg);
-  expect_error<UsageError>([] { parse_decode_mode("gzip"); }, {"'gzip'", "auto, none, zstd"});
 }
 
 // ---------------------------------------------------------------- plain
