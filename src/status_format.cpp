@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
-// Renderings of a QueueStatus: text, JSON, Prometheus metrics.
+// Renderings of a QueueStatus for people and scripts (text, JSON), and of
+// jobs for queue-ls/queue-info --json. Metrics: status_metrics.cpp; the
+// plugin line of --check: status_check.cpp.
 #include <nlohmann/json.hpp>
 
 #include "safespool/status.hpp"
@@ -12,19 +14,6 @@ using nlohmann::ordered_json;
 std::string range_text(const std::pair<uint64_t, uint64_t>& r) {
   return r.first == r.second ? std::to_string(r.first)
                              : std::to_string(r.first) + "-" + std::to_string(r.second);
-}
-
-std::string label(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    if (c == '\\' || c == '"') out += '\\';
-    if (c == '\n') {
-      out += "\\n";
-      continue;
-    }
-    out += c;
-  }
-  return out;
 }
 
 const char* kind_name(JobKind k) {
@@ -116,6 +105,45 @@ std::string jobs_json(const std::string& queuedir, const JobList& jobs,
   return dump(j);
 }
 
+namespace {
+
+std::string unreadable_line(const SkippedFile& u) {
+  std::string line = "unreadable: " + u.reason;
+  if (!u.recipients.empty()) {
+    line += " (encrypted to";
+    for (const auto& r : u.recipients) line += " " + r;
+    line += ")";
+  }
+  return line + "\n";
+}
+
+// What an operator can do about the state, with the commands to type.
+std::string advice(const QueueStatus& s) {
+  std::string q = s.queuedir;
+  if (s.state == QueueStatus::State::Failing && s.record.failed_seq) {
+    uint64_t n = *s.record.failed_seq;
+    return "the next run retries it; to skip it: safespool queue-set-next -q " + q + " " +
+           std::to_string(n + 1) + "\n";
+  }
+  if (!s.blocked) return "";
+  switch (s.blocked->reason) {
+    case Blocked::Reason::Unreadable:
+      return "check the decoding options (--gnupg-home, -d) and the key the packet is encrypted "
+             "to, or replace the file with a good copy\n";
+    case Blocked::Reason::Conflict:
+      return "compare them (safespool queue-info -q " + q +
+             " -j SEQ, or the files) and remove the wrong one\n";
+    case Blocked::Reason::Rejected:
+      return "the signer policy refuses it: remove it, or send it again signed by a trusted "
+             "key\n";
+    case Blocked::Reason::Exhausted:
+      return "the last sequence number has run: make a new queue\n";
+  }
+  return "";
+}
+
+}  // namespace
+
 std::string format_status(const QueueStatus& s) {
   std::string out = "queue " + s.queuedir + ": " + state_name(s.state) + "\n";
   out += "next sequence: " +
@@ -137,11 +165,13 @@ std::string format_status(const QueueStatus& s) {
   if (s.blocked)
     out += std::string("blocked (") + reason_name(s.blocked->reason) + "): " + s.blocked->summary +
            "\n";
+  out += advice(s);
   if (s.oldest_age_seconds)
-    out += "oldest job age: " + std::to_string(*s.oldest_age_seconds) + " s\n";
+    out += "oldest job age: " + std::to_string(*s.oldest_age_seconds) + " s (arrived " +
+           age_text(*s.oldest_age_seconds) + " ago)\n";
   for (const auto& j : s.stale)
     out += "stale (seq below next): " + std::to_string(j.meta.seq) + " jobs/" + j.filename + "\n";
-  for (const auto& u : s.unreadable) out += "unreadable: " + u.reason + "\n";
+  for (const auto& u : s.unreadable) out += unreadable_line(u);
   for (const auto& f : s.abandoned_temp_files)
     out += "abandoned temporary file: jobs/" + f + " (a writer died; queue-process removes it)\n";
   out += s.lock_holder ? "processor running: pid " + std::to_string(s.lock_holder) + "\n"
@@ -149,75 +179,55 @@ std::string format_status(const QueueStatus& s) {
   return out;
 }
 
+namespace {
+
+ordered_json seq_files(const JobList& jobs) {
+  auto list = ordered_json::array();
+  for (const auto& p : jobs) list.push_back({{"seq", p.meta.seq}, {"filename", p.filename}});
+  return list;
+}
+
+ordered_json blocked_json(const std::optional<Blocked>& b) {
+  if (!b) return nullptr;
+  return {{"reason", reason_name(b->reason)}, {"summary", b->summary}, {"files", b->files}};
+}
+
+ordered_json totals_json(const RunRecord& r) {
+  return {{"success", r.total_success},
+          {"failure", r.total_failure},
+          {"rejected", r.total_rejected},
+          {"bytes", r.total_bytes}};
+}
+
+}  // namespace
+
 std::string status_json(const QueueStatus& s) {
+  auto opt = [](const auto& v) { return v ? ordered_json(*v) : ordered_json(nullptr); };
   ordered_json j;
   j["queue"] = s.queuedir;
   j["state"] = state_name(s.state);
-  j["next_seq"] = s.next_seq ? ordered_json(*s.next_seq) : ordered_json(nullptr);
-  auto pending = ordered_json::array();
-  for (const auto& p : s.pending)
-    pending.push_back({{"seq", p.meta.seq}, {"filename", p.filename}});
-  j["pending"] = pending;
+  j["blocked"] = blocked_json(s.blocked);
+  j["next_seq"] = opt(s.next_seq);
+  j["pending"] = seq_files(s.pending);
   auto gaps = ordered_json::array();
   for (const auto& g : s.gaps) gaps.push_back({{"from", g.first}, {"to", g.second}});
   j["gaps"] = gaps;
-  auto stale = ordered_json::array();
-  for (const auto& p : s.stale) stale.push_back({{"seq", p.meta.seq}, {"filename", p.filename}});
-  j["stale"] = stale;
+  j["stale"] = seq_files(s.stale);
   auto bad = ordered_json::array();
   for (const auto& u : s.unreadable)
-    bad.push_back({{"filename", u.filename}, {"reason", u.reason}});
+    bad.push_back({{"filename", u.filename}, {"reason", u.reason}, {"recipients", u.recipients}});
   j["unreadable"] = bad;
-  j["oldest_job_age_seconds"] =
-      s.oldest_age_seconds ? ordered_json(*s.oldest_age_seconds) : ordered_json(nullptr);
+  j["abandoned_temp_files"] = s.abandoned_temp_files;
+  j["oldest_job_age_seconds"] = opt(s.oldest_age_seconds);
   j["lock_holder_pid"] = s.lock_holder ? ordered_json(s.lock_holder) : ordered_json(nullptr);
-  auto stamp = [](std::optional<int64_t> t) { return t ? ordered_json(*t) : ordered_json(); };
-  j["last_run"] = stamp(s.record.last_run);
-  j["last_success"] = stamp(s.record.last_success);
+  j["last_run"] = opt(s.record.last_run);
+  j["last_success"] = opt(s.record.last_success);
+  j["totals"] = totals_json(s.record);
   if (s.record.failed_seq)
     j["failed"] = {{"seq", *s.record.failed_seq},
                    {"filename", s.record.failed_file},
                    {"reason", s.record.failed_reason}};
   return dump(j);
-}
-
-std::string status_metrics(const QueueStatus& s) {
-  std::string q = "{queue=\"" + label(s.queuedir) + "\"}";
-  std::string out;
-  auto metric = [&](const char* name, const char* type, const char* help,
-                    const std::string& value) {
-    out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n";
-    out += std::string(name) + q + " " + value + "\n";
-  };
-  metric("safespool_last_run_timestamp_seconds", "gauge", "End of the last queue-process run.",
-         std::to_string(s.record.last_run.value_or(0)));
-  metric("safespool_last_success_timestamp_seconds", "gauge",
-         "End of the last run in which no job failed.",
-         std::to_string(s.record.last_success.value_or(0)));
-  metric("safespool_jobs_processed", "gauge", "Jobs that succeeded in the last run.",
-         std::to_string(s.record.jobs_ok));
-  metric("safespool_jobs_failed", "gauge", "Jobs that failed in the last run.",
-         std::to_string(s.record.jobs_failed));
-  metric("safespool_bytes_delivered", "gauge",
-         "Payload bytes delivered to consumers in the last run.", std::to_string(s.record.bytes));
-  metric("safespool_queue_depth", "gauge", "Job files at or above the next sequence number.",
-         std::to_string(s.pending.size()));
-  metric("safespool_oldest_job_age_seconds", "gauge",
-         "Age of the oldest waiting job (0 when none).",
-         std::to_string(s.oldest_age_seconds.value_or(0)));
-  uint64_t missing = 0;
-  for (const auto& g : s.gaps) missing += g.second - g.first + 1;
-  metric("safespool_gap_jobs", "gauge",
-         "Sequence numbers missing between next and the highest job present.",
-         std::to_string(missing));
-  metric("safespool_stale_jobs", "gauge", "Job files below the next sequence number.",
-         std::to_string(s.stale.size()));
-  metric("safespool_unreadable_files", "gauge",
-         "Files named like jobs that are not readable packets.",
-         std::to_string(s.unreadable.size()));
-  metric("safespool_blocked", "gauge", "1 when the next job keeps failing.",
-         s.state == QueueStatus::State::Blocked ? "1" : "0");
-  return out;
 }
 
 }  // namespace safespool

@@ -101,8 +101,35 @@ const char* state_name(QueueStatus::State s);
 std::string format_status(const QueueStatus& s);
 /// One JSON document (docs/json.md).
 std::string status_json(const QueueStatus& s);
-/// Prometheus text exposition (docs/json.md lists the metrics).
+/// Prometheus text exposition (docs/json.md lists the metrics): every
+/// sample carries a `queue` label, so one textfile directory serves many
+/// queues, one file each.
 std::string status_metrics(const QueueStatus& s);
+
+/// queue-status --check's exit statuses: the monitoring plugin API's.
+enum CheckCode : int { kCheckOk = 0, kCheckWarning = 1, kCheckCritical = 2, kCheckUnknown = 3 };
+
+/// Limits on the age of the oldest waiting packet (since it arrived in
+/// jobs/), in seconds: at or above `warn_age` WARNING, `crit_age` CRITICAL.
+struct CheckThresholds {
+  std::optional<int64_t> warn_age, crit_age;
+};
+
+/// One plugin line, "SAFESPOOL OK|WARNING|CRITICAL|UNKNOWN - summary | perfdata",
+/// and its exit status.
+struct CheckResult {
+  int code = kCheckUnknown;
+  std::string line;
+};
+
+/// The check of a queue at unix time `now`: blocked and failing are
+/// CRITICAL, a waiting packet older than a threshold WARNING or CRITICAL.
+CheckResult status_check(const QueueStatus& s, const CheckThresholds& t, int64_t now);
+/// UNKNOWN: the queue could not be read (`why` says how).
+CheckResult check_unknown(const std::string& queuedir, const std::string& why);
+
+/// "45s", "2h 1m", "3d 4h": a duration for people, two units at most.
+std::string age_text(int64_t seconds);
 
 /// queue-info/stdin-info --json: one packet's header and the environment
 /// its consumer gets. Bytes that are not UTF-8 are replaced by U+FFFD.

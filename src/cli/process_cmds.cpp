@@ -195,9 +195,13 @@ void register_process(CLI::App& app, Action& action) {
   auto* pl =
       app.add_subcommand("stdin-payload", "Dumps the payload from the packet on stdin to stdout");
   a->decode.add_to(pl);
+  a->policy_flags.add_to(pl);
   pl->callback([&action, a] {
     action = [a] {
-      Job job = Job::from_stdin(a->decode.finish());
+      SignerPolicy policy = a->policy_flags.build();
+      DecodeOptions d = a->decode.finish();
+      Job job = Job::from_stdin(d);
+      if (!policy.empty()) job.require(policy, signer_key_ids(policy, d.gnupg_home));
       copy_payload_to_stdout(job.stream());
       return kExitOk;
     };

@@ -30,6 +30,8 @@ struct QueueArgs {
   bool copy = false;
   std::vector<std::string> sources;
   PolicyFlags policy_flags;
+  bool check = false;
+  std::string warn_age, crit_age;
 };
 
 // Under a policy, the verdict on one job (its whole stream is decoded).
@@ -134,18 +136,46 @@ int run_info(const QueueArgs& a) {
   return kExitOk;
 }
 
+// Under a policy the payload is still streamed, and an untrusted one ends
+// in exit 65 after it, as a consumer would be stopped before EOF.
 int run_payload(const QueueArgs& a) {
   Queue q(a.queuedir);
   DecodeOptions d = a.decode.finish();
+  SignerPolicy policy = a.policy_flags.build();
   JobEntry j = find_job(q, d, a.job);
   Job job = Job::open(q, j.filename, d);
+  if (!policy.empty()) job.require(policy, signer_key_ids(policy, d.gnupg_home));
   copy_payload_to_stdout(job.stream());
   return kExitOk;
 }
 
+// --check: one plugin line; whatever keeps the queue from being read
+// (missing, permission denied, a bad threshold) is UNKNOWN, exit 3.
+int run_check(const QueueArgs& a) {
+  CheckResult r;
+  try {
+    CheckThresholds t;
+    if (!a.warn_age.empty())
+      t.warn_age = static_cast<int64_t>(parse_duration(a.warn_age, "--warn-age"));
+    if (!a.crit_age.empty())
+      t.crit_age = static_cast<int64_t>(parse_duration(a.crit_age, "--crit-age"));
+    if (t.warn_age && t.crit_age && *t.warn_age > *t.crit_age)
+      throw UsageError("--warn-age must not be longer than --crit-age");
+    QueueStatus s = queue_status(Queue(a.queuedir), a.decode.finish(), a.policy_flags.build());
+    r = status_check(s, t, now_ctime().first);
+  } catch (const std::exception& e) {
+    r = check_unknown(a.queuedir, e.what());
+  }
+  write_all(1, r.line + "\n", "standard output");
+  return r.code;
+}
+
 // Exit status: 0 healthy, 1 failing, 2 waiting on a gap, 3 blocked.
 int run_status(const QueueArgs& a) {
-  QueueStatus s = queue_status(Queue(a.queuedir), a.decode.finish());
+  if (a.check) return run_check(a);
+  if (!a.warn_age.empty() || !a.crit_age.empty())
+    throw UsageError("--warn-age and --crit-age go with --check");
+  QueueStatus s = queue_status(Queue(a.queuedir), a.decode.finish(), a.policy_flags.build());
   write_all(1, a.json ? status_json(s) : format_status(s), "standard output");
   switch (s.state) {
     case QueueStatus::State::Healthy:
@@ -216,10 +246,9 @@ void add_job_cmd(CLI::App& app, Action& action, const char* name, const char* he
   auto a = std::make_shared<QueueArgs>();
   auto* sub = add_queuedir(app.add_subcommand(name, help), *a);
   a->decode.add_to(sub);
-  if (std::string(name) == "queue-info") {
+  if (std::string(name) == "queue-info")
     sub->add_flag("--json", a->json, "Print one JSON document");
-    a->policy_flags.add_to(sub);
-  }
+  a->policy_flags.add_to(sub);
   sub->add_option("-j,--job", a->job, "The job ID (sequence number)")->required();
   sub->callback([&action, a, run] { action = [a, run] { return run(*a); }; });
 }
@@ -259,7 +288,15 @@ void register_queue(CLI::App& app, Action& action) {
                                       "Show what a queue is waiting for and whether it is healthy"),
                    *a);
   a->decode.add_to(st);
-  st->add_flag("--json", a->json, "Print one JSON document");
+  auto* json = st->add_flag("--json", a->json, "Print one JSON document");
+  a->policy_flags.add_to(st);
+  st->add_flag("--check", a->check,
+               "Print one line for a monitoring plugin (Nagios API) and exit 0-3")
+      ->excludes(json);
+  st->add_option("--warn-age", a->warn_age,
+                 "--check: WARNING when the oldest waiting packet arrived DUR ago (e.g. 6h)");
+  st->add_option("--crit-age", a->crit_age,
+                 "--check: CRITICAL when the oldest waiting packet arrived DUR ago (e.g. 2d)");
   st->callback([&action, a] { action = [a] { return run_status(*a); }; });
 
   auto* led = add_queuedir(

@@ -83,6 +83,8 @@ section "a fresh queue"
 doc status-fresh queue-status 0 ss queue-status -q "$q" --json
 want status-fresh "d['state'], d['gaps'], [u['filename'] for u in d['unreadable']]" \
   "('healthy', [{'from': 5, 'to': 5}], ['fspl-garbage.fspl'])"
+want status-fresh "d['blocked'], d['totals'], [u['recipients'] for u in d['unreadable']], d['abandoned_temp_files']" \
+  "(None, {'success': 0, 'failure': 0, 'rejected': 0, 'bytes': 0}, [[]], [])"
 doc ls queue-ls 0 ss queue-ls -q "$q" --json
 want ls "[(j['seq'], j['kind']) for j in d['jobs']]" \
   "[(1, 'command'), (2, 'command'), (3, 'nop'), (4, 'command'), (6, 'command'), (7, 'fail')]"
@@ -117,6 +119,7 @@ deliver "$q" "$T/p/1" fspl-1-again.fspl
 doc status-blocked queue-status 1 ss queue-status -q "$q" --json
 want status-blocked "d['state'], d['next_seq'], d['failed']['seq'], [s['seq'] for s in d['stale']], d['last_run'] > 0" \
   "('failing', 4, 4, [1], True)"
+want status-blocked "d['blocked'], d['totals']['success'], d['totals']['failure']" "(None, 3, 1)"
 if hold_lock "$q/nextseq.lock"; then
   doc status-locked queue-status 1 ss queue-status -q "$q" --json
   want status-locked "type(d['lock_holder_pid']).__name__" int
@@ -171,6 +174,11 @@ broken queue-status status-locked set lock_holder_pid 0
 broken queue-status status-empty set oldest_job_age_seconds 3
 broken queue-status status-append-only set state '"waiting"'
 broken queue-status status-fresh del last_success
+broken queue-status status-fresh del totals
+broken queue-status status-fresh set blocked '{"reason": "conflict", "summary": "x", "files": []}'
+broken queue-status status-fresh set unreadable/0/recipients '["not-a-key-id"]'
+broken queue-status status-fresh del unreadable/0/recipients
+broken queue-status status-blocked set blocked '{"reason": "stuck", "summary": "x", "files": []}'
 
 section "validation"
 cat > "$T/validate.py" <<'PY'
