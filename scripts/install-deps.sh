@@ -37,15 +37,34 @@ for pkg in "${kPackages[@]}" "$@"; do
   fi
 done
 
-if ((${#missing[@]} == 0)); then
-  exit 0
-fi
-
-echo "install-deps: installing ${missing[*]}" >&2
 sudo_cmd=()
 if ((EUID != 0)); then
   sudo_cmd=(sudo)
 fi
 export DEBIAN_FRONTEND=noninteractive
-"${sudo_cmd[@]}" apt-get update -q
-"${sudo_cmd[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
+updated=0
+apt_update() {
+  ((updated)) || "${sudo_cmd[@]}" apt-get update -q
+  updated=1
+}
+
+if ((${#missing[@]} > 0)); then
+  echo "install-deps: installing ${missing[*]}" >&2
+  apt_update
+  "${sudo_cmd[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# promtool (tests/e2e/monitoring.sh: `promtool check rules` and `check
+# metrics`) comes from Debian's prometheus package, whose installation
+# would also start a Prometheus server: only the one program is taken from
+# the package, into /usr/local/bin.
+if ! command -v promtool >/dev/null; then
+  echo "install-deps: installing promtool from the prometheus package" >&2
+  apt_update
+  dl=$(mktemp -d)
+  trap 'rm -rf "$dl"' EXIT
+  chmod 755 "$dl"  # apt's download user must be able to write there
+  (cd "$dl" && apt-get download -q prometheus)
+  dpkg-deb --fsys-tarfile "$dl"/prometheus_*.deb | tar -x -C "$dl" ./usr/bin/promtool
+  "${sudo_cmd[@]}" install -m 0755 "$dl/usr/bin/promtool" /usr/local/bin/promtool
+fi
