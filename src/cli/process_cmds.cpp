@@ -49,6 +49,8 @@ struct ProcessArgs {
   std::string spool_dir;
   std::string max_payload;
   std::string on_error = "Retry", order_by = "Sequence", output_to = "PassBoth";
+  std::vector<std::string> hook_success, hook_failure, hook_blocked;
+  std::string hook_timeout;
 };
 
 std::chrono::milliseconds to_ms(double seconds, const char* option) {
@@ -103,6 +105,33 @@ DecodeOptions decode_options(const ProcessArgs& a, const SignerPolicy& policy) {
   return d;
 }
 
+Hooks hooks(const ProcessArgs& a) {
+  Hooks h;
+  for (const auto& p : a.hook_success) h.add(HookEvent::Kind::Success, p);
+  for (const auto& p : a.hook_failure) h.add(HookEvent::Kind::Failure, p);
+  for (const auto& p : a.hook_blocked) h.add(HookEvent::Kind::Blocked, p);
+  if (!a.hook_timeout.empty())
+    h.set_timeout(std::chrono::seconds(parse_duration(a.hook_timeout, "--hook-timeout")));
+  return h;
+}
+
+void add_hook_flags(CLI::App* sub, ProcessArgs& a) {
+  auto repeatable = [&](const char* name, std::vector<std::string>& to, const char* help) {
+    sub->add_option(name, to, help)
+        ->expected(1)
+        ->allow_extra_args(false)
+        ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  };
+  repeatable("--hook-success", a.hook_success,
+             "Run this program (no shell) after a job succeeds (repeatable)");
+  repeatable("--hook-failure", a.hook_failure,
+             "Run this program (no shell) after a job fails (repeatable)");
+  repeatable("--hook-blocked", a.hook_blocked,
+             "Run this program (no shell) when the queue becomes blocked (repeatable)");
+  sub->add_option("--hook-timeout", a.hook_timeout,
+                  "Kill a hook (its process group) after DUR (default 30s)");
+}
+
 // Only the process commands turn SIGINT/SIGTERM/SIGHUP into events (they
 // must stop a consumer cleanly); every other command keeps the default
 // disposition and simply dies.
@@ -122,8 +151,7 @@ int run_queue_process(const ProcessArgs& a) {
   o.order_by = parse_choice(kOrderBy, a.order_by, "--order-by");
   o.output_to = parse_choice(kOutputTo, a.output_to, "--output-to");
   o.lock_wait_seconds = a.lock_wait;
-  Hooks hooks;
-  return process_queue(Queue(a.queuedir), o, policy, hooks);
+  return process_queue(Queue(a.queuedir), o, policy, hooks(a));
 }
 
 int run_stdin_process(const ProcessArgs& a) {
@@ -164,6 +192,7 @@ void register_process(CLI::App& app, Action& action) {
       ->check(CLI::PositiveNumber);
   qp->add_option("--metrics-file", a->metrics_file,
                  "Write Prometheus textfile metrics after each pass");
+  add_hook_flags(qp, *a);
   qp->callback([&action, a] { action = [a] { return run_queue_process(*a); }; });
 
   auto* sp =
