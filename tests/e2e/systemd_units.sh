@@ -20,7 +20,7 @@ source "${E2E_LIB:-$(dirname "$0")/lib.sh}"
 make_consumers
 kUnits=$E2E_LIB_DIR/../../packaging/systemd
 kTemplates=(safespool-process@.service safespool-process@.timer safespool-process@.path
-  safespool-watch@.service)
+  safespool-watch@.service safespool-notify@.service)
 
 if ! command -v systemd-analyze >/dev/null; then
   # scripts/install-deps.sh installs it (package systemd); only a machine
@@ -74,7 +74,8 @@ section "unit contract"
 has() { grep -qxF -- "$2" "$U/$1" && pass || fail "$1: no line [$2]"; }
 for svc in safespool-process@.service safespool-watch@.service; do
   for line in 'User=safespool' 'EnvironmentFile=/etc/safespool/%i.conf' \
-    'NoNewPrivileges=yes' 'ProtectSystem=strict' 'ReadWritePaths=/var/spool/safespool/%i' \
+    'NoNewPrivileges=yes' 'ProtectSystem=strict' \
+    'ReadWritePaths=/var/spool/safespool/%i -/var/lib/safespool' \
     'PrivateTmp=yes' 'ProtectHome=yes' 'ProtectKernelTunables=yes' 'ProtectControlGroups=yes' \
     'RestrictSUIDSGID=yes' 'LockPersonality=yes' 'MemoryDenyWriteExecute=yes' \
     'RestrictRealtime=yes' 'SystemCallArchitectures=native' 'UMask=0077'; do
@@ -112,6 +113,41 @@ grep -q '^DeviceAllow=/dev/zfs' "$U/safespool-process@test.service.d/zfs.conf" &
   fail "zfs drop-in does not allow /dev/zfs"
 verify_unit safespool-process@test.service
 rm -r "$U/safespool-process@test.service.d"
+
+section "OnFailure= drop-in (docs/operations.md) and the notify unit"
+mkdir -p "$U/safespool-process@test.service.d"
+sed -n '/<!-- onfailure-dropin-begin -->/,/<!-- onfailure-dropin-end -->/{/^\[/,/^```/p}' "$kDocs" |
+  sed '/^```/d' >"$U/safespool-process@test.service.d/notify.conf"
+grep -qx 'OnFailure=safespool-notify@%n.service' "$U/safespool-process@test.service.d/notify.conf" &&
+  pass || fail "no OnFailure= drop-in found between the markers in docs/operations.md"
+verify_unit safespool-process@test.service
+rm -r "$U/safespool-process@test.service.d"
+# The notify unit's ExecStart, as systemd would run it for a failed
+# safespool-process@test.service ($$ and %% unescaped, %i expanded), with
+# stand-ins for systemctl and sendmail on PATH.
+mkdir -p "$T/notify-bin"
+cat >"$T/notify-bin/systemctl" <<'SH'
+#!/bin/sh
+echo "systemctl $*"
+echo "   Active: failed (Result: exit-code)"
+SH
+cat >"$T/notify-bin/sendmail" <<'SH'
+#!/bin/sh
+{ echo "args: $*"; cat; } >"$E2E_T/notify.mail"
+SH
+chmod +x "$T/notify-bin"/*
+line=$(sed -n 's/^ExecStart=//p' "$U/safespool-notify@.service")
+line=${line//\$\$/\$}
+line=${line//%%/%}
+line=${line//%i/safespool-process@test.service}
+eval "set -- $line"
+E2E_T=$T SAFESPOOL_MAIL_TO=ops@example.org PATH=$T/notify-bin:$PATH "$@"
+expect_eq "notify: the mail" "args: -oi -t
+To: ops@example.org
+Subject: safespool-process@test.service failed on $(uname -n)
+
+systemctl status --full --no-pager --lines=50 safespool-process@test.service
+   Active: failed (Result: exit-code)" "$(cat "$T/notify.mail" 2>/dev/null)"
 
 section "example.conf"
 conf=$kUnits/example.conf

@@ -272,8 +272,22 @@ else
   echo "note: systemd-analyze not installed; units not verified"
 fi
 conf=$kExample/backup.conf
-bad=$(grep -Ev '^[[:space:]]*(#|$)' "$conf" | grep -Ev '^SAFESPOOL_(QUEUE|COMMAND|OPTS|STICK)=')
-expect_eq "backup.conf: only SAFESPOOL_QUEUE/COMMAND/OPTS/STICK" "" "$bad"
+bad=$(grep -Ev '^[[:space:]]*(#|$)' "$conf" | grep -Ev '^SAFESPOOL_(QUEUE|COMMAND|OPTS|STICK|IMPORT_OPTS)=')
+expect_eq "backup.conf: only SAFESPOOL_QUEUE/COMMAND/OPTS/STICK/IMPORT_OPTS" "" "$bad"
+# The import reads encrypted packets with the key of the guide's layout, in
+# a sandbox where that GnuPG home is writable (gpg-agent's sockets).
+kImport=$kExample/safespool-stick-import@.service
+expect_eq "stick import: its GnuPG home" \
+  'Environment="SAFESPOOL_IMPORT_OPTS=--gnupg-home /var/lib/safespool/gnupg"' \
+  "$(grep '^Environment="SAFESPOOL_IMPORT_OPTS=' "$kImport")"
+grep -q '^ExecStart=.* queue-import .*\$SAFESPOOL_IMPORT_OPTS' "$kImport" && pass ||
+  fail "stick import: ExecStart does not pass \$SAFESPOOL_IMPORT_OPTS"
+grep -Eq '^ReadWritePaths=.* -/var/lib/safespool( |$)' "$kImport" && pass ||
+  fail "stick import: /var/lib/safespool is not writable"
+# zfs receive -u: the service's own mount namespace would take a mounted
+# dataset away with it (docs/operations.md, "zfs receive").
+expect_match "receive.sh receives unmounted by default" '.*ZFS_RECV_CMD:-zfs receive -u -F.*' \
+  "$(grep 'read -ra recv_cmd' "$kExample/receive.sh")"
 expect_eq "backup.conf: the consumer" "SAFESPOOL_COMMAND=/sbin/zfs -- receive -u -F backup/fs" \
   "$(grep '^SAFESPOOL_COMMAND=' "$conf")"
 # The drop-in shipped here is the one docs/operations.md shows (and
