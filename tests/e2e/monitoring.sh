@@ -110,6 +110,36 @@ for name in $(grep -o 'safespool_[a-z_]*' "$kAlerts" | sort -u); do
   grep -q "^$name{" "$T/textfile/q.prom" && pass || fail "alerts.yml uses $name, which is not written"
 done
 
+section "the alert rules fire on what a blocked queue writes"
+ss queue-init -q "$T/bq" || fail "queue-init bq"
+printf 'x' | ss prepare -s "$T/bseq" -i - >"$T/b1"
+printf 'y' | ss prepare -s "$T/bseq" -i - | ss queue-write -q "$T/bq"
+printf 'garbage' >"$T/bq/jobs/fspl-garbage.fspl" # where packet 1 should be
+expect_rc 3 blocked-pass "$SAFESPOOL" queue-process -q "$T/bq" --metrics-file "$T/textfile/bq.prom" "$T/bin/record"
+if command -v promtool >/dev/null; then
+  # The metrics file, as input series constant for ten minutes.
+  {
+    echo "rule_files: ['$kAlerts']"
+    echo "evaluation_interval: 1m"
+    echo "tests:"
+    echo "  - interval: 1m"
+    echo "    input_series:"
+    grep -v '^#' "$T/textfile/bq.prom" | sed -E "s/^([^ ]+) (.*)\$/      - series: '\1'\n        values: '\2x10'/"
+    echo "    alert_rule_test:"
+    echo "      - eval_time: 6m"
+    echo "        alertname: SafeSpoolQueueBlocked"
+    echo "        exp_alerts:"
+    echo "          - exp_labels: {severity: critical, queue: '$T/bq', reason: unreadable}"
+    echo "            exp_annotations:"
+    echo "              summary: 'SafeSpool queue $T/bq is blocked (unreadable)'"
+    echo "              description: 'Run \`safespool queue-status -q $T/bq\` (with the decoding and signer options of the processor) to see the files and why.'"
+    echo "      - eval_time: 6m"
+    echo "        alertname: SafeSpoolJobFailing"
+    echo "        exp_alerts: []"
+  } >"$T/alerts-test.yml"
+  expect_ok promtool-test-rules promtool test rules "$T/alerts-test.yml"
+fi
+
 section "the signer options on every command that reads a queue"
 export GNUPGHOME=$T/gnupg
 mkdir -m 700 "$GNUPGHOME"
