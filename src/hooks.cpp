@@ -11,6 +11,7 @@
 #include <map>
 
 #include "safespool/fd.hpp"
+#include "safespool/signals.hpp"
 #include "safespool/spawn.hpp"
 
 extern char** environ;
@@ -45,17 +46,21 @@ std::vector<std::string> current_environment() {
   return env;
 }
 
-// Waits for `child` up to `limit`; false when it is still running then.
-bool wait_bounded(Child& child, std::chrono::milliseconds limit) {
+enum class Waited { Exited, TimedOut, Interrupted };
+
+// Waits for `child` up to `limit`, or until SIGINT/SIGTERM/SIGHUP asks the
+// processor to stop: a notifier must never delay a stop.
+Waited wait_bounded(Child& child, std::chrono::milliseconds limit) {
   auto end = Clock::now() + limit;
   for (;;) {
-    if (child.try_wait()) return true;
+    if (child.try_wait()) return Waited::Exited;
+    if (take_interrupt() || interrupted()) return Waited::Interrupted;
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(end - Clock::now());
-    if (left.count() <= 0) return false;
-    pollfd p{child.pidfd(), POLLIN, 0};
-    if (::poll(&p, 1, static_cast<int>(std::min<int64_t>(left.count(), 1000))) < 0 &&
-        errno != EINTR)
-      return child.try_wait().has_value();
+    if (left.count() <= 0) return Waited::TimedOut;
+    pollfd p[2] = {{child.pidfd(), POLLIN, 0}, {interrupt_fd(), POLLIN, 0}};
+    int n = interrupt_fd() >= 0 ? 2 : 1;
+    if (::poll(p, n, static_cast<int>(std::min<int64_t>(left.count(), 1000))) < 0 && errno != EINTR)
+      return child.try_wait() ? Waited::Exited : Waited::TimedOut;
   }
 }
 
@@ -74,11 +79,15 @@ void run_one(const std::string& program, const std::vector<std::string>& env, co
   spec.stdin_fd = null ? null.get() : 0;
   spec.stdout_fd = 2;  // a notifier's words are log lines, not job output
   Child child = spawn(spec);
-  if (!wait_bounded(child, timeout)) {
+  Waited w = wait_bounded(child, timeout);
+  if (w != Waited::Exited) {
     child.kill_group(SIGKILL);
     child.wait();
-    spdlog::warn("{} hook {} did not finish within {}: killed", kind, program,
-                 seconds_text(timeout));
+    if (w == Waited::TimedOut)
+      spdlog::warn("{} hook {} did not finish within {}: killed", kind, program,
+                   seconds_text(timeout));
+    else
+      spdlog::warn("{} hook {} stopped: safespool was interrupted", kind, program);
     return;
   }
   ExitStatus st = child.wait();
@@ -145,6 +154,10 @@ void Hooks::fire(const HookEvent& e) const noexcept {
   const char* kind = hook_kind_name(e.kind);
   for (const auto& [k, program] : programs_) {
     if (k != e.kind) continue;
+    if (interrupted()) {
+      spdlog::debug("{} hook {} not run: safespool was interrupted", kind, program);
+      continue;
+    }
     try {
       spdlog::debug("running {} hook {}", kind, program);
       run_one(program, environment(e, current_environment()), kind, timeout_);

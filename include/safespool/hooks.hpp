@@ -9,7 +9,9 @@
 // describing the event and the job's FSPL_* variables, its stdin on
 // /dev/null and its output on the processor's stderr (the journal, a cron
 // mail). Each run is bounded by a timeout, after which its whole process
-// group is killed. A hook that fails, hangs or cannot be started is logged
+// group is killed; so is a running hook when SIGINT, SIGTERM or SIGHUP
+// asks the processor to stop (no hook starts after that): a notifier never
+// delays a stop. A hook that fails, hangs or cannot be started is logged
 // and changes nothing else: not the job's result, not the exit status, not
 // the next hook.
 //

@@ -110,8 +110,11 @@ Hooks hooks(const ProcessArgs& a) {
   for (const auto& p : a.hook_success) h.add(HookEvent::Kind::Success, p);
   for (const auto& p : a.hook_failure) h.add(HookEvent::Kind::Failure, p);
   for (const auto& p : a.hook_blocked) h.add(HookEvent::Kind::Blocked, p);
-  if (!a.hook_timeout.empty())
-    h.set_timeout(std::chrono::seconds(parse_duration(a.hook_timeout, "--hook-timeout")));
+  if (!a.hook_timeout.empty()) {
+    uint64_t secs = parse_duration(a.hook_timeout, "--hook-timeout");
+    if (secs > 86400) throw UsageError("--hook-timeout: \"" + a.hook_timeout + "\" is over 1d");
+    h.set_timeout(std::chrono::seconds(secs));
+  }
   return h;
 }
 

@@ -146,6 +146,7 @@ expect_match "hanging hook killed and logged" ".*success hook $T/hookbin/hang di
 expect_match "missing hook logged" ".*success hook $T/hookbin/no-such-hook could not run.*" "$err"
 expect_match "the hook after them still ran" ".*event=success .* seq=5 .*" "$(tr '\n' ' ' <hook-env.log)"
 expect_rc 64 bad-timeout "$SAFESPOOL" queue-process -q "$T/q" --hook-timeout 0 "$T/bin/record"
+expect_rc 64 long-timeout "$SAFESPOOL" queue-process -q "$T/q" --hook-timeout 2d "$T/bin/record"
 
 kill "$server_pid" 2>/dev/null
 wait "$server_pid" 2>/dev/null

@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <fstream>
 
+#include "safespool/signals.hpp"
 #include "test_util.hpp"
 
 namespace safespool {
@@ -144,6 +145,25 @@ TEST_F(HooksTest, AHangingHookIsKilledWithItsProcessGroup) {
   EXPECT_TRUE(test::eventually([&] { return gone(grandchild); }))
       << "the hook's background child " << grandchild << " survived";
   ::kill(grandchild, SIGKILL);  // when it did: not left behind
+}
+
+// In a child process of its own: the interrupt it takes stays taken.
+TEST_F(HooksTest, AnInterruptStopsTheRunningHookAndTheRest) {
+  Hooks h;
+  h.set_timeout(60s);  // far longer than the test may take
+  // The hook asks its parent, the processor, to stop (as systemd would),
+  // then hangs; the hook after it must not start.
+  h.add(HookEvent::Kind::Failure,
+        script("stop", "kill -TERM $PPID; exec sleep 1000 >/dev/null 2>&1"));
+  h.add(HookEvent::Kind::Failure, recorder("after"));
+  EXPECT_EXIT(
+      {
+        install_interrupt_fd();
+        h.fire(failure_event());
+        std::_Exit(interrupted() == SIGTERM && ran().empty() ? 0 : 1);
+      },
+      ::testing::ExitedWithCode(0), "");
+  EXPECT_EQ(ran(), "");
 }
 
 TEST(HookKind, Names) {
