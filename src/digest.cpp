@@ -50,17 +50,42 @@ std::string Sha256::hex() {
   return out;
 }
 
-std::string sha256_file(int fd, const std::string& what) {
-  Sha256 h;
+namespace {
+
+// Hashes the file from `at` to its end into `h`.
+void hash_rest(Sha256& h, int fd, uint64_t at, const std::string& what) {
   std::vector<std::byte> buf(1 << 20);
-  for (off_t at = 0;;) {
-    ssize_t n = ::pread(fd, buf.data(), buf.size(), at);
+  for (;;) {
+    ssize_t n = ::pread(fd, buf.data(), buf.size(), static_cast<off_t>(at));
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) throw_errno("cannot read " + what);
-    if (n == 0) return h.hex();
+    if (n == 0) return;
     h.update(std::span(buf).first(static_cast<size_t>(n)));
-    at += n;
+    at += static_cast<uint64_t>(n);
   }
+}
+
+}  // namespace
+
+std::string sha256_file(int fd, const std::string& what) {
+  Sha256 h;
+  hash_rest(h, fd, 0, what);
+  return h.hex();
+}
+
+void FileDigest::feed(uint64_t offset, std::span<const std::byte> data) {
+  std::lock_guard lock(mu_);
+  if (done_ || offset != at_) return;
+  sha_.update(data);
+  at_ += data.size();
+}
+
+std::string FileDigest::finish(int fd, const std::string& what) {
+  std::lock_guard lock(mu_);
+  if (done_) throw Error("the digest of " + what + " was already taken");
+  done_ = true;
+  hash_rest(sha_, fd, at_, what);
+  return sha_.hex();
 }
 
 std::string sha256_hex(std::string_view data) {

@@ -9,7 +9,9 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
+#include <mutex>
 #include <span>
 #include <string>
 #include <string_view>
@@ -33,6 +35,28 @@ class Sha256 {
  private:
   struct State;
   std::unique_ptr<State> state_;
+};
+
+/// The SHA-256 of a file, fed by whoever reads it in order from its start
+/// (the decode stage at the bottom of a job's stack: the bytes are in hand
+/// anyway), and completed by reading what nobody read (the payload of a
+/// plain packet, which its consumer reads from the file itself). So a job
+/// file is hashed as it is read, not read again after the job. Thread-safe:
+/// the decode stage may run on a worker thread.
+class FileDigest {
+ public:
+  /// Takes the bytes read at `offset`, when they continue what was hashed
+  /// (anything else, and anything after finish(), is ignored).
+  void feed(uint64_t offset, std::span<const std::byte> data);
+  /// The digest of the whole file open at `fd` (named `what` in errors):
+  /// what was fed, then the rest read with pread. Once. Throws SysError.
+  std::string finish(int fd, const std::string& what);
+
+ private:
+  std::mutex mu_;
+  Sha256 sha_;
+  uint64_t at_ = 0;
+  bool done_ = false;
 };
 
 /// SHA-256 of the whole file open at `fd` (read with pread, so its offset

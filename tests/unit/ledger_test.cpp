@@ -39,6 +39,25 @@ TEST(Digest, Sha256OfAFileMatchesSha256sum) {
   EXPECT_FALSE(is_sha256_hex("abc"));
 }
 
+TEST(Digest, AFileDigestFedInOrderIsTheFilesSha256) {
+  test::TempDir d;
+  std::string data(5 << 20, 'y');
+  for (size_t i = 0; i < data.size(); i += 4097) data[i] = static_cast<char>(i);
+  test::spit(d / "f", data);
+  Fd fd(::open((d / "f").c_str(), O_RDONLY | O_CLOEXEC));
+  auto bytes = std::as_bytes(std::span(data));
+  FileDigest part;
+  part.feed(0, bytes.first(1000));
+  part.feed(5000, bytes.subspan(5000, 10));  // not where it left off: ignored
+  part.feed(1000, bytes.subspan(1000, 3000));
+  EXPECT_EQ(part.finish(fd.get(), "f"), sha256_hex(data)) << "read the rest from 4000";
+  FileDigest whole;
+  whole.feed(0, bytes);
+  EXPECT_EQ(whole.finish(fd.get(), "f"), sha256_hex(data));
+  FileDigest none;
+  EXPECT_EQ(none.finish(fd.get(), "f"), sha256_hex(data));
+}
+
 TEST(Ledger, RecordsRoundTripAndOddTextStaysOnOneLine) {
   LedgerRecord r = rec(7, LedgerResult::Failure);
   r.exit_status = 3;
