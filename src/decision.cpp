@@ -47,7 +47,8 @@ std::vector<std::string> encrypted_to(const Queue& q, const std::string& filenam
 
 bool exhausted(uint64_t seq, const Ledger& ledger) {
   if (seq != UINT64_MAX) return false;
-  const LedgerRecord* last = ledger.read().last_for_seq(seq);
+  LedgerView view = ledger.read();
+  const LedgerRecord* last = view.last_for_seq(seq);
   return last && last->result == LedgerResult::Success;
 }
 
