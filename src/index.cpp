@@ -133,53 +133,74 @@ std::optional<std::string> index_key(const DecodeOptions& decode) {
          ";depth=" + std::to_string(decode.max_depth);
 }
 
+namespace {
+
+constexpr size_t kFixed = sizeof kMagic + 4 + 8;  ///< magic, byte order, entries size
+
+// The size of the entries part that the fixed fields at the start of an
+// index of `file_size` bytes announce. Throws FormatError.
+uint64_t entries_size(std::string_view fixed, uint64_t file_size) {
+  if (file_size < kFixed) throw FormatError("truncated");
+  Cursor head(fixed);
+  if (head.take(sizeof kMagic) != std::string_view(kMagic, sizeof kMagic))
+    throw FormatError("not an index");
+  if (head.get<uint32_t>() != kByteOrder) throw FormatError("foreign byte order");
+  uint64_t size = head.get<uint64_t>();
+  if (size < kFixed || size > file_size - 4 || size > kMaxIndexBytes)
+    throw FormatError("entries part beyond the file");
+  return size;
+}
+
+}  // namespace
+
+void HeaderIndex::parse_entries(std::string_view part, uint32_t stored_crc, const std::string& key,
+                                const struct stat& jobs_st) {
+  if (checksum(part.data(), part.size()) != stored_crc) throw FormatError("checksum mismatch");
+  Cursor in(part);
+  in.take(kFixed);
+  uint64_t dev = in.get<uint64_t>(), ino = in.get<uint64_t>();
+  if (dev != jobs_st.st_dev || ino != jobs_st.st_ino)
+    throw FormatError("written for another jobs/ directory");
+  written_at_ = in.get<int64_t>();
+  if (in.bytes() != key) throw FormatError("written for other decoding options");
+  uint64_t count = in.get<uint64_t>();
+  // Each entry takes at least 4 + 48 + 20 + 12 bytes: no absurd reservation.
+  if (count > in.left() / 84) throw FormatError("entry count beyond the file");
+  records_.reserve(count);
+  for (uint64_t i = 0; i < count; ++i) {
+    // Checked here, decoded when asked for (entry()).
+    records_.push_back(static_cast<uint32_t>(in.pos()));
+    std::string_view name = in.bytes();
+    if (!is_job_name(name) || name.find('/') != std::string::npos)
+      throw FormatError("bad entry name");
+    in.take(kRecordFields);
+  }
+  if (in.left() != 0) throw FormatError("trailing bytes");
+}
+
+void HeaderIndex::read_entries(const std::string& path, const std::string& key,
+                               const struct stat& jobs_st) {
+  file_ = Fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK));
+  if (!file_) throw_errno("cannot open " + path);
+  struct stat st;
+  if (::fstat(file_.get(), &st) != 0) throw_errno("cannot stat " + path);
+  if (!S_ISREG(st.st_mode)) throw FormatError("not a regular file");
+  uint64_t file_size = static_cast<uint64_t>(st.st_size);
+  auto fixed = read_at(file_.get(), 0, std::min<uint64_t>(kFixed, file_size), path);
+  uint64_t size = entries_size(std::string_view(fixed.get(), kFixed), file_size);
+  data_ = read_at(file_.get(), 0, size + 4, path);
+  headers_at_ = size + 4;
+  uint32_t stored_crc;
+  std::memcpy(&stored_crc, data_.get() + size, sizeof stored_crc);
+  parse_entries(std::string_view(data_.get(), size), stored_crc, key, jobs_st);
+}
+
 HeaderIndex HeaderIndex::load(const std::string& queuedir, const std::string& key,
                               const struct stat& jobs_st) {
   std::string path = queuedir + "/" + kFileName;
   HeaderIndex idx;
   try {
-    idx.file_ = Fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK));
-    if (!idx.file_) throw_errno("cannot open " + path);
-    struct stat st;
-    if (::fstat(idx.file_.get(), &st) != 0) throw_errno("cannot stat " + path);
-    if (!S_ISREG(st.st_mode)) throw FormatError("not a regular file");
-    constexpr size_t kFixed = sizeof kMagic + 4 + 8;
-    auto fixed = read_at(idx.file_.get(), 0, std::min<uint64_t>(kFixed, st.st_size), path);
-    if (static_cast<uint64_t>(st.st_size) < kFixed) throw FormatError("truncated");
-    Cursor head(std::string_view(fixed.get(), kFixed));
-    if (head.take(sizeof kMagic) != std::string_view(kMagic, sizeof kMagic))
-      throw FormatError("not an index");
-    if (head.get<uint32_t>() != kByteOrder) throw FormatError("foreign byte order");
-    uint64_t entries_size = head.get<uint64_t>();
-    if (entries_size < kFixed || entries_size > static_cast<uint64_t>(st.st_size) - 4 ||
-        entries_size > kMaxIndexBytes)
-      throw FormatError("entries part beyond the file");
-    idx.data_ = read_at(idx.file_.get(), 0, entries_size + 4, path);
-    idx.headers_at_ = entries_size + 4;
-    uint32_t stored_crc;
-    std::memcpy(&stored_crc, idx.data_.get() + entries_size, sizeof stored_crc);
-    if (checksum(idx.data_.get(), entries_size) != stored_crc)
-      throw FormatError("checksum mismatch");
-    Cursor in(std::string_view(idx.data_.get(), entries_size));
-    in.take(kFixed);
-    uint64_t dev = in.get<uint64_t>(), ino = in.get<uint64_t>();
-    if (dev != jobs_st.st_dev || ino != jobs_st.st_ino)
-      throw FormatError("written for another jobs/ directory");
-    idx.written_at_ = in.get<int64_t>();
-    if (in.bytes() != key) throw FormatError("written for other decoding options");
-    uint64_t count = in.get<uint64_t>();
-    // Each entry takes at least 4 + 48 + 20 + 12 bytes: no absurd reservation.
-    if (count > in.left() / 84) throw FormatError("entry count beyond the file");
-    idx.records_.reserve(count);
-    for (uint64_t i = 0; i < count; ++i) {
-      // Checked here, decoded when asked for (entry()).
-      idx.records_.push_back(static_cast<uint32_t>(in.pos()));
-      std::string_view name = in.bytes();
-      if (!is_job_name(name) || name.find('/') != std::string::npos)
-        throw FormatError("bad entry name");
-      in.take(kRecordFields);
-    }
-    if (in.left() != 0) throw FormatError("trailing bytes");
+    idx.read_entries(path, key, jobs_st);
   } catch (const SysError& e) {
     if (e.err() != ENOENT) spdlog::debug("ignoring {}: {}", path, e.what());
     return HeaderIndex();
@@ -312,6 +333,30 @@ void HeaderIndex::save(const std::string& queuedir, const std::string& key,
     ::unlink(temp.c_str());
     throw;
   }
+}
+
+void IndexUpdate::learn(std::string name, const FileId& id, const Meta& meta, std::string header) {
+  const std::string& n = strings_.emplace_back(std::move(name));
+  const std::string& h = strings_.emplace_back(std::move(header));
+  order_.push_back(source_.size() + learnt_.size());
+  learnt_.push_back({n, id, meta.seq, meta.ctime_secs, meta.ctime_nanos, h});
+}
+
+bool IndexUpdate::worth_saving() const {
+  // Rewriting costs about as much as reading 1/64 of its headers from
+  // their files (it is all written again).
+  size_t read = learnt(), listed = order_.size();
+  bool learnt_enough = encrypted_ > 0 || (read > 0 && read * 64 >= listed);
+  return learnt_enough || gone() > std::max<size_t>(64, listed / 4);
+}
+
+void IndexUpdate::save(const std::string& queuedir, const std::string& key,
+                       const struct stat& jobs_st, int64_t scan_started) const {
+  std::vector<HeaderIndex::Entry> entries;
+  entries.reserve(order_.size());
+  for (size_t pos : order_)
+    entries.push_back(pos < source_.size() ? source_.entry(pos) : learnt_[pos - source_.size()]);
+  HeaderIndex::save(queuedir, key, jobs_st, scan_started, entries, &source_);
 }
 
 void HeaderIndex::discard(const std::string& queuedir) {

@@ -18,10 +18,10 @@
 // the scan that wrote the index is read again next time (the rule git uses
 // for its index).
 //
-// A scan rewrites the whole index only when that pays: when it read at
-// least 1/64 as many headers from files as the index holds, or any
-// encrypted one (a gpg run), or when more of its entries are gone than a
-// quarter of the files listed now (and more than 64). A few new plain or
+// A scan rewrites the whole index only when that pays (IndexUpdate): when
+// it read at least 1/64 as many headers from files as the index holds, or
+// any encrypted one (a gpg run), or when more of its entries are gone than
+// a quarter of the files listed now (and more than 64). A few new plain or
 // zstd files are cheaper to read again at the next scan than a 20 MB
 // index of 100,000 entries is to write.
 //
@@ -32,6 +32,7 @@
 #include <sys/stat.h>
 
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <optional>
 #include <span>
@@ -121,6 +122,12 @@ class HeaderIndex {
   static void discard(const std::string& queuedir);
 
  private:
+  /// Opens and reads the entries part of the index at `path`. Throws.
+  void read_entries(const std::string& path, const std::string& key, const struct stat& jobs_st);
+  /// Checks `part` (the entries part, without its CRC) and records where
+  /// each entry starts; touches no file. Throws FormatError.
+  void parse_entries(std::string_view part, uint32_t stored_crc, const std::string& key,
+                     const struct stat& jobs_st);
   std::string_view name_at(size_t pos) const;
 
   Fd file_;                     ///< the loaded file (never changed in place)
@@ -137,6 +144,45 @@ class HeaderIndex {
   /// (hash of the name, position), sorted; built on the first miss
   mutable std::vector<std::pair<size_t, uint32_t>, HugePageAllocator<std::pair<size_t, uint32_t>>>
       by_name_;
+};
+
+/// The index a scan leaves behind, gathered in directory order while the
+/// scan goes: entries of the loaded index that are still true (by
+/// position: most scans keep the index as it is) and headers read now.
+/// It owns the rule that decides whether writing it pays.
+class IndexUpdate {
+ public:
+  /// `source` must outlive the update.
+  explicit IndexUpdate(const HeaderIndex& source) : source_(source) {
+    order_.reserve(source.size());
+  }
+
+  /// The loaded entry at `pos` still describes its file.
+  void keep(size_t pos) { order_.push_back(pos); }
+  /// A header read from file `name` (identity `id`) now; `header` is its
+  /// prefix + metadata bytes.
+  void learn(std::string name, const FileId& id, const Meta& meta, std::string header);
+  /// `n` of the headers learnt were decrypted (a gpg run each time).
+  void note_encrypted(size_t n) { encrypted_ += n; }
+
+  size_t kept() const { return order_.size() - learnt_.size(); }
+  size_t learnt() const { return learnt_.size(); }
+  /// Entries of the loaded index that no file matched.
+  size_t gone() const { return source_.size() > kept() ? source_.size() - kept() : 0; }
+
+  /// The rewrite rule (see the top of this file).
+  bool worth_saving() const;
+  /// HeaderIndex::save() of the gathered entries.
+  void save(const std::string& queuedir, const std::string& key, const struct stat& jobs_st,
+            int64_t scan_started) const;
+
+ private:
+  const HeaderIndex& source_;
+  /// Positions in source_, or source_.size() + k for learnt_[k].
+  std::vector<size_t> order_;
+  std::vector<HeaderIndex::Entry> learnt_;
+  std::deque<std::string> strings_;  ///< the names and headers learnt_ views (they stay put)
+  size_t encrypted_ = 0;
 };
 
 }  // namespace safespool

@@ -1,0 +1,222 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+// Queue::scan: the header of every job file, from the header index where
+// the file is unchanged (index.hpp), else read from the file.
+//
+// A scan is one pass over readdir(); the Scan class below owns its state
+// and names its steps:
+//   1. open jobs/ and load the index for these decoding options;
+//   2. for each job name: take the header from the index (take_indexed),
+//      or open the file and queue it for reading (queue_for_reading);
+//   3. read the queued files in batches (read_batch): small encrypted
+//      packets are decrypted by one gpg per batch (DecodeBatch) instead of
+//      one gpg each, which is otherwise most of a scan's cost; a stop
+//      request is honoured between files;
+//   4. leave the index behind when its own rule says that pays
+//      (IndexUpdate::worth_saving).
+#include <dirent.h>
+#include <fcntl.h>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+
+#include <ctime>
+#include <memory>
+#include <optional>
+
+#include "safespool/error.hpp"
+#include "safespool/queue.hpp"
+#include "safespool/signals.hpp"
+
+namespace safespool {
+namespace {
+
+// The header an index entry holds: all of it for a full listing; for
+// summaries and the processor only what orders the jobs (the processor
+// reads the rest from the file).
+Meta indexed_meta(const HeaderIndex& idx, const HeaderIndex::Entry& hit, ScanFor purpose) {
+  if (purpose == ScanFor::Listing) return idx.meta(hit);  // all of the header
+  Meta m;
+  m.seq = hit.seq;
+  m.ctime_secs = hit.ctime_secs;
+  m.ctime_nanos = hit.ctime_nanos;
+  return m;
+}
+
+class Scan {
+ public:
+  Scan(const Queue& q, const DecodeOptions& decode, ScanFor purpose, uint64_t seq_below)
+      : q_(q), decode_(decode), purpose_(purpose), seq_below_(seq_below) {}
+
+  ScanResult run() {
+    open_listing();
+    if (seq_below_ == UINT64_MAX) out_.jobs.reserve(idx_.size());
+    list();
+    read_batch();
+    save_index();
+    return std::move(out_);
+  }
+
+ private:
+  /// Files read per batch (one gpg run for the encrypted ones among them).
+  static constexpr size_t kReadBatch = 128;
+
+  void open_listing();
+  void list();
+  bool take_indexed(const dirent& e);
+  size_t unchanged(const dirent& e, HeaderIndex::Entry& hit) const;
+  void queue_for_reading(const std::string& name);
+  void read_batch();
+  void read_one(DecodeBatch& opened, size_t k);
+  /// At or above seq_below_ (UINT64_MAX: no bound, the last seq included).
+  bool beyond(uint64_t seq) const { return seq >= seq_below_ && seq_below_ != UINT64_MAX; }
+  void found(std::string name, Meta meta, const FileId& id, bool from_index);
+  void unreadable(const std::string& name, const Error& err);
+  void save_index();
+
+  const Queue& q_;
+  const DecodeOptions& decode_;
+  const ScanFor purpose_;
+  const uint64_t seq_below_;
+  int64_t started_ = ::time(nullptr);
+  std::unique_ptr<DIR, int (*)(DIR*)> dir_{nullptr, ::closedir};
+  struct stat dir_st_ {};
+  std::optional<std::string> key_;  ///< nullopt: headers are not indexed
+  HeaderIndex idx_;
+  std::optional<IndexUpdate> update_;  ///< with key_
+  std::vector<BatchFile> batch_;
+  std::vector<std::pair<std::string, struct stat>> batch_files_;  ///< name, its stat
+  ScanResult out_;
+};
+
+void Scan::open_listing() {
+  dir_.reset(::opendir(q_.jobs_dir().c_str()));
+  if (!dir_) throw_errno("cannot list " + q_.jobs_dir());
+  if (::fstat(::dirfd(dir_.get()), &dir_st_) != 0) throw_errno("cannot stat " + q_.jobs_dir());
+  key_ = index_key(decode_);
+  if (!key_) return;
+  idx_ = HeaderIndex::load(q_.dir(), *key_, dir_st_);
+  update_.emplace(idx_);
+}
+
+void Scan::list() {
+  for (;;) {
+    // Only readdir's own failure may leave errno set when it returns null:
+    // a file that vanished (ENOENT from open) is not a listing error.
+    errno = 0;
+    dirent* e = ::readdir(dir_.get());
+    if (!e) break;
+    if (!is_job_name(e->d_name) || take_indexed(*e)) continue;
+    queue_for_reading(e->d_name);
+    if (batch_.size() == kReadBatch) read_batch();
+  }
+  if (errno != 0) throw_errno("cannot list " + q_.jobs_dir());
+}
+
+// The position of the indexed header of `e`, if the file is still the one
+// it was read from; else HeaderIndex::npos. `hit` receives the entry.
+size_t Scan::unchanged(const dirent& e, HeaderIndex::Entry& hit) const {
+  size_t pos = idx_.find(e.d_name, hit);
+  if (pos == HeaderIndex::npos) return pos;
+  if (purpose_ == ScanFor::Processing) return e.d_ino == hit.id.ino ? pos : HeaderIndex::npos;
+  struct stat st;
+  if (::fstatat(::dirfd(dir_.get()), e.d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+      !S_ISREG(st.st_mode))
+    return HeaderIndex::npos;
+  return file_id(st) == hit.id ? pos : HeaderIndex::npos;
+}
+
+// Takes the header of `e` from the index when it may; false when the file
+// must be read.
+bool Scan::take_indexed(const dirent& e) {
+  HeaderIndex::Entry hit;
+  size_t pos = unchanged(e, hit);
+  if (pos == HeaderIndex::npos) return false;
+  try {
+    Meta meta;  // beyond seq_below_, only counted
+    meta.seq = hit.seq;
+    if (!beyond(hit.seq)) meta = indexed_meta(idx_, hit, purpose_);
+    found(e.d_name, std::move(meta), hit.id, true);
+    update_->keep(pos);
+    return true;
+  } catch (const Error& err) {
+    spdlog::debug("header index entry for {}: {}; reading the file", e.d_name, err.what());
+    return false;
+  }
+}
+
+// Opens `name` now; read_batch() reads it.
+void Scan::queue_for_reading(const std::string& name) {
+  try {
+    Fd fd = q_.open_job(name);
+    struct stat st;
+    if (::fstat(fd.get(), &st) != 0) throw_errno("cannot stat " + q_.job_path(name));
+    batch_.push_back({std::move(fd), "jobs/" + name});
+    batch_files_.emplace_back(name, st);
+  } catch (const Error& err) {
+    unreadable(name, err);
+  }
+}
+
+void Scan::read_batch() {
+  DecodeBatch opened(std::move(batch_), decode_);
+  batch_.clear();
+  if (update_) update_->note_encrypted(opened.encrypted());
+  for (size_t k = 0; k < opened.size(); ++k) {
+    // A scan of many encrypted packets takes a while: honour a stop request.
+    if (take_interrupt() || interrupted())
+      throw Error("interrupted during the scan of " + q_.jobs_dir(), kExitInterrupted);
+    read_one(opened, k);
+  }
+  batch_files_.clear();
+}
+
+void Scan::read_one(DecodeBatch& opened, size_t k) {
+  const auto& [name, st] = batch_files_[k];
+  try {
+    Decoded dec = opened.open(k);
+    std::string raw;
+    Meta meta = read_header(*dec.reader, "jobs/" + name, update_ ? &raw : nullptr);
+    if (update_) update_->learn(name, file_id(st), meta, std::move(raw));
+    found(name, std::move(meta), file_id(st), false);
+  } catch (const Error& err) {
+    unreadable(name, err);
+  }
+}
+
+void Scan::found(std::string name, Meta meta, const FileId& id, bool from_index) {
+  if (beyond(meta.seq)) {
+    ++out_.beyond;
+  } else {
+    out_.jobs.push_back({std::move(name), std::move(meta), id, from_index});
+  }
+}
+
+// A file that vanished since readdir is simply gone; any other failure is
+// listed as skipped, with its reason.
+void Scan::unreadable(const std::string& name, const Error& err) {
+  const auto* sys = dynamic_cast<const SysError*>(&err);
+  if (sys && sys->err() == ENOENT) {
+    spdlog::debug("{} vanished during the scan", name);
+  } else {
+    out_.skipped.push_back({name, err.what()});
+  }
+}
+
+void Scan::save_index() {
+  if (!update_) return;
+  spdlog::debug("scan of {}: {} header(s) from the index, {} read, {} unreadable", q_.jobs_dir(),
+                update_->kept(), update_->learnt(), out_.skipped.size());
+  if (!update_->worth_saving()) return;
+  try {
+    update_->save(q_.dir(), *key_, dir_st_, started_);
+  } catch (const Error& err) {
+    spdlog::debug("cannot update the header index: {}", err.what());
+  }
+}
+
+}  // namespace
+
+ScanResult Queue::scan(const DecodeOptions& decode, ScanFor purpose, uint64_t seq_below) const {
+  return Scan(*this, decode, purpose, seq_below).run();
+}
+
+}  // namespace safespool
