@@ -112,11 +112,15 @@ void Scan::list() {
 }
 
 // The position of the indexed header of `e`, if the file is still the one
-// it was read from; else HeaderIndex::npos. `hit` receives the entry.
+// it was read from (its whole identity); else HeaderIndex::npos. `hit`
+// receives the entry. The one exception, for the processor: a file the
+// index places at or beyond seq_below_ is only counted, and for that its
+// name and inode number suffice (see ScanFor::Processing).
 size_t Scan::unchanged(const dirent& e, HeaderIndex::Entry& hit) const {
   size_t pos = idx_.find(e.d_name, hit);
   if (pos == HeaderIndex::npos) return pos;
-  if (purpose_ == ScanFor::Processing) return e.d_ino == hit.id.ino ? pos : HeaderIndex::npos;
+  if (purpose_ == ScanFor::Processing && hit.seq >= seq_below_)
+    return e.d_ino == hit.id.ino ? pos : HeaderIndex::npos;
   struct stat st;
   if (::fstatat(::dirfd(dir_.get()), e.d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
       !S_ISREG(st.st_mode))

@@ -53,10 +53,17 @@ enum class ScanFor {
   /// `meta` of an indexed file holds only seq and ctime, from the index's
   /// checksummed entries (its headers are not read or parsed).
   Summary,
-  /// The processor reads the header of each job again just before running
-  /// it (and rescans without the index if they differ), so it trusts the
-  /// inode number readdir() reports, without a stat() per file, and takes
-  /// only seq and ctime from the index (`meta` holds nothing else).
+  /// The processor's scan, with a `seq_below` window: every file listed
+  /// in `jobs` was checked as for Listing (its whole identity), but `meta`
+  /// of an indexed file holds only seq and ctime. Files that the index
+  /// places at or beyond `seq_below` are only counted in `beyond`, and
+  /// for that their name and the inode number readdir() reports suffice
+  /// (no stat() for the bulk of a 100,000-file queue). So `jobs` and the
+  /// count may be trusted; the absence of a seq from `jobs` may not when
+  /// `beyond` > 0: a file whose inode number was reused under its old name
+  /// may hide there. Confirm with a Listing scan before declaring a job
+  /// missing. Without a window (`seq_below` = UINT64_MAX) it checks all
+  /// files as Summary does.
   Processing,
 };
 

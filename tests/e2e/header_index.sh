@@ -4,8 +4,8 @@
 # authority:
 #  - a second scan takes unchanged headers from it, and the listing is the same;
 #  - a job file rewritten in place (same inode) is listed as it is now, and
-#    the processor, which trusts inode numbers, re-reads the header before
-#    running, notices, and rescans instead of running the wrong job;
+#    the processor, which compares each file's whole identity with the
+#    index, reads it again instead of running the wrong job;
 #  - a damaged or deleted index only costs a rescan;
 #  - fspl works on a queue that has one.
 source "${E2E_LIB:-$(dirname "$0")/lib.sh}"
@@ -41,9 +41,9 @@ sleep 3.1
 ss queue-ls -q q >/dev/null
 cat p4.pkt >q/jobs/fspl-1.fspl
 : >"$LOG"
-ss queue-process -q q "$T/bin/record" 2>process.err
+ss -l debug queue-process -q q "$T/bin/record" 2>process.err
 expect_eq "nothing ran: there is no seq 1 any more" "" "$(cat "$LOG")"
-expect_match "the processor noticed and read every file again" ".*reading every job file again.*" \
+expect_match "the processor read the rewritten file again" ".*2 header\(s\) from the index, 1 read.*" \
   "$(tr '\n' ' ' <process.err)"
 expect_eq "nextseq unchanged" 1 "$(cat q/nextseq)"
 

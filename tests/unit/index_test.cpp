@@ -10,6 +10,7 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <thread>
 
@@ -37,10 +38,12 @@ using test::spit;
 std::string name_of(int i) { return "fspl-" + std::to_string(1000 + i) + ".fspl"; }
 
 // Rewrites the index as if the scan that wrote it had run a minute from
-// now, so that files made a moment ago are not "racy" in it.
-void settle_index(const TempQueue& t) {
+// now, so that files made a moment ago are not "racy" in it. `edit` may
+// change the entries first.
+void settle_index(const TempQueue& t, const std::function<void(JobList&)>& edit = {}) {
   DecodeOptions d;
   ScanResult r = t.queue().scan(d);
+  if (edit) edit(r.jobs);
   struct stat st;
   ASSERT_EQ(::stat((t.path / "jobs").c_str(), &st), 0);
   std::vector<std::string> raw;
@@ -120,16 +123,90 @@ TEST(HeaderIndex, AFileReplacedByRenameIsReadAgain) {
   }
 }
 
-TEST(HeaderIndex, AFileRewrittenInPlaceIsReadAgainByAStatScan) {
+// Every scan whose listing decides something: a listing, a summary, and
+// the processor's scan with its window of the next few seqs.
+struct Check {
+  ScanFor purpose;
+  uint64_t seq_below;
+};
+constexpr Check kDecidingScans[] = {{ScanFor::Listing, UINT64_MAX},
+                                    {ScanFor::Summary, UINT64_MAX},
+                                    {ScanFor::Processing, UINT64_MAX},
+                                    {ScanFor::Processing, 4098}};
+
+// Scans with each of kDecidingScans, each from the index as it is now (a
+// scan that learns something may rewrite it).
+template <typename F>
+void for_each_deciding_scan(const TempQueue& t, F check) {
+  const std::string index = test::slurp(t.index());
+  ASSERT_FALSE(index.empty());
+  for (const Check& c : kDecidingScans) {
+    spit(t.index(), index);
+    check(c);
+  }
+}
+
+JobEntry scan_one(const TempQueue& t, const Check& c, const std::string& name) {
+  for (auto& j : t.queue().scan(DecodeOptions{}, c.purpose, c.seq_below).jobs)
+    if (j.filename == name) return j;
+  ADD_FAILURE() << name << " not listed";
+  return {};
+}
+
+TEST(HeaderIndex, AFileRewrittenInPlaceIsReadAgainByEveryScan) {
   TempQueue t;
   spit(t.job(name_of(1)), packet(1));
   settle_index(t);
-  spit(t.job(name_of(1)), packet(7));  // same inode, same size
-  for (auto check : {ScanFor::Listing, ScanFor::Summary}) {
-    auto j = scan_by_name(t, check).at(name_of(1));
-    EXPECT_FALSE(j.from_index);
-    EXPECT_EQ(j.meta.seq, 7u);
+  spit(t.job(name_of(1)), packet(2));  // same inode, same size
+  for_each_deciding_scan(t, [&](const Check& c) {
+    JobEntry j = scan_one(t, c, name_of(1));
+    EXPECT_FALSE(j.from_index) << static_cast<int>(c.purpose) << " below " << c.seq_below;
+    EXPECT_EQ(j.meta.seq, 2u) << static_cast<int>(c.purpose) << " below " << c.seq_below;
+  });
+}
+
+// A sender that reuses one upload name: job 1 ran and was deleted, then
+// the next packet was written to a temporary file and renamed in under
+// the same name, and ext4 gave it the inode number just freed.
+TEST(HeaderIndex, ANameReusedWithAFreedInodeNumberIsReadAgainByEveryScan) {
+  TempQueue t;
+  spit(t.job(name_of(1)), packet(1));
+  settle_index(t);
+  const FileId old_id = scan_one(t, kDecidingScans[0], name_of(1)).id;
+  fs::remove(t.job(name_of(1)));
+  spit(t.path / "upload.tmp", packet(2));  // same size as the old one
+  fs::rename(t.path / "upload.tmp", t.job(name_of(1)));
+  struct stat st;
+  ASSERT_EQ(::stat(t.job(name_of(1)).c_str(), &st), 0);
+  if (st.st_ino != old_id.ino) {
+    // Another file system: make the index name the new inode number, as
+    // ext4's reuse does.
+    settle_index(t, [&](JobList& jobs) {
+      jobs[0].id = old_id;
+      jobs[0].id.ino = st.st_ino;
+      jobs[0].meta.seq = 1;
+    });
   }
+  for_each_deciding_scan(t, [&](const Check& c) {
+    JobEntry j = scan_one(t, c, name_of(1));
+    EXPECT_FALSE(j.from_index) << static_cast<int>(c.purpose) << " below " << c.seq_below;
+    EXPECT_EQ(j.meta.seq, 2u) << static_cast<int>(c.purpose) << " below " << c.seq_below;
+  });
+}
+
+// What the processor's windowed scan may trust (ScanFor::Processing): a
+// file the index places beyond the window is counted on its inode number
+// alone, so a job may hide there; a Listing scan finds it.
+TEST(HeaderIndex, BeyondItsWindowTheProcessorCountsByInodeAndAListingConfirms) {
+  TempQueue t;
+  spit(t.job(name_of(1)), packet(5000));
+  settle_index(t);
+  spit(t.job(name_of(1)), packet(2));  // same inode, same size
+  ScanResult r = t.queue().scan(DecodeOptions{}, ScanFor::Processing, 4098);
+  EXPECT_TRUE(r.jobs.empty());
+  EXPECT_EQ(r.beyond, 1u);
+  JobEntry j = scan_one(t, kDecidingScans[0], name_of(1));
+  EXPECT_EQ(j.meta.seq, 2u);
 }
 
 TEST(HeaderIndex, RemovedFilesAreNotListed) {
