@@ -323,7 +323,8 @@ void HeaderIndex::save(const std::string& queuedir, const std::string& key,
   std::string path = queuedir + "/" + kFileName;
   // A name of our own: two writers never share a temporary file.
   std::string temp = path + ".tmp-" + gen_uuid();
-  Fd fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0666));
+  // Owner only: it holds the decrypted headers of encrypted packets.
+  Fd fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
   if (!fd) throw_errno("cannot create " + temp);
   try {
     write_all(fd.get(), out, temp);

@@ -209,6 +209,20 @@ TEST(HeaderIndex, BeyondItsWindowTheProcessorCountsByInodeAndAListingConfirms) {
   EXPECT_EQ(j.meta.seq, 2u);
 }
 
+// The index holds decrypted headers (params, FSPL_SET_ values) of
+// encrypted packets: no one but the queue's owner may read it, whatever
+// the umask.
+TEST(HeaderIndex, OnlyItsOwnerMayReadIt) {
+  TempQueue t;
+  spit(t.job(name_of(1)), packet(1));
+  mode_t old_umask = ::umask(0);
+  t.queue().scan(DecodeOptions{});
+  ::umask(old_umask);
+  struct stat st;
+  ASSERT_EQ(::stat(t.index().c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0600u);
+}
+
 TEST(HeaderIndex, RemovedFilesAreNotListed) {
   TempQueue t;
   for (int i = 1; i <= 3; ++i) spit(t.job(name_of(i)), packet(i));
