@@ -7,18 +7,22 @@
 //   1. open jobs/ and load the index for these decoding options;
 //   2. for each job name: take the header from the index (take_indexed),
 //      or open the file and queue it for reading (queue_for_reading);
-//   3. read the queued files in batches (read_batch): small encrypted
-//      packets are decrypted by one gpg per batch (DecodeBatch) instead of
-//      one gpg each, which is otherwise most of a scan's cost; a stop
-//      request is honoured between files;
+//   3. read a plain packet's header at once (read_plain: open, fstat, one
+//      pread, close), and the others in batches (read_batch): small
+//      encrypted packets are decrypted by one gpg per batch (DecodeBatch)
+//      instead of one gpg each, which is otherwise most of a scan's cost;
+//      a stop request is honoured between files, and a long scan leaves a
+//      complete index behind every few seconds (IndexUpdate::checkpoint);
 //   4. leave the index behind when its own rule says that pays
-//      (IndexUpdate::worth_saving).
+//      (IndexUpdate::save).
 #include <dirent.h>
 #include <fcntl.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
-#include <ctime>
+#include <array>
+#include <cstring>
 #include <memory>
 #include <optional>
 
@@ -41,6 +45,36 @@ Meta indexed_meta(const HeaderIndex& idx, const HeaderIndex::Entry& hit, ScanFor
   return m;
 }
 
+// A plain packet's head, read with one pread(), then the file itself.
+class HeadReader : public Reader {
+ public:
+  HeadReader(int fd, std::span<const std::byte> head, std::string name)
+      : fd_(fd), head_(head), name_(std::move(name)) {}
+  size_t read(std::span<std::byte> buf) override {
+    if (at_ < head_.size()) {
+      size_t n = std::min(buf.size(), head_.size() - at_);
+      std::memcpy(buf.data(), head_.data() + at_, n);
+      at_ += n;
+      return n;
+    }
+    for (;;) {
+      ssize_t n = ::pread(fd_, buf.data(), buf.size(), static_cast<off_t>(at_));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) throw_errno("cannot read " + name_);
+      at_ += static_cast<size_t>(n);
+      return static_cast<size_t>(n);
+    }
+  }
+  void finish() override {}
+  std::string describe() const override { return name_; }
+
+ private:
+  int fd_;
+  std::span<const std::byte> head_;
+  std::string name_;
+  size_t at_ = 0;
+};
+
 class Scan {
  public:
   Scan(const Queue& q, const DecodeOptions& decode, ScanFor purpose, uint64_t seq_below)
@@ -62,8 +96,11 @@ class Scan {
   void open_listing();
   void list();
   bool take_indexed(const dirent& e);
-  size_t unchanged(const dirent& e, HeaderIndex::Entry& hit) const;
+  bool usable(const dirent& e, const HeaderIndex::Entry& hit) const;
   void queue_for_reading(const std::string& name);
+  Fd open_job(const std::string& name, struct stat& st) const;
+  bool read_plain(int fd, const std::string& name, const struct stat& st);
+  void learnt(const std::string& name, Meta meta, const struct stat& st, const std::string& raw);
   void read_batch();
   void read_one(DecodeBatch& opened, size_t k);
   /// At or above seq_below_ (UINT64_MAX: no bound, the last seq included).
@@ -76,10 +113,10 @@ class Scan {
   const DecodeOptions& decode_;
   const ScanFor purpose_;
   const uint64_t seq_below_;
-  int64_t started_ = ::time(nullptr);
   std::unique_ptr<DIR, int (*)(DIR*)> dir_{nullptr, ::closedir};
   struct stat dir_st_ {};
   std::optional<std::string> key_;  ///< nullopt: headers are not indexed
+  bool plain_first_ = false;        ///< packets may be plain: try read_plain()
   HeaderIndex idx_;
   std::optional<IndexUpdate> update_;  ///< with key_
   std::vector<BatchFile> batch_;
@@ -91,10 +128,12 @@ void Scan::open_listing() {
   dir_.reset(::opendir(q_.jobs_dir().c_str()));
   if (!dir_) throw_errno("cannot list " + q_.jobs_dir());
   if (::fstat(::dirfd(dir_.get()), &dir_st_) != 0) throw_errno("cannot stat " + q_.jobs_dir());
+  plain_first_ =
+      !decode_.external && (decode_.mode == DecodeMode::Auto || decode_.mode == DecodeMode::None);
   key_ = index_key(decode_);
   if (!key_) return;
   idx_ = HeaderIndex::load(q_.dir(), *key_, dir_st_);
-  update_.emplace(idx_);
+  update_.emplace(idx_, q_.dir(), *key_, dir_st_);
 }
 
 void Scan::list() {
@@ -111,30 +150,29 @@ void Scan::list() {
   if (errno != 0) throw_errno("cannot list " + q_.jobs_dir());
 }
 
-// The position of the indexed header of `e`, if the file is still the one
-// it was read from (its whole identity); else HeaderIndex::npos. `hit`
-// receives the entry. The one exception, for the processor: a file the
-// index places at or beyond seq_below_ is only counted, and for that its
-// name and inode number suffice (see ScanFor::Processing).
-size_t Scan::unchanged(const dirent& e, HeaderIndex::Entry& hit) const {
-  size_t pos = idx_.find(e.d_name, hit);
-  if (pos == HeaderIndex::npos) return pos;
-  if (purpose_ == ScanFor::Processing && hit.seq >= seq_below_)
-    return e.d_ino == hit.id.ino ? pos : HeaderIndex::npos;
+// Whether the indexed header `hit` still describes the file `e`: the
+// entry is settled (index.hpp) and the file's whole identity matches. The
+// one exception, for the processor: a file the index places at or beyond
+// seq_below_ is only counted, and for that its name and inode number
+// suffice (see ScanFor::Processing).
+bool Scan::usable(const dirent& e, const HeaderIndex::Entry& hit) const {
+  if (!idx_.settled(hit)) return false;
+  if (purpose_ == ScanFor::Processing && hit.seq >= seq_below_) return e.d_ino == hit.id.ino;
   struct stat st;
   if (::fstatat(::dirfd(dir_.get()), e.d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
       !S_ISREG(st.st_mode))
-    return HeaderIndex::npos;
-  return file_id(st) == hit.id ? pos : HeaderIndex::npos;
+    return false;
+  return file_id(st) == hit.id;
 }
 
 // Takes the header of `e` from the index when it may; false when the file
 // must be read.
 bool Scan::take_indexed(const dirent& e) {
   HeaderIndex::Entry hit;
-  size_t pos = unchanged(e, hit);
+  size_t pos = idx_.find(e.d_name, hit);
   if (pos == HeaderIndex::npos) return false;
   try {
+    if (!usable(e, hit)) throw FormatError("changed since it was indexed");
     Meta meta;  // beyond seq_below_, only counted
     meta.seq = hit.seq;
     if (!beyond(hit.seq)) meta = indexed_meta(idx_, hit, purpose_);
@@ -142,22 +180,66 @@ bool Scan::take_indexed(const dirent& e) {
     update_->keep(pos);
     return true;
   } catch (const Error& err) {
-    spdlog::debug("header index entry for {}: {}; reading the file", e.d_name, err.what());
+    spdlog::trace("header index entry for {}: {}; reading the file", e.d_name, err.what());
+    update_->drop(pos);
     return false;
   }
 }
 
-// Opens `name` now; read_batch() reads it.
+// Opens `name` and reads its header now if it is a plain packet (and
+// nothing is waiting in the batch: the listing keeps directory order);
+// else queues it for read_batch().
 void Scan::queue_for_reading(const std::string& name) {
   try {
-    Fd fd = q_.open_job(name);
     struct stat st;
-    if (::fstat(fd.get(), &st) != 0) throw_errno("cannot stat " + q_.job_path(name));
+    Fd fd = open_job(name, st);
+    if (update_) update_->start_reading();  // before the first read
+    if (plain_first_ && batch_.empty() && read_plain(fd.get(), name, st)) return;
     batch_.push_back({std::move(fd), "jobs/" + name});
     batch_files_.emplace_back(name, st);
   } catch (const Error& err) {
     unreadable(name, err);
   }
+}
+
+// Queue::open_job() with the file's stat() for its caller: read-only,
+// refusing symlinks and anything that is not a regular file.
+Fd Scan::open_job(const std::string& name, struct stat& st) const {
+  // O_NONBLOCK: opening a FIFO must not wait for a writer.
+  Fd fd(::openat(::dirfd(dir_.get()), name.c_str(),
+                 O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY));
+  std::string path = q_.job_path(name);
+  if (!fd) {
+    if (errno == ELOOP) throw Error("cannot open " + path + ": is a symbolic link", kExitDataErr);
+    throw_errno("cannot open " + path);
+  }
+  if (::fstat(fd.get(), &st) != 0) throw_errno("cannot stat " + path);
+  if (!S_ISREG(st.st_mode))
+    throw Error("cannot read " + path + ": not a regular file", kExitDataErr);
+  return fd;
+}
+
+// Reads the header of `fd` if it starts like a plain packet; false if not.
+bool Scan::read_plain(int fd, const std::string& name, const struct stat& st) {
+  std::array<std::byte, 4096> head;
+  ssize_t n;
+  do {
+    n = ::pread(fd, head.data(), head.size(), 0);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) throw_errno("cannot read " + q_.job_path(name));
+  auto got = std::span(head).first(static_cast<size_t>(n));
+  if (detect_encoding(got) != Encoding::Packet) return false;
+  HeadReader in(fd, got, "jobs/" + name);
+  std::string raw;
+  Meta meta = read_header(in, "jobs/" + name, update_ ? &raw : nullptr);
+  learnt(name, std::move(meta), st, raw);
+  return true;
+}
+
+void Scan::learnt(const std::string& name, Meta meta, const struct stat& st,
+                  const std::string& raw) {
+  if (update_) update_->learn(name, file_id(st), meta, raw);
+  found(name, std::move(meta), file_id(st), false);
 }
 
 void Scan::read_batch() {
@@ -171,6 +253,7 @@ void Scan::read_batch() {
     read_one(opened, k);
   }
   batch_files_.clear();
+  if (update_) update_->checkpoint();
 }
 
 void Scan::read_one(DecodeBatch& opened, size_t k) {
@@ -179,8 +262,7 @@ void Scan::read_one(DecodeBatch& opened, size_t k) {
     Decoded dec = opened.open(k);
     std::string raw;
     Meta meta = read_header(*dec.reader, "jobs/" + name, update_ ? &raw : nullptr);
-    if (update_) update_->learn(name, file_id(st), meta, std::move(raw));
-    found(name, std::move(meta), file_id(st), false);
+    learnt(name, std::move(meta), st, raw);
   } catch (const Error& err) {
     unreadable(name, err);
   }
@@ -209,9 +291,8 @@ void Scan::save_index() {
   if (!update_) return;
   spdlog::debug("scan of {}: {} header(s) from the index, {} read, {} unreadable", q_.jobs_dir(),
                 update_->kept(), update_->learnt(), out_.skipped.size());
-  if (!update_->worth_saving()) return;
   try {
-    update_->save(q_.dir(), *key_, dir_st_, started_);
+    update_->save();
   } catch (const Error& err) {
     spdlog::debug("cannot update the header index: {}", err.what());
   }
