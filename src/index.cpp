@@ -143,6 +143,7 @@ HeaderIndex HeaderIndex::load(const std::string& queuedir, const std::string& ke
     spdlog::debug("ignoring {}: {}; every job file will be read", path, e.what());
     return HeaderIndex();
   }
+  spdlog::debug("{}: {} entries", path, idx.size());
   return idx;
 }
 

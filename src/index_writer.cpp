@@ -36,6 +36,8 @@ const std::string kTempPrefix = std::string(HeaderIndex::kFileName) + ".tmp-";
 /// A temporary index file older than this, and not locked, was left by a
 /// writer that was killed.
 constexpr int64_t kStaleTempSeconds = 10;
+/// How often a long scan writes a complete index of what it knows.
+constexpr auto kCheckpointEvery = std::chrono::milliseconds(250);
 
 // Copies `len` bytes of `in` from `offset` to the end of `out` (whose file
 // offset is at its end), in the kernel where it can.
@@ -248,7 +250,7 @@ bool IndexUpdate::start_reading() {
   try {
     scratch_ = std::make_unique<IndexScratch>(queuedir_);
     started_ = ::time(nullptr);
-    next_checkpoint_ = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+    next_checkpoint_ = std::chrono::steady_clock::now() + kCheckpointEvery;
   } catch (const Error& e) {
     spdlog::debug("the header index will not be updated: {}", e.what());
     no_scratch_ = true;
@@ -290,8 +292,9 @@ void IndexUpdate::checkpoint() {
   try {
     write(true);
     auto took = std::chrono::steady_clock::now() - now;
+    // At most a tenth of the scan's time goes to checkpoints.
     next_checkpoint_ =
-        now + std::max<std::chrono::steady_clock::duration>(std::chrono::seconds(1), 10 * took);
+        now + std::max<std::chrono::steady_clock::duration>(kCheckpointEvery, 10 * took);
     learnt_at_checkpoint_ = learnt_;
     checkpointed_ = true;
   } catch (const Error& e) {

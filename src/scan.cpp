@@ -12,7 +12,7 @@
 //      encrypted packets are decrypted by one gpg per batch (DecodeBatch)
 //      instead of one gpg each, which is otherwise most of a scan's cost;
 //      a stop request is honoured between files, and a long scan leaves a
-//      complete index behind every few seconds (IndexUpdate::checkpoint);
+//      complete index behind several times a second (IndexUpdate::checkpoint);
 //   4. leave the index behind when its own rule says that pays
 //      (IndexUpdate::save).
 #include <dirent.h>
@@ -21,6 +21,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cstring>
 #include <memory>
@@ -90,8 +91,10 @@ class Scan {
   }
 
  private:
-  /// Files read per batch (one gpg run for the encrypted ones among them).
-  static constexpr size_t kReadBatch = 128;
+  /// Files read per batch (one gpg run for the encrypted ones among them):
+  /// the first batches are small, so that a scan killed early has already
+  /// left a checkpoint of the index behind.
+  static constexpr size_t kFirstBatch = 16, kReadBatch = 128;
 
   void open_listing();
   void list();
@@ -120,6 +123,7 @@ class Scan {
   HeaderIndex idx_;
   std::optional<IndexUpdate> update_;  ///< with key_
   std::vector<BatchFile> batch_;
+  size_t batch_limit_ = kFirstBatch;
   std::vector<std::pair<std::string, struct stat>> batch_files_;  ///< name, its stat
   ScanResult out_;
 };
@@ -145,7 +149,10 @@ void Scan::list() {
     if (!e) break;
     if (!is_job_name(e->d_name) || take_indexed(*e)) continue;
     queue_for_reading(e->d_name);
-    if (batch_.size() == kReadBatch) read_batch();
+    if (batch_.size() >= batch_limit_) {
+      read_batch();
+      batch_limit_ = std::min(2 * batch_limit_, kReadBatch);
+    }
   }
   if (errno != 0) throw_errno("cannot list " + q_.jobs_dir());
 }

@@ -32,7 +32,7 @@
 // zstd files are cheaper to read again at the next scan than a 20 MB
 // index of 100,000 entries is to write. What a scan reads goes straight to
 // scratch files, not memory, and a long scan (encrypted packets) leaves a
-// complete index behind every few seconds, so a scan killed again and
+// complete index behind several times a second, so a scan killed again and
 // again still gets further each time.
 //
 // The index holds headers only, never a verdict: the processor re-reads
@@ -179,7 +179,7 @@ class IndexFile;
 /// position: most scans keep the index as it is) and headers read now,
 /// which go straight to scratch files in the queue directory. It owns the
 /// rule that decides whether writing the index pays, and writes a
-/// complete index every few seconds of a long scan (checkpoint()).
+/// complete index several times a second of a long scan (checkpoint()).
 class IndexUpdate {
  public:
   /// `source` must outlive the update.

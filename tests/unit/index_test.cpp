@@ -2,7 +2,9 @@
 // The header index: used only for unchanged files, ignored on any doubt.
 #include "safespool/index.hpp"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -260,6 +262,27 @@ TEST(HeaderIndex, OnlyItsOwnerMayReadIt) {
   struct stat st;
   ASSERT_EQ(::stat(t.index().c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 07777, 0600u);
+}
+
+// A writer killed while it wrote the index leaves its temporary file: the
+// next writer removes it once it is old and no live writer holds it.
+TEST(HeaderIndex, TemporaryFilesOfKilledWritersAreRemoved) {
+  TempQueue t;
+  spit(t.job(name_of(1)), packet(1));
+  const fs::path left = t.path / (std::string(HeaderIndex::kFileName) + ".tmp-left");
+  const fs::path held = t.path / (std::string(HeaderIndex::kFileName) + ".tmp-held");
+  const fs::path fresh = t.path / (std::string(HeaderIndex::kFileName) + ".tmp-fresh");
+  for (const auto& p : {left, held, fresh}) spit(p, "partial");
+  auto an_hour_ago = fs::file_time_type::clock::now() - std::chrono::hours(1);
+  fs::last_write_time(left, an_hour_ago);
+  fs::last_write_time(held, an_hour_ago);
+  Fd lock(::open(held.c_str(), O_RDONLY | O_CLOEXEC));
+  ASSERT_EQ(::flock(lock.get(), LOCK_EX), 0);
+  t.queue().scan(DecodeOptions{});  // learns one file: writes the index
+  EXPECT_TRUE(fs::exists(t.index()));
+  EXPECT_FALSE(fs::exists(left));
+  EXPECT_TRUE(fs::exists(held));   // a live writer's
+  EXPECT_TRUE(fs::exists(fresh));  // perhaps one being created
 }
 
 TEST(HeaderIndex, RemovedFilesAreNotListed) {
