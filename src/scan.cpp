@@ -78,12 +78,13 @@ class HeadReader : public Reader {
 
 class Scan {
  public:
-  Scan(const Queue& q, const DecodeOptions& decode, ScanFor purpose, uint64_t seq_below)
-      : q_(q), decode_(decode), purpose_(purpose), seq_below_(seq_below) {}
+  Scan(const Queue& q, const DecodeOptions& decode, ScanFor purpose, uint64_t seq_below,
+       const JobSink& sink)
+      : q_(q), decode_(decode), purpose_(purpose), seq_below_(seq_below), sink_(sink) {}
 
   ScanResult run() {
     open_listing();
-    if (seq_below_ == UINT64_MAX) out_.jobs.reserve(idx_.size());
+    if (seq_below_ == UINT64_MAX && !sink_) out_.jobs.reserve(idx_.size());
     list();
     read_batch();
     save_index();
@@ -116,6 +117,7 @@ class Scan {
   const DecodeOptions& decode_;
   const ScanFor purpose_;
   const uint64_t seq_below_;
+  const JobSink& sink_;
   std::unique_ptr<DIR, int (*)(DIR*)> dir_{nullptr, ::closedir};
   struct stat dir_st_ {};
   std::optional<std::string> key_;  ///< nullopt: headers are not indexed
@@ -278,6 +280,8 @@ void Scan::read_one(DecodeBatch& opened, size_t k) {
 void Scan::found(std::string name, Meta meta, const FileId& id, bool from_index) {
   if (beyond(meta.seq)) {
     ++out_.beyond;
+  } else if (sink_) {
+    sink_({std::move(name), std::move(meta), id, from_index});
   } else {
     out_.jobs.push_back({std::move(name), std::move(meta), id, from_index});
   }
@@ -307,8 +311,9 @@ void Scan::save_index() {
 
 }  // namespace
 
-ScanResult Queue::scan(const DecodeOptions& decode, ScanFor purpose, uint64_t seq_below) const {
-  return Scan(*this, decode, purpose, seq_below).run();
+ScanResult Queue::scan(const DecodeOptions& decode, ScanFor purpose, uint64_t seq_below,
+                       const JobSink& sink) const {
+  return Scan(*this, decode, purpose, seq_below, sink).run();
 }
 
 }  // namespace safespool

@@ -14,6 +14,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -66,6 +67,11 @@ enum class ScanFor {
   /// files as Summary does.
   Processing,
 };
+
+/// Receives each job a scan finds, in directory order, in place of
+/// ScanResult::jobs (left empty): a listing of 100,000 jobs need not hold
+/// 100,000 JobEntry at once.
+using JobSink = std::function<void(JobEntry&&)>;
 
 /// A file in jobs/ that looked like a job but could not be read as one.
 struct SkippedFile {
@@ -120,8 +126,9 @@ class Queue {
   /// `seq_below`: list only jobs with a smaller seq and count the others
   /// (UINT64_MAX: no bound, the last seq included)
   /// (the processor needs the next few thousand, not all of a huge queue).
+  /// `sink`: where the jobs go instead of ScanResult::jobs.
   ScanResult scan(const DecodeOptions& decode, ScanFor purpose = ScanFor::Listing,
-                  uint64_t seq_below = UINT64_MAX) const;
+                  uint64_t seq_below = UINT64_MAX, const JobSink& sink = {}) const;
 
   /// Opens a job file read-only, refusing symlinks and anything that is not
   /// a regular file. Throws SysError/Error naming the file.
