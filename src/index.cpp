@@ -99,14 +99,23 @@ void HeaderIndex::parse_entries(std::string_view part, uint32_t crc, const std::
     throw FormatError("written for another jobs/ directory");
   trusted_before_.sec = in.get<int64_t>();
   trusted_before_.nsec = in.get<int64_t>();
+  listed_.mtime.sec = in.get<int64_t>();
+  listed_.mtime.nsec = in.get<int64_t>();
+  listed_.ctime.sec = in.get<int64_t>();
+  listed_.ctime.nsec = in.get<int64_t>();
   if (in.bytes() != key) throw FormatError("written for other decoding options");
-  while (in.left() > 0) {
-    // Checked here, decoded when asked for (entry()).
-    records_.push_back(static_cast<uint32_t>(in.pos()));
-    std::string_view name = in.bytes();
-    if (!is_job_name(name) || name.find('/') != std::string::npos)
-      throw FormatError("bad entry name");
-    in.take(kRecordFields);
+  // Where each record starts; decoded when asked for (entry()). A name is
+  // only ever compared with names readdir() gave, so a strange one in an
+  // index that passed its checksum can do no harm.
+  const char* const base = part.data();
+  size_t at = in.pos();
+  while (at < part.size()) {
+    uint32_t len;
+    if (part.size() - at < sizeof len) throw FormatError("truncated");
+    std::memcpy(&len, base + at, sizeof len);
+    if (part.size() - at - sizeof len < size_t{len} + kRecordFields) throw FormatError("truncated");
+    records_.push_back(static_cast<uint32_t>(at));
+    at += sizeof len + len + kRecordFields;
   }
 }
 
@@ -176,20 +185,20 @@ std::string_view HeaderIndex::record(size_t pos) const {
 HeaderIndex::Entry HeaderIndex::entry(size_t pos) const {
   Entry e;
   e.name = name_at(pos);
-  // The fields follow the name, as load() checked them: 6 x 8 FileId,
-  // 8 seq, 8 + 4 ctime, 8 + 4 header offset and size.
-  Cursor in(std::string_view(e.name.data() + e.name.size(), kRecordFields));
-  e.id.ino = in.get<uint64_t>();
-  e.id.size = in.get<uint64_t>();
-  e.id.mtime_sec = in.get<int64_t>();
-  e.id.mtime_nsec = in.get<int64_t>();
-  e.id.ctime_sec = in.get<int64_t>();
-  e.id.ctime_nsec = in.get<int64_t>();
-  e.seq = in.get<uint64_t>();
-  e.ctime_secs = in.get<int64_t>();
-  e.ctime_nanos = in.get<uint32_t>();
-  e.header_offset = in.get<uint64_t>();
-  e.header_size = in.get<uint32_t>();
+  // The fields follow the name (load() checked that they are there): 6 x 8
+  // FileId, 8 seq, 8 + 4 ctime, 8 + 4 header offset and size.
+  const char* p = e.name.data() + e.name.size();
+  auto get = [&p](auto& field) {
+    std::memcpy(&field, p, sizeof field);
+    p += sizeof field;
+  };
+  for (auto* f : {&e.id.ino, &e.id.size}) get(*f);
+  for (auto* f : {&e.id.mtime_sec, &e.id.mtime_nsec, &e.id.ctime_sec, &e.id.ctime_nsec}) get(*f);
+  get(e.seq);
+  get(e.ctime_secs);
+  get(e.ctime_nanos);
+  get(e.header_offset);
+  get(e.header_size);
   return e;
 }
 

@@ -13,6 +13,8 @@
 //     4   0x01020304 (byte order marker)
 //     8   device of jobs/      8  inode of jobs/
 //     8 + 8  trusted_before: entries whose ctime is not older are racy
+//     8 + 8, 8 + 8  mtime and ctime of jobs/ when the scan listed it, if the
+//            entries are exactly the job files it held then (else zeros)
 //     4   key length, then the key (how headers were decoded)
 //     then each entry, in the order the scan listed the files:
 //       4 name length, the name; 6 x 8 FileId; 8 seq, 8 + 4 ctime;
@@ -21,7 +23,7 @@
 //   trailer (28 bytes):
 //     8   size of the entries part (where the headers part starts)
 //     8   number of entries
-//     4   CRC-32 of the entries part
+//     4   CRC-32C of the entries part
 //     8   "SSPLEND3"
 //
 // Headers are stored in the packet format itself and carry its two CRCs,
@@ -29,9 +31,8 @@
 // processor, which needs only seq and ctime, never reads them.
 #pragma once
 
-#include <zlib.h>
-
 #include <algorithm>
+#include <array>
 #include <cstdint>
 #include <cstring>
 #include <string>
@@ -47,22 +48,53 @@ inline constexpr char kEndMagic[8] = {'S', 'S', 'P', 'L', 'E', 'N', 'D', '3'};
 inline constexpr uint32_t kByteOrder = 0x01020304;
 inline constexpr size_t kMaxIndexBytes = size_t{1} << 31;
 /// The fixed fields of the entries part, before the key.
-inline constexpr size_t kFixed = sizeof kMagic + 4 + 8 + 8 + 8 + 8;
+inline constexpr size_t kFixed = sizeof kMagic + 4 + 8 + 8 + 8 + 8 + 4 * 8;
 inline constexpr size_t kTrailer = 8 + 8 + 4 + sizeof kEndMagic;
 /// An entry's fixed-size fields after its name (see the layout above).
 inline constexpr size_t kRecordFields = 6 * 8 + 8 + 8 + 4 + 8 + 4;
 /// Where, after the name, an entry's header offset is.
 inline constexpr size_t kHeaderOffsetAt = 6 * 8 + 8 + 8 + 4;
 
-/// Continues the CRC-32 `crc` (0 to start) over `data`.
-inline uint32_t checksum(uint32_t crc, std::string_view data) {
-  uLong c = crc;
-  while (!data.empty()) {
-    uInt chunk = static_cast<uInt>(std::min<size_t>(data.size(), 1u << 30));
-    c = ::crc32(c, reinterpret_cast<const Bytef*>(data.data()), chunk);
-    data.remove_prefix(chunk);
+/// CRC-32C (Castagnoli), bytewise: the fallback where the CPU has no
+/// instruction for it.
+inline uint32_t crc32c_bytes(uint32_t c, const unsigned char* p, size_t n) {
+  static constexpr auto kTable = [] {
+    std::array<uint32_t, 256> t{};
+    for (uint32_t i = 0; i < 256; ++i) {
+      uint32_t v = i;
+      for (int k = 0; k < 8; ++k) v = (v >> 1) ^ (0x82F63B78u & (0u - (v & 1u)));
+      t[i] = v;
+    }
+    return t;
+  }();
+  while (n--) c = (c >> 8) ^ kTable[(c ^ *p++) & 0xff];
+  return c;
+}
+
+#if defined(__x86_64__)
+__attribute__((target("sse4.2"))) inline uint32_t crc32c_sse42(uint32_t c, const unsigned char* p,
+                                                               size_t n) {
+  uint64_t c64 = c;
+  for (; n >= 8; n -= 8, p += 8) {
+    uint64_t v;
+    std::memcpy(&v, p, sizeof v);
+    c64 = __builtin_ia32_crc32di(c64, v);
   }
-  return static_cast<uint32_t>(c);
+  return crc32c_bytes(static_cast<uint32_t>(c64), p, n);
+}
+#endif
+
+/// Continues the CRC-32C `crc` (0 to start) over `data`. The index is
+/// checksummed whole on every load: the CPU's CRC-32C instruction does 13
+/// MB in about a millisecond, zlib's CRC-32 takes ten times as long.
+inline uint32_t checksum(uint32_t crc, std::string_view data) {
+  auto p = reinterpret_cast<const unsigned char*>(data.data());
+  uint32_t c = ~crc;
+#if defined(__x86_64__)
+  static const bool hw = __builtin_cpu_supports("sse4.2");
+  if (hw) return ~crc32c_sse42(c, p, data.size());
+#endif
+  return ~crc32c_bytes(c, p, data.size());
 }
 
 template <typename T>
@@ -77,13 +109,14 @@ inline void put_bytes(std::string& out, std::string_view s) {
 
 /// The fixed fields and key that open an entries part.
 inline std::string entries_head(const struct stat& jobs_st, FsTime trusted_before,
-                                const std::string& key) {
+                                const DirState& listed, const std::string& key) {
   std::string out(kMagic, sizeof kMagic);
   put_raw(out, kByteOrder);
   put_raw(out, static_cast<uint64_t>(jobs_st.st_dev));
   put_raw(out, static_cast<uint64_t>(jobs_st.st_ino));
-  put_raw(out, trusted_before.sec);
-  put_raw(out, trusted_before.nsec);
+  for (int64_t v : {trusted_before.sec, trusted_before.nsec, listed.mtime.sec, listed.mtime.nsec,
+                    listed.ctime.sec, listed.ctime.nsec})
+    put_raw(out, v);
   put_bytes(out, key);
   return out;
 }

@@ -258,10 +258,10 @@ bool IndexUpdate::start_reading() {
   return !no_scratch_;
 }
 
-void IndexUpdate::keep(size_t pos) {
+void IndexUpdate::keep(size_t pos, uint32_t header_size) {
   order_.push_back(pos);
   claimed_[pos] = true;
-  kept_header_bytes_ += source_.entry(pos).header_size;
+  kept_header_bytes_ += header_size;
   ++kept_;
 }
 
@@ -307,6 +307,15 @@ void IndexUpdate::save() {
   write(false);
 }
 
+// The state of jobs/ to record with an index of `count` entries: only
+// when they are all its job files and it had not changed in the clock
+// tick the scan began in (any later change then shows as a newer ctime).
+DirState IndexUpdate::listed(size_t count) const {
+  bool exact = complete_ && count == order_.size() && scratch_ &&
+               scratch_->dev == jobs_st_.st_dev && listing_.ctime < scratch_->created;
+  return exact ? listing_ : DirState{};
+}
+
 FsTime IndexUpdate::racy_bound() const {
   if (!scratch_) return source_.trusted_before_;  // nothing learnt
   if (scratch_->dev == jobs_st_.st_dev) return scratch_->created;
@@ -318,7 +327,7 @@ FsTime IndexUpdate::racy_bound() const {
 // ones' first (all of source_'s headers part, or with `compact` only
 // theirs, in this order), then the learnt ones'.
 void IndexUpdate::write_records(IndexFile& f, const std::vector<uint64_t>& slots, bool compact) {
-  f.put_entries(entries_head(jobs_st_, racy_bound(), key_));
+  f.put_entries(entries_head(jobs_st_, racy_bound(), listed(slots.size()), key_));
   std::optional<ScratchReader> learnt;
   if (scratch_) learnt.emplace(scratch_->records);
   const uint64_t learnt_shift = compact ? kept_header_bytes_ : source_.headers_size_;
@@ -367,9 +376,9 @@ void IndexUpdate::write(bool partial) {
 
 void HeaderIndex::save(const std::string& queuedir, const std::string& key,
                        const struct stat& jobs_st, FsTime trusted_before,
-                       const std::vector<Entry>& entries) {
+                       const std::vector<Entry>& entries, DirState listed) {
   IndexFile f(queuedir);
-  f.put_entries(entries_head(jobs_st, trusted_before, key));
+  f.put_entries(entries_head(jobs_st, trusted_before, listed, key));
   uint64_t at = 0;
   std::string rec;
   for (const Entry& e : entries) {

@@ -17,6 +17,7 @@
 //      (IndexUpdate::save).
 #include <dirent.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -99,8 +100,10 @@ class Scan {
 
   void open_listing();
   void list();
-  bool take_indexed(const dirent& e);
-  bool usable(const dirent& e, const HeaderIndex::Entry& hit) const;
+  void list_from_index();
+  void take(std::string_view name, uint64_t ino);
+  bool take_indexed(std::string_view name, uint64_t ino);
+  bool usable(std::string_view name, uint64_t ino, const HeaderIndex::Entry& hit) const;
   void queue_for_reading(const std::string& name);
   Fd open_job(const std::string& name, struct stat& st) const;
   bool read_plain(int fd, const std::string& name, const struct stat& st);
@@ -109,7 +112,7 @@ class Scan {
   void read_one(DecodeBatch& opened, size_t k);
   /// At or above seq_below_ (UINT64_MAX: no bound, the last seq included).
   bool beyond(uint64_t seq) const { return seq >= seq_below_ && seq_below_ != UINT64_MAX; }
-  void found(std::string name, Meta meta, const FileId& id, bool from_index);
+  void found(std::string_view name, Meta meta, const FileId& id, bool from_index);
   void unreadable(const std::string& name, const Error& err);
   void save_index();
 
@@ -140,23 +143,44 @@ void Scan::open_listing() {
   if (!key_) return;
   idx_ = HeaderIndex::load(q_.dir(), *key_, dir_st_);
   update_.emplace(idx_, q_.dir(), *key_, dir_st_);
+  // jobs/ as it is from now on, for the next scan (HeaderIndex::lists).
+  struct stat now;
+  if (update_->start_reading() && ::fstat(::dirfd(dir_.get()), &now) == 0)
+    update_->listing_directory(now);
 }
 
 void Scan::list() {
+  if (idx_.lists(dir_st_)) return list_from_index();
   for (;;) {
     // Only readdir's own failure may leave errno set when it returns null:
     // a file that vanished (ENOENT from open) is not a listing error.
     errno = 0;
     dirent* e = ::readdir(dir_.get());
     if (!e) break;
-    if (!is_job_name(e->d_name) || take_indexed(*e)) continue;
-    queue_for_reading(e->d_name);
-    if (batch_.size() >= batch_limit_) {
-      read_batch();
-      batch_limit_ = std::min(2 * batch_limit_, kReadBatch);
-    }
+    if (is_job_name(e->d_name)) take(e->d_name, e->d_ino);
   }
   if (errno != 0) throw_errno("cannot list " + q_.jobs_dir());
+}
+
+// jobs/ has not changed since the index was written with all its job
+// files: their names are the index's, in the order readdir() gave them.
+void Scan::list_from_index() {
+  spdlog::debug("{} is as the header index lists it", q_.jobs_dir());
+  for (size_t pos = 0; pos < idx_.size(); ++pos) {
+    HeaderIndex::Entry e = idx_.entry(pos);
+    take(e.name, e.id.ino);
+  }
+}
+
+// The job file `name` (inode number `ino`, as listed): from the index, or
+// read.
+void Scan::take(std::string_view name, uint64_t ino) {
+  if (take_indexed(name, ino)) return;
+  queue_for_reading(std::string(name));
+  if (batch_.size() >= batch_limit_) {
+    read_batch();
+    batch_limit_ = std::min(2 * batch_limit_, kReadBatch);
+  }
 }
 
 // Whether the indexed header `hit` still describes the file `e`: the
@@ -164,32 +188,34 @@ void Scan::list() {
 // one exception, for the processor: a file the index places at or beyond
 // seq_below_ is only counted, and for that its name and inode number
 // suffice (see ScanFor::Processing).
-bool Scan::usable(const dirent& e, const HeaderIndex::Entry& hit) const {
+bool Scan::usable(std::string_view name, uint64_t ino, const HeaderIndex::Entry& hit) const {
   if (!idx_.settled(hit)) return false;
-  if (purpose_ == ScanFor::Processing && hit.seq >= seq_below_) return e.d_ino == hit.id.ino;
+  if (purpose_ == ScanFor::Processing && beyond(hit.seq)) return ino == hit.id.ino;
+  char path[NAME_MAX + 1];  // job names come from readdir() or the index
+  if (name.size() > NAME_MAX) return false;
+  *std::copy(name.begin(), name.end(), path) = '\0';
   struct stat st;
-  if (::fstatat(::dirfd(dir_.get()), e.d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
-      !S_ISREG(st.st_mode))
+  if (::fstatat(::dirfd(dir_.get()), path, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode))
     return false;
   return file_id(st) == hit.id;
 }
 
 // Takes the header of `e` from the index when it may; false when the file
 // must be read.
-bool Scan::take_indexed(const dirent& e) {
+bool Scan::take_indexed(std::string_view name, uint64_t ino) {
   HeaderIndex::Entry hit;
-  size_t pos = idx_.find(e.d_name, hit);
+  size_t pos = idx_.find(name, hit);
   if (pos == HeaderIndex::npos) return false;
   try {
-    if (!usable(e, hit)) throw FormatError("changed since it was indexed");
+    if (!usable(name, ino, hit)) throw FormatError("changed since it was indexed");
     Meta meta;  // beyond seq_below_, only counted
     meta.seq = hit.seq;
     if (!beyond(hit.seq)) meta = indexed_meta(idx_, hit, purpose_);
-    found(e.d_name, std::move(meta), hit.id, true);
-    update_->keep(pos);
+    found(name, std::move(meta), hit.id, true);
+    update_->keep(pos, hit.header_size);
     return true;
   } catch (const Error& err) {
-    spdlog::trace("header index entry for {}: {}; reading the file", e.d_name, err.what());
+    spdlog::trace("header index entry for {}: {}; reading the file", name, err.what());
     update_->drop(pos);
     return false;
   }
@@ -277,13 +303,13 @@ void Scan::read_one(DecodeBatch& opened, size_t k) {
   }
 }
 
-void Scan::found(std::string name, Meta meta, const FileId& id, bool from_index) {
+void Scan::found(std::string_view name, Meta meta, const FileId& id, bool from_index) {
   if (beyond(meta.seq)) {
     ++out_.beyond;
   } else if (sink_) {
-    sink_({std::move(name), std::move(meta), id, from_index});
+    sink_({std::string(name), std::move(meta), id, from_index});
   } else {
-    out_.jobs.push_back({std::move(name), std::move(meta), id, from_index});
+    out_.jobs.push_back({std::string(name), std::move(meta), id, from_index});
   }
 }
 
@@ -302,6 +328,7 @@ void Scan::save_index() {
   if (!update_) return;
   spdlog::debug("scan of {}: {} header(s) from the index, {} read, {} unreadable", q_.jobs_dir(),
                 update_->kept(), update_->learnt(), out_.skipped.size());
+  update_->complete_listing(out_.skipped.empty());
   try {
     update_->save();
   } catch (const Error& err) {

@@ -76,6 +76,17 @@ struct FsTime {
   auto operator<=>(const FsTime&) const = default;
 };
 
+/// The times of a directory: any entry added, removed or renamed changes
+/// them.
+struct DirState {
+  FsTime mtime, ctime;
+  static DirState of(const struct stat& st) {
+    return {{st.st_mtim.tv_sec, st.st_mtim.tv_nsec}, {st.st_ctim.tv_sec, st.st_ctim.tv_nsec}};
+  }
+  bool known() const { return ctime != FsTime{}; }
+  bool operator==(const DirState&) const = default;
+};
+
 /// The key under which headers decoded with `decode` are cached, or
 /// nullopt when they must not be: an external decoder is an arbitrary
 /// program whose output may change without the file changing.
@@ -119,6 +130,13 @@ class HeaderIndex {
   bool settled(const Entry& e) const {
     return FsTime{e.id.ctime_sec, e.id.ctime_nsec} < trusted_before_;
   }
+  /// True when jobs/ (`jobs_st`, stat()ed now) has not changed since a
+  /// scan listed it and wrote this index with exactly its job files: the
+  /// index's names are then the directory's, and readdir() has nothing to
+  /// add. (Files changed in place are still found by their identity.)
+  bool lists(const struct stat& jobs_st) const {
+    return listed_.known() && listed_ == DirState::of(jobs_st) && listed_.ctime < trusted_before_;
+  }
   /// The entry at a position below size(), decoded from the loaded bytes.
   Entry entry(size_t pos) const;
   size_t size() const { return records_.size(); }
@@ -135,7 +153,7 @@ class HeaderIndex {
   /// is before `trusted_before`. For tests and tools; scans use
   /// IndexUpdate. Throws SysError.
   static void save(const std::string& queuedir, const std::string& key, const struct stat& jobs_st,
-                   FsTime trusted_before, const std::vector<Entry>& entries);
+                   FsTime trusted_before, const std::vector<Entry>& entries, DirState listed = {});
 
   /// Removes DIR/.safespool-index (when in doubt about it). Never throws.
   static void discard(const std::string& queuedir);
@@ -165,6 +183,7 @@ class HeaderIndex {
   /// of which a scan never asks for.
   std::vector<uint32_t> records_;
   FsTime trusted_before_;      ///< see settled()
+  DirState listed_;            ///< see lists()
   mutable size_t cursor_ = 0;  ///< where the next name is expected
   /// (hash of the name, position), sorted; built on the first miss
   mutable std::vector<std::pair<size_t, uint32_t>, HugePageAllocator<std::pair<size_t, uint32_t>>>
@@ -192,8 +211,14 @@ class IndexUpdate {
   /// (and nothing will be saved) when no scratch file can be made, e.g. in
   /// a queue directory the user may not write to.
   bool start_reading();
-  /// The loaded entry at `pos` still describes its file.
-  void keep(size_t pos);
+  /// jobs/ as it was, stat()ed after start_reading() and before it was
+  /// listed; complete_listing() says whether the index will hold all of
+  /// its job files.
+  void listing_directory(const struct stat& jobs_now) { listing_ = DirState::of(jobs_now); }
+  void complete_listing(bool complete) { complete_ = complete; }
+  /// The loaded entry at `pos`, whose header is `header_size` bytes,
+  /// still describes its file.
+  void keep(size_t pos, uint32_t header_size);
   /// The loaded entry at `pos` was found but no longer describes its file.
   void drop(size_t pos);
   /// A header read now from file `name` (identity `id`); `header` is its
@@ -219,6 +244,7 @@ class IndexUpdate {
 
  private:
   FsTime racy_bound() const;
+  DirState listed(size_t count) const;
   void write_records(IndexFile& f, const std::vector<uint64_t>& slots, bool compact);
   void write(bool partial);
 
@@ -236,6 +262,8 @@ class IndexUpdate {
   size_t learnt_at_checkpoint_ = 0;
   std::chrono::steady_clock::time_point next_checkpoint_;
   bool checkpointed_ = false;
+  DirState listing_;
+  bool complete_ = false;
 };
 
 }  // namespace safespool

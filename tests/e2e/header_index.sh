@@ -28,6 +28,7 @@ expect_eq "the first scan wrote an index" yes "$([[ -s q/.safespool-index ]] && 
 ss -l debug queue-ls -q q >ls2.out 2>ls2.err
 expect_eq "same listing from the index" "$(cat ls1.out)" "$(cat ls2.out)"
 expect_match "the second scan read no file" ".*3 header\(s\) from the index, 0 read.*" "$(cat ls2.err)"
+expect_match "nor listed jobs/ again" ".*q/jobs is as the header index lists it.*" "$(cat ls2.err)"
 
 section "a file rewritten in place is seen as it is now"
 inode=$(stat -c %i q/jobs/fspl-1.fspl)

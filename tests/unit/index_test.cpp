@@ -17,6 +17,7 @@
 #include <map>
 #include <thread>
 
+#include "../../src/index_format.hpp"
 #include "safespool/queue.hpp"
 #include "test_util.hpp"
 
@@ -285,6 +286,35 @@ TEST(HeaderIndex, TemporaryFilesOfKilledWritersAreRemoved) {
   EXPECT_TRUE(fs::exists(fresh));  // perhaps one being created
 }
 
+// An index written by a scan that listed all of jobs/ stands in for
+// readdir() while jobs/ is unchanged; any file added, removed or renamed
+// in changes jobs/, and a file rewritten in place is found by its
+// identity.
+TEST(HeaderIndex, AnUnchangedDirectoryIsListedFromTheIndexAndEveryChangeIsSeen) {
+  TempQueue t;
+  for (int i = 1; i <= 3; ++i) spit(t.job(name_of(i)), packet(i));
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  scan_by_name(t);  // writes the index, with the state of jobs/
+  auto seqs = [&](ScanFor purpose) {
+    std::map<std::string, uint64_t> out;
+    for (auto& [name, j] : scan_by_name(t, purpose)) out[name] = j.meta.seq;
+    return out;
+  };
+  using Seqs = std::map<std::string, uint64_t>;
+  for (auto purpose : {ScanFor::Listing, ScanFor::Processing})
+    EXPECT_EQ(seqs(purpose), (Seqs{{name_of(1), 1}, {name_of(2), 2}, {name_of(3), 3}}));
+  spit(t.job(name_of(4)), packet(4));
+  EXPECT_EQ(seqs(ScanFor::Processing).size(), 4u);
+  fs::remove(t.job(name_of(4)));
+  EXPECT_EQ(seqs(ScanFor::Processing).size(), 3u);
+  spit(t.job(name_of(2)), packet(5));  // in place
+  EXPECT_EQ(seqs(ScanFor::Processing).at(name_of(2)), 5u);
+  spit(t.path / "upload.tmp", packet(6));
+  fs::rename(t.path / "upload.tmp", t.job(name_of(3)));
+  EXPECT_EQ(seqs(ScanFor::Summary).at(name_of(3)), 6u);
+  EXPECT_EQ(seqs(ScanFor::Processing).at(name_of(3)), 6u);
+}
+
 TEST(HeaderIndex, RemovedFilesAreNotListed) {
   TempQueue t;
   for (int i = 1; i <= 3; ++i) spit(t.job(name_of(i)), packet(i));
@@ -435,6 +465,21 @@ TEST(HeaderIndex, ScansRacingWithWritersAlwaysSeeTrueHeaders) {
   EXPECT_EQ(wrong, 0);
   auto jobs = scan_by_name(t);
   EXPECT_EQ(jobs.size(), static_cast<size_t>(kFiles - kFiles / 3));
+}
+
+TEST(HeaderIndex, ItsChecksumIsTheStandardCrc32cWithOrWithoutTheCpuInstruction) {
+  const std::string check = "123456789";  // the standard check value
+  EXPECT_EQ(index_format::checksum(0, check), 0xE3069283u);
+  auto p = reinterpret_cast<const unsigned char*>(check.data());
+  EXPECT_EQ(~index_format::crc32c_bytes(~0u, p, check.size()), 0xE3069283u);
+  std::string big(100003, '\0');
+  for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>(i * 7 + 3);
+  uint32_t whole = index_format::checksum(0, big);
+  uint32_t parts =
+      index_format::checksum(index_format::checksum(0, big.substr(0, 4097)), big.substr(4097));
+  EXPECT_EQ(whole, parts);
+  auto b = reinterpret_cast<const unsigned char*>(big.data());
+  EXPECT_EQ(whole, ~index_format::crc32c_bytes(~0u, b, big.size()));
 }
 
 TEST(HugePages, LargeAndSmallBlocksHoldTheirValuesAndGoBackWhereTheyCameFrom) {
