@@ -320,7 +320,7 @@ void Scan::unreadable(const std::string& name, const Error& err) {
   if (sys && sys->err() == ENOENT) {
     spdlog::debug("{} vanished during the scan", name);
   } else {
-    out_.skipped.push_back({name, err.what()});
+    out_.skipped.push_back({name, err.what(), {}});
   }
 }
 
