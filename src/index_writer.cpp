@@ -22,6 +22,7 @@
 #include "index_format.hpp"
 #include "safespool/error.hpp"
 #include "safespool/fd.hpp"
+#include "safespool/file_replace.hpp"
 #include "safespool/queue.hpp"
 
 namespace safespool {
@@ -138,56 +139,53 @@ class IndexScratch {
   }
 };
 
-/// A new index file: written under a temporary name of its own, locked
-/// while it is written, renamed into place by commit().
+/// A new index file: written under a temporary name of its own
+/// (FileReplacement, owner-only, not fsynced: it is a cache), locked while
+/// it is written, renamed into place by commit().
 class IndexFile {
  public:
   explicit IndexFile(const std::string& queuedir)
-      : name_(kTempPrefix + gen_uuid()),
-        temp_(queuedir + "/" + name_),
-        path_(queuedir + "/" + HeaderIndex::kFileName) {
-    // Owner only: it holds the decrypted headers of encrypted packets.
-    Fd fd(::open(temp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
-    if (!fd) throw_errno("cannot create " + temp_);
-    ::flock(fd.get(), LOCK_EX | LOCK_NB);
-    out_.emplace(std::move(fd), temp_);
-    remove_stale_temps(queuedir, name_);
+      : out_(queuedir + "/" + HeaderIndex::kFileName, {Durability::Atomic, 0600, "", -1}) {
+    ::flock(out_.fd(), LOCK_EX | LOCK_NB);
+    remove_stale_temps(queuedir, out_.temp_path().substr(queuedir.size() + 1));
   }
-  ~IndexFile() {
-    if (!committed_) ::unlink(temp_.c_str());
-  }
-  IndexFile(const IndexFile&) = delete;
-  IndexFile& operator=(const IndexFile&) = delete;
 
   /// Bytes of the entries part.
   void put_entries(std::string_view s) {
     crc_ = checksum(crc_, s);
-    out_->append(s);
+    put_headers(s);
   }
   /// Bytes of the headers part.
-  void put_headers(std::string_view s) { out_->append(s); }
-  void copy_headers(int fd, uint64_t offset, uint64_t len) {
-    out_->flush();
-    copy_range(fd, offset, len, out_->fd(), temp_);
+  void put_headers(std::string_view s) {
+    buf_.append(s);
+    size_ += s.size();
+    if (buf_.size() >= kBufferBytes) flush();
   }
-  /// Ends the entries part (`count` entries, `entries_size` bytes).
+  void copy_headers(int fd, uint64_t offset, uint64_t len) {
+    flush();
+    copy_range(fd, offset, len, out_.fd(), out_.temp_path());
+    size_ += len;
+  }
+  /// Ends the entries part (`count` entries).
   void end_entries(uint64_t count) {
-    entries_size_ = out_->size();
+    entries_size_ = size_;
     count_ = count;
   }
   void commit() {
-    out_->append(trailer(entries_size_, count_, crc_));
-    out_->flush();
-    if (::rename(temp_.c_str(), path_.c_str()) != 0) throw_errno("cannot rename " + temp_);
-    committed_ = true;
+    put_headers(trailer(entries_size_, count_, crc_));
+    flush();
+    out_.commit();
   }
 
  private:
-  std::string name_, temp_, path_;
-  std::optional<ScratchSpool> out_;
+  void flush() {
+    out_.write(buf_);
+    buf_.clear();
+  }
+  FileReplacement out_;
+  std::string buf_;
   uint32_t crc_ = 0;
-  uint64_t entries_size_ = 0, count_ = 0;
-  bool committed_ = false;
+  uint64_t size_ = 0, entries_size_ = 0, count_ = 0;
 };
 
 /// Reads back the records a scan spooled, in order.
