@@ -401,7 +401,7 @@ run_process() { # CASE TEMPLATE JOBS -- FSPL_OPTS...
 scale_reset() { # puts job 1 back, nextseq 1, no SafeSpool records
   [[ -e $SCALE_Q/jobs/$SCALE_FIRST ]] || ln "$W/data/scale-first.fspl" "$SCALE_Q/jobs/$SCALE_FIRST"
   printf '1\n' >"$SCALE_Q/nextseq"
-  rm -f "$SCALE_Q/.safespool-status" "$SCALE_Q/.safespool-done"
+  rm -f "$SCALE_Q/.safespool-status" "$SCALE_Q/.safespool-done" "$SCALE_Q"/.safespool-ledger*
 }
 
 run_scale() {
