@@ -129,6 +129,7 @@ class Scan {
   std::optional<IndexUpdate> update_;  ///< with key_
   std::vector<BatchFile> batch_;
   size_t batch_limit_ = kFirstBatch;
+  size_t read_since_check_ = 0;  ///< files read since checkpoint() was asked
   std::vector<std::pair<std::string, struct stat>> batch_files_;  ///< name, its stat
   ScanResult out_;
 };
@@ -177,10 +178,14 @@ void Scan::list_from_index() {
 void Scan::take(std::string_view name, uint64_t ino) {
   if (take_indexed(name, ino)) return;
   queue_for_reading(std::string(name));
-  if (batch_.size() >= batch_limit_) {
+  bool batch_read = batch_.size() >= batch_limit_;
+  if (batch_read) {
     read_batch();
     batch_limit_ = std::min(2 * batch_limit_, kReadBatch);
   }
+  // A checkpoint after each batch (encrypted packets take long) and now
+  // and then among plain ones; none at the end, where the index is saved.
+  if (update_ && (batch_read || ++read_since_check_ % 64 == 0)) update_->checkpoint();
 }
 
 // Whether the indexed header `hit` still describes the file `e`: the
@@ -288,7 +293,6 @@ void Scan::read_batch() {
     read_one(opened, k);
   }
   batch_files_.clear();
-  if (update_) update_->checkpoint();
 }
 
 void Scan::read_one(DecodeBatch& opened, size_t k) {
