@@ -26,7 +26,12 @@
 #                  /var/tmp; it must be on disk, the full run needs ~3 GiB)
 #
 # Environment: SAFESPOOL (default: build/safespool next to this script),
+# GEN_PACKETS (default: build/tests/gen_packets, built with the tests),
 # FSPL (default: /usr/bin/fspl).
+#
+# process.* also time bench/floor.c doing the same number of jobs' irreducible
+# work (spawn and wait for /usr/bin/true, write + fsync + rename of a seq
+# file, fsync of its directory): the "floor" tool, and the ss/floor ratio.
 #
 # Timing is wall-clock time around each command (bash $EPOCHREALTIME); peak
 # RSS is GNU time's %M: the largest resident set of any single process of
@@ -45,6 +50,7 @@ export SHELL=/bin/sh
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 SAFESPOOL=${SAFESPOOL:-$BENCH_DIR/../build/safespool}
+GEN_PACKETS=${GEN_PACKETS:-$(dirname "${SAFESPOOL:-$BENCH_DIR/../build/safespool}")/tests/gen_packets}
 FSPL=${FSPL:-/usr/bin/fspl}
 # Absolute paths, found on the caller's PATH when given as bare names.
 [[ $SAFESPOOL == */* ]] || SAFESPOOL=$(command -v -- "$SAFESPOOL") || SAFESPOOL=
@@ -138,7 +144,7 @@ N_SCALE=${SIZE_OVERRIDE[scale]:-$N_SCALE}
 SMALL_PAYLOAD=512 # bytes of payload in each small packet
 
 ALL_CASES=(throughput.zstd throughput.gpg scan.zstd scan.gpg process.zstd
-  process.plain scale.ls scale.status scale.process1)
+  process.plain scale.cold scale.ls scale.status scale.process1)
 SELECTED=()
 for c in "${ALL_CASES[@]}"; do
   IFS=, read -ra wanted <<<"$CASES"
@@ -162,7 +168,9 @@ selected() {
   die "SAFESPOOL=$SAFESPOOL is not executable (build it: make -C build safespool)"
 [[ -n $FSPL && -x $FSPL ]] || die "FSPL=$FSPL is not executable (apt-get install filespooler)"
 [[ -x $GNU_TIME ]] || die "$GNU_TIME missing (apt-get install time; scripts/install-deps.sh has it)"
-for tool in zstd zstdcat gpg gpgconf python3 tar; do
+[[ -x $GEN_PACKETS ]] ||
+  die "GEN_PACKETS=$GEN_PACKETS is not executable (build it: cmake --build build --target gen_packets)"
+for tool in zstd zstdcat gpg gpgconf python3 tar cc; do
   command -v "$tool" >/dev/null || die "$tool not installed (scripts/install-deps.sh)"
 done
 SAFESPOOL=$(readlink -f -- "$SAFESPOOL")
@@ -204,304 +212,19 @@ RAW=$W/raw.tsv
 : >"$RAW"
 FAILED=0
 
-# ---- helper program: packet generator and report -----------------------------------
+# ---- helper programs ----------------------------------------------------------------
 
-PY=$W/benchlib.py
-cat >"$PY" <<'PY'
-"""Packet generator and report for bench/run.sh."""
-import json, os, statistics, struct, sys, time, uuid, zlib
-
-
-# -- packets: 12 bytes "*FILESPOOLER", u16 BE version 1, u64 BE metadata
-# length, u32 BE CRC32 of the metadata, u32 BE CRC32 of the first 26 bytes;
-# then the MessagePack metadata, then the payload.
-def mp_uint(n):
-    if n < 0x80:
-        return bytes([n])
-    if n < 0x100:
-        return b"\xcc" + bytes([n])
-    if n < 0x10000:
-        return b"\xcd" + struct.pack(">H", n)
-    if n < 0x100000000:
-        return b"\xce" + struct.pack(">I", n)
-    return b"\xcf" + struct.pack(">Q", n)
-
-
-def mp_str(s):
-    b = s.encode()
-    assert len(b) < 32
-    return bytes([0xA0 | len(b)]) + b
-
-
-def packet(seq, payload):
-    t = time.time_ns()
-    meta = (b"\x83" + mp_str("seq") + mp_uint(seq)
-            + mp_str("ctime") + b"\x92" + mp_uint(t // 10**9) + mp_uint(t % 10**9)
-            + mp_str("cmd_type") + b"\x81" + mp_str("Command")
-            + b"\x82" + mp_str("params") + b"\x90" + mp_str("env") + b"\x90")
-    head = b"*FILESPOOLER" + struct.pack(">HQI", 1, len(meta), zlib.crc32(meta))
-    return head + struct.pack(">I", zlib.crc32(head)) + meta + payload
-
-
-def gen(directory, first, count, payload_len):
-    """Command packets seq first..first+count-1; prints the file of seq first."""
-    first, count, payload_len = int(first), int(count), int(payload_len)
-    line = (b"the quick brown fox jumps over the lazy dog 0123456789\n" * 
-            (payload_len // 55 + 1))[:payload_len]
-    first_name = None
-    for seq in range(first, first + count):
-        name = "fspl-%s.fspl" % uuid.uuid4()
-        with open(os.path.join(directory, name), "wb") as f:
-            f.write(packet(seq, line))
-        if first_name is None:
-            first_name = name
-    print(first_name)
-
-
-def collect(src, suffix, dst):
-    """Moves src/*SUFFIX to dst/ without the suffix."""
-    n = 0
-    for name in os.listdir(src):
-        if name.endswith(suffix):
-            os.rename(os.path.join(src, name), os.path.join(dst, name[: -len(suffix)]))
-            n += 1
-    print(n)
-
-
-# -- report ------------------------------------------------------------------
-ORDER = ["throughput.zstd", "throughput.gpg", "scan.zstd", "scan.gpg",
-         "process.zstd", "process.plain", "scale.ls", "scale.status",
-         "scale.process1"]
-TOOLS = ["safespool", "fspl", "limit"]
-RSS_LIMIT_KIB = 16 * 1024
-# (kind, threshold): "limit": safespool/limit <= t; "rss": peak RSS <= t KiB;
-# "speedup": fspl/safespool >= t; "fspl": safespool/fspl <= t.
-TARGETS = {
-    "throughput.zstd": [("limit", 1.05), ("rss", RSS_LIMIT_KIB)],
-    "throughput.gpg": [("limit", 1.05), ("rss", RSS_LIMIT_KIB)],
-    "scan.zstd": [("speedup", 20)],
-    "scan.gpg": [("speedup", 5)],
-    "process.zstd": [("speedup", 10)],
-    "process.plain": [("fspl", 1.0)],
-    "scale.ls": [("fspl", 0.5)],
-    "scale.status": [],
-    "scale.process1": [("fspl", 0.1)],
-}
-
-
-def target_text(kind, t):
-    return {"limit": "<= %.2fx limit" % t,
-            "rss": "peak RSS <= %d MiB" % (t // 1024),
-            "speedup": ">= %gx faster than fspl" % t,
-            "fspl": "<= %.2fx fspl" % t if t != 1.0 else "no slower than fspl"}[kind]
-
-
-def median(xs):
-    return statistics.median(xs) if xs else None
-
-
-def report(raw, info, meta_json, out):
-    meta = json.loads(open(meta_json).read())
-    infos = {}
-    for line in open(info):
-        case, what, items, unit_bytes = line.rstrip("\n").split("\t")
-        infos[case] = (what, int(items), int(unit_bytes))
-    samples = {}
-    for line in open(raw):
-        case, tool, rep, secs, rss, status = line.rstrip("\n").split("\t")
-        s = samples.setdefault((case, tool), {"secs": [], "rss": [], "errors": []})
-        if status == "ok":
-            s["secs"].append(float(secs))
-            s["rss"].append(int(rss) if rss.isdigit() else 0)
-        else:
-            s["errors"].append("rep %s: %s" % (rep, status))
-
-    rows, targets = [], []
-    for case in ORDER:
-        if case not in infos:
-            continue
-        what, items, unit_bytes = infos[case]
-        med = {}
-        for tool in TOOLS:
-            s = samples.get((case, tool))
-            if s is None:
-                continue
-            m = median(s["secs"])
-            med[tool] = m
-            rows.append({
-                "case": case, "tool": tool, "what": what, "items": items,
-                "reps": len(s["secs"]) + len(s["errors"]),
-                "median_s": m, "min_s": min(s["secs"]) if s["secs"] else None,
-                "max_s": max(s["secs"]) if s["secs"] else None,
-                "samples_s": s["secs"],
-                "peak_rss_kib": max(s["rss"]) if s["rss"] else None,
-                "status": "ok" if not s["errors"] else "; ".join(s["errors"]),
-            })
-        for r in rows:
-            if r["case"] != case:
-                continue
-            m = r["median_s"]
-            r["ratio_fspl"] = (m / med["fspl"]) if m and med.get("fspl") else None
-            r["ratio_limit"] = (m / med["limit"]) if m and med.get("limit") else None
-            if case.startswith("throughput") and m:
-                r["rate"] = "%.0f MiB/s" % (items * unit_bytes / m / 2**20)
-            elif m:
-                r["rate"] = "%.0f jobs/s" % (items / m) if not case.endswith("process1") \
-                    else "%.3f s/job" % m
-            else:
-                r["rate"] = ""
-            r["target"], r["target_met"] = "", ""
-            if r["tool"] != "safespool":
-                continue
-            texts, verdicts = [], []
-            for kind, t in TARGETS.get(case, []):
-                value, met = None, None
-                if kind == "limit" and r["ratio_limit"] is not None:
-                    value, met = "%.2fx" % r["ratio_limit"], r["ratio_limit"] <= t
-                elif kind == "rss" and r["peak_rss_kib"]:
-                    value, met = "%.1f MiB" % (r["peak_rss_kib"] / 1024), r["peak_rss_kib"] <= t
-                elif kind == "speedup" and r["ratio_fspl"]:
-                    value, met = "%.1fx faster" % (1 / r["ratio_fspl"]), 1 / r["ratio_fspl"] >= t
-                elif kind == "fspl" and r["ratio_fspl"] is not None:
-                    value, met = "%.3fx fspl" % r["ratio_fspl"], r["ratio_fspl"] <= t
-                verdict = "n/a" if met is None else ("met" if met else "NOT met")
-                texts.append(target_text(kind, t))
-                verdicts.append(verdict)
-                targets.append({"case": case, "target": target_text(kind, t),
-                                "value": value, "verdict": verdict})
-            r["target"] = "; ".join(texts)
-            r["target_met"] = "; ".join(verdicts)
-
-    # -- readable table
-    def fs(x, fmt="%.3f"):
-        return "-" if x is None else fmt % x
-
-    print()
-    print("SafeSpool benchmark: %s sizes, %d reps, %s" % (meta["mode"], meta["reps"], meta["date"]))
-    print("  %s (%s, git %s) | %s | %d CPUs | load %s before, %s after" % (
-        meta["safespool_version"], meta["safespool"], meta["git"], meta["fspl_version"], meta["cpus"],
-        meta["load_before"], meta["load_after"]))
-    print()
-    hdr = ("case", "tool", "median s", "min s", "max s", "peak RSS", "ss/fspl", "ss/limit", "rate")
-    fmt = "%-15s %-9s %9s %9s %9s %9s %8s %8s %14s"
-    print(fmt % hdr)
-    print(fmt % tuple("-" * len(h) for h in hdr))
-    last = None
-    for r in rows:
-        if last and r["case"] != last:
-            print()
-        last = r["case"]
-        print(fmt % (
-            r["case"], r["tool"], fs(r["median_s"]), fs(r["min_s"]), fs(r["max_s"]),
-            "-" if not r["peak_rss_kib"] else "%.1f MiB" % (r["peak_rss_kib"] / 1024),
-            fs(r["ratio_fspl"], "%.3fx") if r["tool"] != "fspl" else "",
-            fs(r["ratio_limit"], "%.3fx") if r["tool"] != "limit" and "limit" in
-            [x["tool"] for x in rows if x["case"] == r["case"]] else "",
-            r["rate"]))
-        if r["status"] != "ok":
-            print("    ERROR: %s" % r["status"])
-    print()
-    print("Targets (safespool; printed, not asserted):")
-    for t in targets:
-        print("  %-15s %-28s %-16s %s" % (t["case"], t["target"], t["value"] or "-", t["verdict"]))
-    print()
-    print("Cases:")
-    for case in ORDER:
-        if case in infos:
-            print("  %-15s %s" % (case, infos[case][0]))
-
-    # -- machine-readable file
-    if out.endswith(".json"):
-        with open(out, "w") as f:
-            json.dump({"meta": meta, "results": rows, "targets": targets}, f, indent=2)
-            f.write("\n")
-    else:
-        cols = ["case", "tool", "items", "reps", "median_s", "min_s", "max_s",
-                "peak_rss_kib", "ratio_fspl", "ratio_limit", "target", "target_met",
-                "status", "samples_s"]
-        with open(out, "w") as f:
-            f.write("\t".join(cols) + "\n")
-            for r in rows:
-                vals = []
-                for c in cols:
-                    v = r.get(c)
-                    if v is None:
-                        v = ""
-                    elif c == "samples_s":
-                        v = ",".join("%.6f" % x for x in v)
-                    elif isinstance(v, float):
-                        v = "%.6f" % v
-                    vals.append(str(v))
-                f.write("\t".join(vals) + "\n")
-
-
-if __name__ == "__main__":
-    cmd, args = sys.argv[1], sys.argv[2:]
-    {"gen": gen, "collect": collect, "report": report}[cmd](*args)
-PY
+# Packets come from the core library's encoder (tests/tools/gen_packets.cpp,
+# built with the tests); the report from bench/report.py; the floor is
+# bench/floor.c, compiled here.
+REPORT=$BENCH_DIR/report.py
+FLOOR=$W/floor
+cc -O2 -o "$FLOOR" "$BENCH_DIR/floor.c" || die "cannot compile bench/floor.c (apt-get install gcc)"
 
 # ---- measuring ------------------------------------------------------------------
 
-# measure LABEL CMD...: runs CMD once under GNU time, stdout and stderr into
-# $W/logs/LABEL.REP.{out,err}; sets SECS (wall clock), RSS (KiB), STATUS.
-SECS=0 RSS=0 STATUS=ok LAST_OUT=
-measure() {
-  local label=$1 t0 t1 us rc
-  shift
-  LAST_OUT=$W/logs/$label.$REP.out
-  t0=$EPOCHREALTIME
-  "$GNU_TIME" -f '%M' -o "$W/rss" "$@" >"$LAST_OUT" 2>"$W/logs/$label.$REP.err"
-  rc=$?
-  t1=$EPOCHREALTIME
-  us=$((10#${t1/./} - 10#${t0/./}))
-  printf -v SECS '%d.%06d' $((us / 1000000)) $((us % 1000000))
-  RSS=$(tail -n1 "$W/rss")
-  STATUS=ok
-  ((rc == 0)) || STATUS="exit status $rc"
-}
-
-# Checks after a run; each leaves STATUS alone unless it was ok and the check fails.
-check() { [[ $STATUS != ok ]] || "$@" || STATUS=$CHECK_MSG; }
-CHECK_MSG=
-jobs_empty() { # QUEUE
-  local f
-  for f in "$1"/jobs/fspl-*.fspl; do
-    [[ -e $f ]] && { CHECK_MSG="job(s) left in $1/jobs"; return 1; }
-  done
-  return 0
-}
-lines_at_least() { # N: the last command printed at least N lines
-  local n
-  n=$(wc -l <"$LAST_OUT")
-  ((n >= $1)) || { CHECK_MSG="printed $n lines, expected >= $1"; return 1; }
-}
-ran_exactly_one() { # QUEUE FIRST_FILE
-  local next
-  next=$(tr -d ' \n' <"$1/nextseq")
-  [[ ! -e $1/jobs/$2 && $next == 2 ]] ||
-    { CHECK_MSG="did not run exactly job 1 (nextseq $next)"; return 1; }
-}
-
-# record CASE TOOL: appends the last measurement to the raw results.
-record() {
-  local label=$1.$2
-  printf '%s\t%s\t%d\t%s\t%s\t%s\n' "$1" "$2" "$REP" "$SECS" "$RSS" "$STATUS" >>"$RAW"
-  if [[ $STATUS == ok ]]; then
-    note "$(printf '%-15s %-9s rep %d/%d: %8.3f s  %6d KiB' "$1" "$2" "$REP" "$REPS" "$SECS" "$RSS")"
-  else
-    FAILED=1
-    note "$1 $2 rep $REP FAILED: $STATUS"
-    sed -n '1,10s/^/    stderr: /p' "$W/logs/$label.$REP.err" >&2
-  fi
-}
-
-# fresh_queue QUEUE TEMPLATE_DIR: a new queue (nextseq 1) holding hard links
-# to the packets in TEMPLATE_DIR (processing removes only the link).
-fresh_queue() {
-  rm -rf "$1"
-  "$FSPL" queue-init -q "$1" || die "queue-init $1 failed"
-  ln -t "$1/jobs" -- "$2"/fspl-*.fspl || die "cannot link $2 into $1"
-}
+# shellcheck source=measure.sh
+source "$BENCH_DIR/measure.sh"
 
 CONSUMER=(sh -- -c 'cat > /dev/null')
 GPG_DECODER='gpg -q --batch -d | zstdcat'
@@ -560,12 +283,9 @@ fi
 
 if selected scan || selected process.zstd; then
   note "generating $N_SMALL small zstd packets"
-  mkdir -p "$W/data/small-plain" "$W/data/small-zstd"
-  python3 "$PY" gen "$W/data/small-plain" 1 "$N_SMALL" "$SMALL_PAYLOAD" >/dev/null ||
+  mkdir -p "$W/data/small-zstd"
+  "$GEN_PACKETS" "$W/data/small-zstd" 1 "$N_SMALL" "$SMALL_PAYLOAD" zstd >/dev/null ||
     die "packet generation failed"
-  (cd "$W/data/small-plain" && zstd -q --output-dir-flat "$W/data/small-zstd" -- fspl-*.fspl) ||
-    die "zstd failed"
-  python3 "$PY" collect "$W/data/small-zstd" .zst "$W/data/small-zstd" >/dev/null
   f=("$W"/data/small-zstd/fspl-*.fspl)
   ((${#f[@]} == N_SMALL)) || die "expected $N_SMALL zstd packets, got ${#f[@]}"
   zstd -dc "${f[0]}" | verify_packet "small zstd"
@@ -575,18 +295,17 @@ if selected scan || selected process.zstd; then
     (cd "$W/data/small-zstd" &&
       gpg --batch --quiet --yes --trust-model always -r "$KEY" --encrypt-files fspl-*.fspl) ||
       die "gpg --encrypt-files failed"
-    python3 "$PY" collect "$W/data/small-zstd" .gpg "$W/data/small-gpg" >/dev/null
+    "$GEN_PACKETS" strip "$W/data/small-zstd" .gpg "$W/data/small-gpg" >/dev/null
     f=("$W"/data/small-gpg/fspl-*.fspl)
     ((${#f[@]} == N_SMALL)) || die "expected $N_SMALL OpenPGP packets, got ${#f[@]}"
     gpg -q --batch -d <"${f[0]}" 2>/dev/null | zstd -dc | verify_packet "small OpenPGP"
   fi
-  rm -rf "$W/data/small-plain"
 fi
 
 if selected process.plain; then
   note "generating $N_PLAIN plain packets"
   mkdir -p "$W/data/plain"
-  python3 "$PY" gen "$W/data/plain" 1 "$N_PLAIN" "$SMALL_PAYLOAD" >/dev/null ||
+  "$GEN_PACKETS" "$W/data/plain" 1 "$N_PLAIN" "$SMALL_PAYLOAD" >/dev/null ||
     die "packet generation failed"
   f=("$W"/data/plain/fspl-*.fspl)
   verify_packet plain <"${f[0]}"
@@ -596,7 +315,7 @@ if selected scale; then
   note "generating $N_SCALE plain packets for the scale cases"
   SCALE_Q=$W/q/scale
   "$FSPL" queue-init -q "$SCALE_Q" || die "queue-init failed"
-  SCALE_FIRST=$(python3 "$PY" gen "$SCALE_Q/jobs" 1 "$N_SCALE" 0) || die "packet generation failed"
+  SCALE_FIRST=$("$GEN_PACKETS" "$SCALE_Q/jobs" 1 "$N_SCALE" 0) || die "packet generation failed"
   ln "$SCALE_Q/jobs/$SCALE_FIRST" "$W/data/scale-first.fspl"
   verify_packet scale <"$W/data/scale-first.fspl"
 fi
@@ -659,9 +378,9 @@ run_scan() { # CASE TEMPLATE SAFESPOOL_OPTS... -- FSPL_OPTS...
   rm -rf "$q"
 }
 
-run_process() { # CASE TEMPLATE -- FSPL_OPTS...
-  local case=$1 tmpl=$2 q=$W/q/$1
-  shift 3
+run_process() { # CASE TEMPLATE JOBS -- FSPL_OPTS...
+  local case=$1 tmpl=$2 jobs=$3 q=$W/q/$1
+  shift 4
   for ((REP = 1; REP <= REPS; REP++)); do
     fresh_queue "$q" "$tmpl"
     measure "$case.safespool" "$SAFESPOOL" queue-process -q "$q" true
@@ -671,6 +390,10 @@ run_process() { # CASE TEMPLATE -- FSPL_OPTS...
     measure "$case.fspl" "$FSPL" queue-process -q "$q" "$@" true
     check jobs_empty "$q"
     record "$case" fspl
+    # The same number of jobs' irreducible work, in the same file system.
+    rm -rf "$q" && mkdir -p "$q"
+    measure "$case.floor" "$FLOOR" "$q" "$jobs"
+    record "$case" floor
   done
   rm -rf "$q"
 }
@@ -678,12 +401,26 @@ run_process() { # CASE TEMPLATE -- FSPL_OPTS...
 scale_reset() { # puts job 1 back, nextseq 1, no SafeSpool records
   [[ -e $SCALE_Q/jobs/$SCALE_FIRST ]] || ln "$W/data/scale-first.fspl" "$SCALE_Q/jobs/$SCALE_FIRST"
   printf '1\n' >"$SCALE_Q/nextseq"
-  rm -f "$SCALE_Q/.safespool-status" "$SCALE_Q/.safespool-done"
+  rm -f "$SCALE_Q/.safespool-status" "$SCALE_Q/.safespool-done" "$SCALE_Q"/.safespool-ledger*
 }
 
 run_scale() {
   for ((REP = 1; REP <= REPS; REP++)); do
+    if selected scale.cold; then
+      # No index, as after a copy of the queue or an import of many packets.
+      scale_reset
+      rm -f "$SCALE_Q/.safespool-index"
+      measure scale.cold.safespool "$SAFESPOOL" queue-ls -q "$SCALE_Q"
+      check lines_at_least "$N_SCALE"
+      record scale.cold safespool
+      measure scale.cold.fspl "$FSPL" queue-ls -q "$SCALE_Q"
+      check lines_at_least "$N_SCALE"
+      record scale.cold fspl
+    fi
     if selected scale.ls; then
+      # With the index a previous scan left (not timed).
+      scale_reset
+      "$SAFESPOOL" queue-ls -q "$SCALE_Q" >/dev/null
       scale_reset
       measure scale.ls.safespool "$SAFESPOOL" queue-ls -q "$SCALE_Q"
       check lines_at_least "$N_SCALE"
@@ -732,14 +469,15 @@ if selected scan.gpg; then
 fi
 if selected process.zstd; then
   case_info process.zstd "queue-process, $N_SMALL zstd jobs, command true; fspl -d zstdcat" "$N_SMALL" 0
-  run_process process.zstd "$W/data/small-zstd" -- -d zstdcat
+  run_process process.zstd "$W/data/small-zstd" "$N_SMALL" -- -d zstdcat
 fi
 if selected process.plain; then
   case_info process.plain "queue-process, $N_PLAIN plain jobs, command true" "$N_PLAIN" 0
-  run_process process.plain "$W/data/plain" --
+  run_process process.plain "$W/data/plain" "$N_PLAIN" --
 fi
 if selected scale; then
-  selected scale.ls && case_info scale.ls "queue-ls, $N_SCALE plain packets" "$N_SCALE" 0
+  selected scale.cold && case_info scale.cold "queue-ls, $N_SCALE plain packets, no header index" "$N_SCALE" 0
+  selected scale.ls && case_info scale.ls "queue-ls, $N_SCALE plain packets, header index from the scan before" "$N_SCALE" 0
   selected scale.status && case_info scale.status "queue-status, $N_SCALE plain packets (safespool only)" "$N_SCALE" 0
   selected scale.process1 && case_info scale.process1 "queue-process -n 1 true on the $N_SCALE-packet queue" 1 0
   run_scale
@@ -748,21 +486,8 @@ fi
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 export MODE REPS GIT_COMMIT SAFESPOOL SAFESPOOL_VERSION FSPL FSPL_VERSION LOAD_BEFORE LOAD_AFTER \
   PAYLOAD_BYTES N_SMALL N_PLAIN N_SCALE
-python3 - "$W/meta.json" <<'PYMETA'
-import json, os, platform, sys, time
-e = os.environ
-json.dump({"mode": e["MODE"], "reps": int(e["REPS"]),
-           "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-           "host": " ".join(platform.uname()[i] for i in (0, 2, 4)), "cpus": os.cpu_count(),
-           "git": e["GIT_COMMIT"],
-           "safespool": e["SAFESPOOL"], "safespool_version": e["SAFESPOOL_VERSION"],
-           "fspl": e["FSPL"], "fspl_version": e["FSPL_VERSION"],
-           "load_before": e["LOAD_BEFORE"], "load_after": e["LOAD_AFTER"],
-           "payload_bytes": int(e["PAYLOAD_BYTES"]), "small_packets": int(e["N_SMALL"]),
-           "plain_jobs": int(e["N_PLAIN"]), "scale_packets": int(e["N_SCALE"])},
-          open(sys.argv[1], "w"))
-PYMETA
-python3 "$PY" report "$RAW" "$INFO" "$W/meta.json" "$OUT" || die "report failed"
+python3 "$REPORT" meta "$W/meta.json" || die "cannot write the run's metadata"
+python3 "$REPORT" report "$RAW" "$INFO" "$W/meta.json" "$OUT" || die "report failed"
 echo
 echo "results: $OUT"
 if ((FAILED)); then

@@ -1,98 +1,28 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
-// The header index file (see include/safespool/index.hpp).
-//
-// Layout, native byte order (a marker catches a foreign one), in two
-// parts: the entries, which a processor reads, and the headers, which
-// listings read too.
-//
-//   8   "SSPLIDX2"
-//   4   0x01020304 (byte order marker)
-//   8   size of the entries part (from offset 0 up to its CRC)
-//   8   device of jobs/      8  inode of jobs/
-//   8   wall-clock second the writing scan started
-//   4   key length, then the key (how headers were decoded)
-//   8   number of entries, then each entry:
-//         4 name length, the name; 6 x 8 FileId; 8 seq, 8 + 4 ctime;
-//         8 offset and 4 size of its header in the headers part
-//       in the order the scan listed the files (readdir order)
-//   4   CRC-32 of the entries part
-//   then the headers part: each header (prefix + metadata) as in a packet
-//
-// Headers are stored in the packet format itself and carry its two CRCs,
-// so a header goes through the same checked parser as a job file's, and
-// a processor, which needs only seq and ctime, never reads them.
+// Reading the header index (see include/safespool/index.hpp; the bytes are
+// described in src/index_format.hpp).
 #include "safespool/index.hpp"
 
 #include <fcntl.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
-#include <zlib.h>
 
 #include <algorithm>
 #include <cstring>
-#include <ctime>
 #include <functional>
 #include <string_view>
 #include <utility>
 
+#include "index_format.hpp"
 #include "safespool/error.hpp"
 #include "safespool/fd.hpp"
 #include "safespool/queue.hpp"
 
 namespace safespool {
+
+using namespace index_format;
+
 namespace {
-
-constexpr char kMagic[8] = {'S', 'S', 'P', 'L', 'I', 'D', 'X', '2'};
-constexpr uint32_t kByteOrder = 0x01020304;
-constexpr size_t kMaxIndexBytes = size_t{1} << 31;
-/// An entry's fixed-size fields after its name (see the layout above).
-constexpr size_t kRecordFields = 6 * 8 + 8 + 8 + 4 + 8 + 4;
-
-uint32_t checksum(const char* data, size_t n) {
-  uLong crc = ::crc32(0L, Z_NULL, 0);
-  while (n > 0) {
-    uInt chunk = static_cast<uInt>(std::min<size_t>(n, 1u << 30));
-    crc = ::crc32(crc, reinterpret_cast<const Bytef*>(data), chunk);
-    data += chunk;
-    n -= chunk;
-  }
-  return static_cast<uint32_t>(crc);
-}
-
-template <typename T>
-void put_raw(std::string& out, T v) {
-  out.append(reinterpret_cast<const char*>(&v), sizeof v);
-}
-
-void put_bytes(std::string& out, std::string_view s) {
-  put_raw(out, static_cast<uint32_t>(s.size()));
-  out.append(s);
-}
-
-// Bounds-checked reads over the loaded bytes; any overrun is corruption.
-class Cursor {
- public:
-  explicit Cursor(std::string_view data) : data_(data) {}
-  template <typename T>
-  T get() {
-    T v;
-    std::memcpy(&v, take(sizeof v).data(), sizeof v);
-    return v;
-  }
-  std::string_view bytes() { return take(get<uint32_t>()); }
-  std::string_view take(size_t n) {
-    if (n > data_.size() - pos_) throw FormatError("truncated");
-    std::string_view s = data_.substr(pos_, n);
-    pos_ += n;
-    return s;
-  }
-  size_t left() const { return data_.size() - pos_; }
-  size_t pos() const { return pos_; }
-
- private:
-  std::string_view data_;
-  size_t pos_ = 0;
-};
 
 Meta parse_stored_header(std::string_view h) {
   auto bytes = std::as_bytes(std::span(h.data(), h.size()));
@@ -116,6 +46,30 @@ HugeBuffer read_at(int fd, uint64_t offset, size_t size, const std::string& path
   return data;
 }
 
+// Where the parts of an index of `file_size` bytes are, from its trailer.
+struct Layout {
+  uint64_t entries_size = 0;
+  uint64_t count = 0;
+  uint32_t crc = 0;
+};
+
+Layout parse_trailer(std::string_view t, uint64_t file_size) {
+  Cursor in(t);
+  Layout l;
+  l.entries_size = in.get<uint64_t>();
+  l.count = in.get<uint64_t>();
+  l.crc = in.get<uint32_t>();
+  if (in.take(sizeof kEndMagic) != std::string_view(kEndMagic, sizeof kEndMagic))
+    throw FormatError("not an index");
+  if (l.entries_size < kFixed || l.entries_size > file_size - kTrailer ||
+      l.entries_size > kMaxIndexBytes)
+    throw FormatError("entries part beyond the file");
+  // Each entry takes at least 4 + 10 + kRecordFields bytes.
+  if (l.count > l.entries_size / (14 + kRecordFields))
+    throw FormatError("entry count beyond the file");
+  return l;
+}
+
 }  // namespace
 
 FileId file_id(const struct stat& st) {
@@ -133,53 +87,64 @@ std::optional<std::string> index_key(const DecodeOptions& decode) {
          ";depth=" + std::to_string(decode.max_depth);
 }
 
+void HeaderIndex::parse_entries(std::string_view part, uint32_t crc, const std::string& key,
+                                const struct stat& jobs_st) {
+  if (checksum(0, part) != crc) throw FormatError("checksum mismatch");
+  Cursor in(part);
+  if (in.take(sizeof kMagic) != std::string_view(kMagic, sizeof kMagic))
+    throw FormatError("not an index");
+  if (in.get<uint32_t>() != kByteOrder) throw FormatError("foreign byte order");
+  uint64_t dev = in.get<uint64_t>(), ino = in.get<uint64_t>();
+  if (dev != jobs_st.st_dev || ino != jobs_st.st_ino)
+    throw FormatError("written for another jobs/ directory");
+  trusted_before_.sec = in.get<int64_t>();
+  trusted_before_.nsec = in.get<int64_t>();
+  listed_.mtime.sec = in.get<int64_t>();
+  listed_.mtime.nsec = in.get<int64_t>();
+  listed_.ctime.sec = in.get<int64_t>();
+  listed_.ctime.nsec = in.get<int64_t>();
+  if (in.bytes() != key) throw FormatError("written for other decoding options");
+  // Where each record starts; decoded when asked for (entry()). A name is
+  // only ever compared with names readdir() gave, so a strange one in an
+  // index that passed its checksum can do no harm.
+  const char* const base = part.data();
+  size_t at = in.pos();
+  while (at < part.size()) {
+    uint32_t len;
+    if (part.size() - at < sizeof len) throw FormatError("truncated");
+    std::memcpy(&len, base + at, sizeof len);
+    if (part.size() - at - sizeof len < size_t{len} + kRecordFields) throw FormatError("truncated");
+    records_.push_back(static_cast<uint32_t>(at));
+    at += sizeof len + len + kRecordFields;
+  }
+}
+
+void HeaderIndex::read_entries(const std::string& path, const std::string& key,
+                               const struct stat& jobs_st) {
+  file_ = Fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK));
+  if (!file_) throw_errno("cannot open " + path);
+  struct stat st;
+  if (::fstat(file_.get(), &st) != 0) throw_errno("cannot stat " + path);
+  if (!S_ISREG(st.st_mode)) throw FormatError("not a regular file");
+  uint64_t file_size = static_cast<uint64_t>(st.st_size);
+  if (file_size < kFixed + kTrailer) throw FormatError("truncated");
+  auto t = read_at(file_.get(), file_size - kTrailer, kTrailer, path);
+  Layout l = parse_trailer(std::string_view(t.get(), kTrailer), file_size);
+  data_ = read_at(file_.get(), 0, l.entries_size, path);
+  data_size_ = l.entries_size;
+  headers_at_ = l.entries_size;
+  headers_size_ = file_size - kTrailer - l.entries_size;
+  records_.reserve(l.count);
+  parse_entries(std::string_view(data_.get(), data_size_), l.crc, key, jobs_st);
+  if (records_.size() != l.count) throw FormatError("entry count mismatch");
+}
+
 HeaderIndex HeaderIndex::load(const std::string& queuedir, const std::string& key,
                               const struct stat& jobs_st) {
   std::string path = queuedir + "/" + kFileName;
   HeaderIndex idx;
   try {
-    idx.file_ = Fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK));
-    if (!idx.file_) throw_errno("cannot open " + path);
-    struct stat st;
-    if (::fstat(idx.file_.get(), &st) != 0) throw_errno("cannot stat " + path);
-    if (!S_ISREG(st.st_mode)) throw FormatError("not a regular file");
-    constexpr size_t kFixed = sizeof kMagic + 4 + 8;
-    auto fixed = read_at(idx.file_.get(), 0, std::min<uint64_t>(kFixed, st.st_size), path);
-    if (static_cast<uint64_t>(st.st_size) < kFixed) throw FormatError("truncated");
-    Cursor head(std::string_view(fixed.get(), kFixed));
-    if (head.take(sizeof kMagic) != std::string_view(kMagic, sizeof kMagic))
-      throw FormatError("not an index");
-    if (head.get<uint32_t>() != kByteOrder) throw FormatError("foreign byte order");
-    uint64_t entries_size = head.get<uint64_t>();
-    if (entries_size < kFixed || entries_size > static_cast<uint64_t>(st.st_size) - 4 ||
-        entries_size > kMaxIndexBytes)
-      throw FormatError("entries part beyond the file");
-    idx.data_ = read_at(idx.file_.get(), 0, entries_size + 4, path);
-    idx.headers_at_ = entries_size + 4;
-    uint32_t stored_crc;
-    std::memcpy(&stored_crc, idx.data_.get() + entries_size, sizeof stored_crc);
-    if (checksum(idx.data_.get(), entries_size) != stored_crc)
-      throw FormatError("checksum mismatch");
-    Cursor in(std::string_view(idx.data_.get(), entries_size));
-    in.take(kFixed);
-    uint64_t dev = in.get<uint64_t>(), ino = in.get<uint64_t>();
-    if (dev != jobs_st.st_dev || ino != jobs_st.st_ino)
-      throw FormatError("written for another jobs/ directory");
-    idx.written_at_ = in.get<int64_t>();
-    if (in.bytes() != key) throw FormatError("written for other decoding options");
-    uint64_t count = in.get<uint64_t>();
-    // Each entry takes at least 4 + 48 + 20 + 12 bytes: no absurd reservation.
-    if (count > in.left() / 84) throw FormatError("entry count beyond the file");
-    idx.records_.reserve(count);
-    for (uint64_t i = 0; i < count; ++i) {
-      // Checked here, decoded when asked for (entry()).
-      idx.records_.push_back(static_cast<uint32_t>(in.pos()));
-      std::string_view name = in.bytes();
-      if (!is_job_name(name) || name.find('/') != std::string::npos)
-        throw FormatError("bad entry name");
-      in.take(kRecordFields);
-    }
-    if (in.left() != 0) throw FormatError("trailing bytes");
+    idx.read_entries(path, key, jobs_st);
   } catch (const SysError& e) {
     if (e.err() != ENOENT) spdlog::debug("ignoring {}: {}", path, e.what());
     return HeaderIndex();
@@ -187,18 +152,18 @@ HeaderIndex HeaderIndex::load(const std::string& queuedir, const std::string& ke
     spdlog::debug("ignoring {}: {}; every job file will be read", path, e.what());
     return HeaderIndex();
   }
+  spdlog::debug("{}: {} entries", path, idx.size());
   return idx;
 }
 
 std::string_view HeaderIndex::header(const Entry& e) const {
   if (!headers_.get()) {
-    struct stat st;
-    if (::fstat(file_.get(), &st) != 0 || static_cast<uint64_t>(st.st_size) < headers_at_)
-      throw FormatError("header index: headers part unreadable");
-    size_t size = static_cast<size_t>(st.st_size - headers_at_);
-    if (size > kMaxIndexBytes) throw FormatError("header index: headers part too large");
-    headers_ = read_at(file_.get(), headers_at_, size, kFileName);
-    headers_size_ = size;
+    if (headers_size_ > kMaxIndexBytes) throw FormatError("header index: headers part too large");
+    try {
+      headers_ = read_at(file_.get(), headers_at_, headers_size_, kFileName);
+    } catch (const SysError& err) {
+      throw FormatError(std::string("header index: ") + err.what());
+    }
   }
   if (e.header_offset > headers_size_ || e.header_size > headers_size_ - e.header_offset)
     throw FormatError("header index: header out of bounds");
@@ -212,23 +177,28 @@ std::string_view HeaderIndex::name_at(size_t pos) const {
   return std::string_view(p + sizeof len, len);
 }
 
+std::string_view HeaderIndex::record(size_t pos) const {
+  std::string_view name = name_at(pos);
+  return std::string_view(data_.get() + records_[pos], 4 + name.size() + kRecordFields);
+}
+
 HeaderIndex::Entry HeaderIndex::entry(size_t pos) const {
   Entry e;
   e.name = name_at(pos);
-  // The fields follow the name, as load() checked them: 6 x 8 FileId,
-  // 8 seq, 8 + 4 ctime, 8 + 4 header offset and size.
-  Cursor in(std::string_view(e.name.data() + e.name.size(), kRecordFields));
-  e.id.ino = in.get<uint64_t>();
-  e.id.size = in.get<uint64_t>();
-  e.id.mtime_sec = in.get<int64_t>();
-  e.id.mtime_nsec = in.get<int64_t>();
-  e.id.ctime_sec = in.get<int64_t>();
-  e.id.ctime_nsec = in.get<int64_t>();
-  e.seq = in.get<uint64_t>();
-  e.ctime_secs = in.get<int64_t>();
-  e.ctime_nanos = in.get<uint32_t>();
-  e.header_offset = in.get<uint64_t>();
-  e.header_size = in.get<uint32_t>();
+  // The fields follow the name (load() checked that they are there): 6 x 8
+  // FileId, 8 seq, 8 + 4 ctime, 8 + 4 header offset and size.
+  const char* p = e.name.data() + e.name.size();
+  auto get = [&p](auto& field) {
+    std::memcpy(&field, p, sizeof field);
+    p += sizeof field;
+  };
+  for (auto* f : {&e.id.ino, &e.id.size}) get(*f);
+  for (auto* f : {&e.id.mtime_sec, &e.id.mtime_nsec, &e.id.ctime_sec, &e.id.ctime_nsec}) get(*f);
+  get(e.seq);
+  get(e.ctime_secs);
+  get(e.ctime_nanos);
+  get(e.header_offset);
+  get(e.header_size);
   return e;
 }
 
@@ -243,7 +213,7 @@ size_t HeaderIndex::find(std::string_view name, Entry& hit) const {
   auto found = [&](size_t pos) {
     cursor_ = pos + 1;
     hit = entry(pos);
-    return hit.id.ctime_sec < written_at_ - kRacySeconds ? pos : npos;
+    return pos;
   };
   // The directory lists its names in the same order as when the index was
   // written, give or take the files added or removed since.
@@ -265,53 +235,6 @@ size_t HeaderIndex::find(std::string_view name, Entry& hit) const {
     if (name_at(it->second) == name) return found(it->second);
   }
   return npos;
-}
-
-void HeaderIndex::save(const std::string& queuedir, const std::string& key,
-                       const struct stat& jobs_st, int64_t scan_started,
-                       std::span<const Entry> entries, const HeaderIndex* source) {
-  std::string out, headers;
-  out.reserve(64 + entries.size() * 140);
-  headers.reserve(entries.size() * 90);
-  out.append(kMagic, sizeof kMagic);
-  put_raw(out, kByteOrder);
-  put_raw(out, uint64_t{0});  // the entries part's size, set below
-  put_raw(out, static_cast<uint64_t>(jobs_st.st_dev));
-  put_raw(out, static_cast<uint64_t>(jobs_st.st_ino));
-  put_raw(out, scan_started);
-  put_bytes(out, key);
-  put_raw(out, static_cast<uint64_t>(entries.size()));
-  for (const Entry& e : entries) {
-    std::string_view h = e.header.empty() && source ? source->header(e) : e.header;
-    put_bytes(out, e.name);
-    for (int64_t v : {static_cast<int64_t>(e.id.ino), static_cast<int64_t>(e.id.size),
-                      e.id.mtime_sec, e.id.mtime_nsec, e.id.ctime_sec, e.id.ctime_nsec})
-      put_raw(out, v);
-    put_raw(out, e.seq);
-    put_raw(out, e.ctime_secs);
-    put_raw(out, e.ctime_nanos);
-    put_raw(out, static_cast<uint64_t>(headers.size()));
-    put_raw(out, static_cast<uint32_t>(h.size()));
-    headers.append(h);
-  }
-  uint64_t entries_size = out.size();
-  std::memcpy(out.data() + sizeof kMagic + 4, &entries_size, sizeof entries_size);
-  put_raw(out, checksum(out.data(), out.size()));
-  out.append(headers);
-
-  std::string path = queuedir + "/" + kFileName;
-  // A name of our own: two writers never share a temporary file.
-  std::string temp = path + ".tmp-" + gen_uuid();
-  Fd fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0666));
-  if (!fd) throw_errno("cannot create " + temp);
-  try {
-    write_all(fd.get(), out, temp);
-    fd.reset();
-    if (::rename(temp.c_str(), path.c_str()) != 0) throw_errno("cannot rename " + temp);
-  } catch (...) {
-    ::unlink(temp.c_str());
-    throw;
-  }
 }
 
 void HeaderIndex::discard(const std::string& queuedir) {

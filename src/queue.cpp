@@ -13,13 +13,11 @@
 #include <cerrno>
 #include <cstring>
 #include <ctime>
-#include <deque>
 #include <memory>
 
 #include "safespool/error.hpp"
 #include "safespool/file_replace.hpp"
 #include "safespool/seqfile.hpp"
-#include "safespool/signals.hpp"
 
 namespace safespool {
 
@@ -110,161 +108,6 @@ void sort_by_seq(JobList& jobs) {
     jobs[at] = std::move(held);
     placed[at] = true;
   }
-}
-
-namespace {
-
-// The position of the indexed header of `e`, if the file is still the one
-// it was read from; else HeaderIndex::npos. `hit` receives the entry.
-size_t unchanged(const HeaderIndex& idx, int dir_fd, const dirent& e, ScanFor purpose,
-                 HeaderIndex::Entry& hit) {
-  size_t pos = idx.find(e.d_name, hit);
-  if (pos == HeaderIndex::npos) return pos;
-  if (purpose == ScanFor::Processing) return e.d_ino == hit.id.ino ? pos : HeaderIndex::npos;
-  struct stat st;
-  if (::fstatat(dir_fd, e.d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode))
-    return HeaderIndex::npos;
-  return file_id(st) == hit.id ? pos : HeaderIndex::npos;
-}
-
-// The header an index entry holds: all of it for a full listing; for
-// summaries and the processor only what orders the jobs (the processor
-// reads the rest from the file).
-Meta indexed_meta(const HeaderIndex& idx, const HeaderIndex::Entry& hit, ScanFor purpose) {
-  if (purpose == ScanFor::Listing) return idx.meta(hit);  // all of the header
-  Meta m;
-  m.seq = hit.seq;
-  m.ctime_secs = hit.ctime_secs;
-  m.ctime_nanos = hit.ctime_nanos;
-  return m;
-}
-
-}  // namespace
-
-ScanResult Queue::scan(const DecodeOptions& decode, ScanFor purpose, uint64_t seq_below) const {
-  int64_t started = ::time(nullptr);
-  std::unique_ptr<DIR, int (*)(DIR*)> d(::opendir(jobs_dir().c_str()), ::closedir);
-  if (!d) throw_errno("cannot list " + jobs_dir());
-  struct stat dir_st;
-  if (::fstat(::dirfd(d.get()), &dir_st) != 0) throw_errno("cannot stat " + jobs_dir());
-  std::optional<std::string> key = index_key(decode);
-  HeaderIndex idx = key ? HeaderIndex::load(dir_, *key, dir_st) : HeaderIndex();
-  ScanResult out;
-  // The next index, in directory order: positions in the loaded index,
-  // or idx.size() + k for learnt[k], a file read now. Positions, not
-  // copies: most scans keep the index as it is.
-  std::vector<size_t> next_index;
-  std::vector<HeaderIndex::Entry> learnt;
-  std::deque<std::string> fresh;  // the names and headers `learnt` views (they stay put)
-  if (key) next_index.reserve(idx.size());
-  if (seq_below == UINT64_MAX) out.jobs.reserve(idx.size());
-  // Files the index does not know are opened and read in batches: small
-  // encrypted ones are decrypted by one gpg per batch (DecodeBatch)
-  // instead of one gpg each, which is otherwise most of a scan's cost.
-  constexpr size_t kReadBatch = 128;
-  std::vector<BatchFile> batch;
-  std::vector<std::pair<std::string, struct stat>> batch_files;  // name, its stat
-  size_t learnt_encrypted = 0;
-  // A file that vanished since readdir is simply gone; any other failure
-  // is listed as skipped, with its reason.
-  auto unreadable = [&](const std::string& name, const Error& err) {
-    const auto* sys = dynamic_cast<const SysError*>(&err);
-    if (sys && sys->err() == ENOENT) {
-      spdlog::debug("{} vanished during the scan", name);
-    } else {
-      out.skipped.push_back({name, err.what(), {}});
-    }
-  };
-  auto read_batch = [&] {
-    DecodeBatch opened(std::move(batch), decode);
-    batch.clear();
-    learnt_encrypted += opened.encrypted();
-    for (size_t k = 0; k < opened.size(); ++k) {
-      // A scan of many encrypted packets takes a while: honour a stop request.
-      if (take_interrupt() || interrupted())
-        throw Error("interrupted during the scan of " + jobs_dir(), kExitInterrupted);
-      const auto& [name, st] = batch_files[k];
-      try {
-        Decoded dec = opened.open(k);
-        std::string raw;
-        Meta meta = read_header(*dec.reader, "jobs/" + name, key ? &raw : nullptr);
-        if (key) {
-          const std::string& n = fresh.emplace_back(name);
-          const std::string& h = fresh.emplace_back(std::move(raw));
-          next_index.push_back(idx.size() + learnt.size());
-          learnt.push_back({n, file_id(st), meta.seq, meta.ctime_secs, meta.ctime_nanos, h});
-        }
-        if (meta.seq >= seq_below && seq_below != UINT64_MAX) {
-          ++out.beyond;
-        } else {
-          out.jobs.push_back({name, std::move(meta), file_id(st), false});
-        }
-      } catch (const Error& err) {
-        unreadable(name, err);
-      }
-    }
-    batch_files.clear();
-  };
-  for (;;) {
-    // Only readdir's own failure may leave errno set when it returns null:
-    // a file that vanished (ENOENT from open) is not a listing error.
-    errno = 0;
-    dirent* e = ::readdir(d.get());
-    if (!e) break;
-    std::string_view name = e->d_name;
-    if (!is_job_name(name)) continue;
-    HeaderIndex::Entry hit;
-    if (size_t pos = unchanged(idx, ::dirfd(d.get()), *e, purpose, hit); pos != HeaderIndex::npos) {
-      try {
-        if (hit.seq >= seq_below && seq_below != UINT64_MAX) {
-          ++out.beyond;
-        } else {
-          out.jobs.push_back({std::string(name), indexed_meta(idx, hit, purpose), hit.id, true});
-        }
-        next_index.push_back(pos);
-        continue;
-      } catch (const Error& err) {
-        spdlog::debug("header index entry for {}: {}; reading the file", name, err.what());
-      }
-    }
-    // Opened now, read in read_batch (which honours a stop request).
-    try {
-      Fd fd = open_job(std::string(name));
-      struct stat st;
-      if (::fstat(fd.get(), &st) != 0) throw_errno("cannot stat " + job_path(std::string(name)));
-      batch.push_back({std::move(fd), "jobs/" + std::string(name)});
-      batch_files.emplace_back(std::string(name), st);
-    } catch (const Error& err) {
-      unreadable(std::string(name), err);
-    }
-    if (batch.size() == kReadBatch) read_batch();
-  }
-  if (errno != 0) throw_errno("cannot list " + jobs_dir());
-  read_batch();
-  // Rewriting the index costs about as much as reading 1/64 of its
-  // headers from their files (it is all written again): rewrite it when it
-  // learnt at least that many, or any encrypted one (a gpg run each time),
-  // or when more of its entries are gone than a quarter of the files
-  // listed now (and more than 64). Otherwise the few new files are read
-  // again by the next scan, and a stale entry costs nothing. So one
-  // packet arriving in a queue of 100,000 does not rewrite 20 MB.
-  size_t read = learnt.size(), kept = next_index.size() - read;
-  spdlog::debug("scan of {}: {} header(s) from the index, {} read, {} unreadable", jobs_dir(), kept,
-                read, out.skipped.size());
-  size_t gone = idx.size() > kept ? idx.size() - kept : 0;
-  bool worth_it = learnt_encrypted > 0 || (read > 0 && read * 64 >= next_index.size());
-  if (key && (worth_it || gone > std::max<size_t>(64, next_index.size() / 4))) {
-    try {
-      std::vector<HeaderIndex::Entry> entries;
-      entries.reserve(next_index.size());
-      for (size_t pos : next_index)
-        entries.push_back(pos < idx.size() ? idx.entry(pos) : learnt[pos - idx.size()]);
-      HeaderIndex::save(dir_, *key, dir_st, started, entries, &idx);
-    } catch (const Error& err) {
-      spdlog::debug("cannot update the header index: {}", err.what());
-    }
-  }
-  return out;
 }
 
 namespace {

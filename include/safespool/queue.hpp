@@ -14,6 +14,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -53,12 +54,24 @@ enum class ScanFor {
   /// `meta` of an indexed file holds only seq and ctime, from the index's
   /// checksummed entries (its headers are not read or parsed).
   Summary,
-  /// The processor reads the header of each job again just before running
-  /// it (and rescans without the index if they differ), so it trusts the
-  /// inode number readdir() reports, without a stat() per file, and takes
-  /// only seq and ctime from the index (`meta` holds nothing else).
+  /// The processor's scan, with a `seq_below` window: every file listed
+  /// in `jobs` was checked as for Listing (its whole identity), but `meta`
+  /// of an indexed file holds only seq and ctime. Files that the index
+  /// places at or beyond `seq_below` are only counted in `beyond`, and
+  /// for that their name and the inode number readdir() reports suffice
+  /// (no stat() for the bulk of a 100,000-file queue). So `jobs` and the
+  /// count may be trusted; the absence of a seq from `jobs` may not when
+  /// `beyond` > 0: a file whose inode number was reused under its old name
+  /// may hide there. Confirm with a Listing scan before declaring a job
+  /// missing. Without a window (`seq_below` = UINT64_MAX) it checks all
+  /// files as Summary does.
   Processing,
 };
+
+/// Receives each job a scan finds, in directory order, in place of
+/// ScanResult::jobs (left empty): a listing of 100,000 jobs need not hold
+/// 100,000 JobEntry at once.
+using JobSink = std::function<void(JobEntry&&)>;
 
 /// A file in jobs/ that looked like a job but could not be read as one.
 struct SkippedFile {
@@ -113,8 +126,9 @@ class Queue {
   /// `seq_below`: list only jobs with a smaller seq and count the others
   /// (UINT64_MAX: no bound, the last seq included)
   /// (the processor needs the next few thousand, not all of a huge queue).
+  /// `sink`: where the jobs go instead of ScanResult::jobs.
   ScanResult scan(const DecodeOptions& decode, ScanFor purpose = ScanFor::Listing,
-                  uint64_t seq_below = UINT64_MAX) const;
+                  uint64_t seq_below = UINT64_MAX, const JobSink& sink = {}) const;
 
   /// Opens a job file read-only, refusing symlinks and anything that is not
   /// a regular file. Throws SysError/Error naming the file.

@@ -68,10 +68,65 @@ ScanResult scan_sorted(const Queue& q, const DecodeOptions& d, ScanFor purpose) 
   return scan;
 }
 
+// queue-ls's text listing holds only what it prints: 100,000 jobs are a
+// few MB, not a JobEntry each.
+class TextListing {
+ public:
+  void add(const JobEntry& j) {
+    rows_.push_back({j.meta.seq, j.meta.ctime_secs, names_.size(), j.filename.size()});
+    names_ += j.filename;
+  }
+  // The lines, in seq order (scan order among equal seqs), as fspl
+  // prints them: "%-20s %-27s filename".
+  void write(int fd) {
+    std::stable_sort(rows_.begin(), rows_.end(),
+                     [](const Row& a, const Row& b) { return a.seq < b.seq; });
+    char line[128];
+    snprintf(line, sizeof line, "%-20s %-27s filename\n", "ID", "creation timestamp");
+    std::string out = line, when;
+    int64_t when_secs = 0;
+    for (size_t i = 0; i < rows_.size(); ++i) {
+      const Row& r = rows_[i];
+      if (i == 0 || r.secs != when_secs) when = rfc3339_local(when_secs = r.secs);
+      pad_to(out, std::to_string(r.seq), 20);
+      pad_to(out, when, 27);
+      out.append(names_, r.name_at, r.name_size) += '\n';
+      if (out.size() >= 64 * 1024) {
+        write_all(fd, out, "standard output");
+        out.clear();
+      }
+    }
+    write_all(fd, out, "standard output");
+  }
+
+ private:
+  struct Row {
+    uint64_t seq;
+    int64_t secs;
+    size_t name_at, name_size;
+  };
+  static void pad_to(std::string& out, const std::string& s, size_t width) {
+    out += s;
+    out.append(s.size() < width ? width - s.size() : 0, ' ') += ' ';
+  }
+  std::vector<Row> rows_;
+  std::string names_;
+};
+
+int run_ls_text(const Queue& q, const DecodeOptions& d) {
+  q.check_exists();
+  TextListing listing;
+  ScanResult scan = q.scan(d, ScanFor::Summary, UINT64_MAX, [&](JobEntry&& j) { listing.add(j); });
+  scan.warn_skipped(q.dir());
+  listing.write(1);
+  return kExitOk;
+}
+
 int run_ls(const QueueArgs& a) {
   Queue q(a.queuedir);
   DecodeOptions d = a.decode.finish();
   SignerPolicy policy = a.policy_flags.build();
+  if (!a.json && policy.empty()) return run_ls_text(q, d);
   // The text listing shows seq, ctime and the name: the rest of an
   // indexed header is not needed.
   ScanResult scan = scan_sorted(q, d, a.json ? ScanFor::Listing : ScanFor::Summary);

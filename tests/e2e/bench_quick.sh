@@ -18,7 +18,7 @@ fi
 section "bench/run.sh --quick --reps 1"
 [[ -x "$BENCH" ]] && pass || fail "$BENCH is not executable"
 start=$SECONDS
-SAFESPOOL=$SAFESPOOL FSPL=$FSPL timeout -k 5 240 "$BENCH" --quick --reps 1 \
+GEN_PACKETS=${TOOLS:+$TOOLS/gen_packets} SAFESPOOL=$SAFESPOOL FSPL=$FSPL timeout -k 5 240 "$BENCH" --quick --reps 1 \
   --tmpdir "$T" --out "$T/bench.tsv" >"$T/bench.out" 2>"$T/bench.err"
 rc=$?
 echo "bench/run.sh --quick --reps 1: exit status $rc in $((SECONDS - start)) s"
@@ -36,20 +36,21 @@ expected=(
   throughput.gpg:safespool throughput.gpg:fspl throughput.gpg:limit
   scan.zstd:safespool scan.zstd:fspl
   scan.gpg:safespool scan.gpg:fspl
-  process.zstd:safespool process.zstd:fspl
-  process.plain:safespool process.plain:fspl
+  process.zstd:safespool process.zstd:fspl process.zstd:floor
+  process.plain:safespool process.plain:fspl process.plain:floor
+  scale.cold:safespool scale.cold:fspl
   scale.ls:safespool scale.ls:fspl
   scale.status:safespool
   scale.process1:safespool scale.process1:fspl
 )
 expect_eq "TSV header" \
-  "case tool items reps median_s min_s max_s peak_rss_kib ratio_fspl ratio_limit target target_met status samples_s" \
+  "case tool items reps median_s min_s max_s peak_rss_kib ratio_fspl ratio_limit ratio_floor target target_met status samples_s" \
   "$(head -n1 "$T/bench.tsv" 2>/dev/null | tr '\t' ' ')"
 for want in "${expected[@]}"; do
   case_name=${want%%:*} tool=${want#*:}
-  # reps|median_s|peak_rss_kib|status (fields 4, 5, 8, 13; some may be empty)
+  # reps|median_s|peak_rss_kib|status (fields 4, 5, 8, 14; some may be empty)
   row=$(awk -F'\t' -v c="$case_name" -v t="$tool" \
-    '$1 == c && $2 == t { print $4 "|" $5 "|" $8 "|" $13 }' "$T/bench.tsv" 2>/dev/null)
+    '$1 == c && $2 == t { print $4 "|" $5 "|" $8 "|" $14 }' "$T/bench.tsv" 2>/dev/null)
   if [[ -z "$row" ]]; then
     fail "no result row for $case_name / $tool"
     continue
@@ -63,7 +64,7 @@ done
 expect_eq "number of result rows" "${#expected[@]}" "$(($(wc -l <"$T/bench.tsv") - 1))"
 
 section "the readable table"
-for want in "ss/fspl" "ss/limit" "Targets" "throughput.gpg" "scale.process1"; do
+for want in "ss/fspl" "ss/limit" "ss/floor" "Targets" "throughput.gpg" "scale.process1"; do
   grep -qF -- "$want" "$T/bench.out" && pass || fail "table lacks '$want'"
 done
 

@@ -14,6 +14,7 @@
 
 #include "safespool/digest.hpp"
 #include "safespool/error.hpp"
+#include "safespool/huge_pages.hpp"
 #include "safespool/ledger.hpp"
 #include "safespool/ordering.hpp"
 #include "safespool/seqfile.hpp"
@@ -247,4 +248,23 @@ TEST(StaleFiles, DeletedAsDoneOnlyWhenTheLedgerSaysThatExactPacketCompleted) {
   tidy_stale(q, jobs, 8, StaleRules{false, true}, DecodeOptions{}, ledger);
   EXPECT_FALSE(fs::exists(t.job("fspl-other.fspl"))) << "--delete-stale kept a stale file";
   EXPECT_TRUE(fs::exists(t.job("fspl-next.fspl")));
+}
+
+TEST(HugePages, LargeAndSmallBlocksHoldTheirValuesAndGoBackWhereTheyCameFrom) {
+  // Below and above kHugeAllocMin: operator new and mmap; growth moves
+  // elements from one kind to the other (ASan checks the frees match).
+  std::vector<uint64_t, HugePageAllocator<uint64_t>> v;
+  for (uint64_t i = 0; i < 3 * kHugeAllocMin / sizeof(uint64_t); ++i) v.push_back(i * 7);
+  for (uint64_t i = 0; i < v.size(); i += 4099) ASSERT_EQ(v[i], i * 7);
+  v.clear();
+  v.shrink_to_fit();
+  HugeBuffer big(kHugeAllocMin + 1), small(16);
+  big.get()[kHugeAllocMin] = 'x';
+  small.get()[15] = 'y';
+  HugeBuffer moved = std::move(big);
+  EXPECT_EQ(big.get(), nullptr);
+  EXPECT_EQ(moved.get()[kHugeAllocMin], 'x');
+  EXPECT_EQ(moved.size(), kHugeAllocMin + 1);
+  small = std::move(moved);
+  EXPECT_EQ(small.get()[kHugeAllocMin], 'x');
 }
