@@ -104,6 +104,6 @@ expect_eq "the queue moved on" 2 "$(cat "$queue/nextseq")"
 # The sandbox really was read-only elsewhere: the run could not leave a
 # file outside the writable paths (the test's own directory included).
 expect_eq "nothing written outside the writable paths" "" \
-  "$(find "$T" -newer "$T/sandboxed.sh" -not -path "$R/var/*" -not -name 'sandboxed.*' 2>/dev/null)"
+  "$(find "$T" -mindepth 1 -newer "$T/sandboxed.sh" -not -path "$R/var/*" -not -name 'sandboxed.*' 2>/dev/null)"
 
 e2e_finish
