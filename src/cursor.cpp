@@ -63,12 +63,12 @@ std::span<const JobEntry> SeqCursor::candidates(uint64_t seq) const {
 }
 
 // Nothing can run at `seq`: before saying so, every file is compared with
-// the index by its whole identity (a name reused with an inode number, or
-// a file rewritten in place, must not stay hidden behind an old entry).
+// the index by its whole identity. The processor's scan did that for the
+// files it listed, not for those the index puts beyond its window (a name
+// reused with an inode number, or a file rewritten in place, could hide
+// there behind an old entry).
 Step SeqCursor::missing(uint64_t seq) {
-  bool from_index = std::any_of(plan_->jobs.begin(), plan_->jobs.end(),
-                                [](const JobEntry& j) { return j.from_index; });
-  if (!listed_ && (from_index || plan_->beyond > 0)) {
+  if (!listed_ && plan_->beyond > 0) {
     scan(ScanFor::Listing);
     return next();
   }
