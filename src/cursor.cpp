@@ -33,7 +33,7 @@ class SeqCursor : public JobCursor {
  private:
   void scan(ScanFor purpose);
   std::span<const JobEntry> candidates(uint64_t seq) const;
-  Step missing(uint64_t seq);
+  Step missing(uint64_t seq, const std::vector<std::string>& parts);
 
   const CursorContext& ctx_;
   const SeqFile& seq_;
@@ -67,7 +67,7 @@ std::span<const JobEntry> SeqCursor::candidates(uint64_t seq) const {
 // files it listed, not for those the index puts beyond its window (a name
 // reused with an inode number, or a file rewritten in place, could hide
 // there behind an old entry).
-Step SeqCursor::missing(uint64_t seq) {
+Step SeqCursor::missing(uint64_t seq, const std::vector<std::string>& parts) {
   if (!listed_ && plan_->beyond > 0) {
     scan(ScanFor::Listing);
     return next();
@@ -76,6 +76,7 @@ Step SeqCursor::missing(uint64_t seq) {
     spdlog::error("queue {} is blocked: {}", ctx_.queue.dir(), b->summary);
     return stop(kExitBlocked, std::move(b));
   }
+  for (const auto& p : parts) spdlog::info("waiting: {}", p);
   spdlog::debug("stopping: no job with sequence {} in the queue", seq);
   return stop(kExitOk);
 }
@@ -89,6 +90,7 @@ Step SeqCursor::next() {
       Step s;
       s.job = std::move(c.job);
       s.filename = c.filename;
+      s.replaces = std::move(c.replaces);
       return s;
     }
     case Choice::Kind::Blocked:
@@ -106,7 +108,7 @@ Step SeqCursor::next() {
     case Choice::Kind::Missing:
       break;
   }
-  return missing(seq);
+  return missing(seq, c.missing_parts);
 }
 
 class TimeCursor : public JobCursor {
@@ -116,11 +118,25 @@ class TimeCursor : public JobCursor {
   bool by_seq() const override { return false; }
 
  private:
+  Job open_by_name(const std::string& filename) const;
+
   const CursorContext& ctx_;
   std::optional<JobList> order_;
   size_t at_ = 0;
   std::set<std::string> ran_;
 };
+
+// An envelope of one part (a superseding packet) is its job; a part of a
+// larger split job needs the others, which only the order by seq groups.
+Job TimeCursor::open_by_name(const std::string& filename) const {
+  Job job = Job::open(ctx_.queue, filename, ctx_.opts.decode);
+  const auto& part = job.meta().part;
+  if (!part) return job;
+  if (part->count != 1)
+    throw Error("jobs/" + filename + " is part " + std::to_string(part->index) + " of " +
+                std::to_string(part->count) + " of a split job, which runs in sequence order only");
+  return Job::open_split(ctx_.queue, job.meta().seq, {{filename, *part}}, ctx_.opts.decode);
+}
 
 Step TimeCursor::next() {
   if (!order_) {
@@ -137,7 +153,7 @@ Step TimeCursor::next() {
     if (!ran_.insert(e.filename).second) continue;
     try {
       Step s;
-      s.job = Job::open(ctx_.queue, e.filename, ctx_.opts.decode);
+      s.job = open_by_name(e.filename);
       s.filename = e.filename;
       return s;
     } catch (const Error& err) {

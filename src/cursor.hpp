@@ -26,9 +26,10 @@ namespace safespool {
 
 /// A job to run next, or where the pass stops.
 struct Step {
-  std::optional<Job> job;  ///< the job to run; none: stop
-  std::string filename;    ///< its name within jobs/
-  int exit_code = 0;       ///< when stopping
+  std::optional<Job> job;          ///< the job to run; none: stop
+  std::string filename;            ///< its name within jobs/ (a split job's first part)
+  std::vector<Replaced> replaces;  ///< the packets the job supersedes
+  int exit_code = 0;               ///< when stopping
   std::optional<Blocked> blocked;
 };
 

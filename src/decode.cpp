@@ -327,6 +327,26 @@ Decoded open_decoded(Fd file, const std::string& name, const DecodeOptions& opts
   return Decoded{make_fd_reader(std::move(file), name), regular ? fd : -1};
 }
 
+Decoded open_decoded(std::unique_ptr<Reader> stream, const std::string& name,
+                     const DecodeOptions& opts) {
+  if (opts.external)
+    throw FormatError(name + ": a split job is decoded by the built-in stages, not by --decoder");
+  switch (opts.mode) {
+    case DecodeMode::Auto: {
+      Encoding e = Encoding::Unknown;
+      std::unique_ptr<Reader> r = peek_layer(std::move(stream), name, e);
+      return Decoded{peel(std::move(r), e, 0, name, opts)};
+    }
+    case DecodeMode::Zstd:
+      return Decoded{make_zstd_reader(std::move(stream))};
+    case DecodeMode::Gpg:
+      return Decoded{make_gpg_reader(std::move(stream), opts.gnupg_home, opts.unwrap)};
+    case DecodeMode::None:
+      break;
+  }
+  return Decoded{std::move(stream)};
+}
+
 DecodeBatch::DecodeBatch(std::vector<BatchFile> files, DecodeOptions opts)
     : files_(std::move(files)), heads_(files_.size()), opts_(std::move(opts)) {
   std::vector<size_t> batched;

@@ -122,10 +122,13 @@ CheckedKeys check_keys(const EncodeOptions& opts) {
   return gpg::check_openpgp_keys(opts);
 }
 
-Encoder::Encoder(int fd, const EncodeOptions& opts, std::string name) {
+Encoder::Encoder(int fd, const EncodeOptions& opts, std::string name)
+    : Encoder(make_fd_writer(fd, std::move(name)), opts) {}
+
+Encoder::Encoder(std::unique_ptr<Writer> out, const EncodeOptions& opts) {
   // Built inside out: the output, then OpenPGP, then zstd on top, so that
   // bytes are compressed before they are encrypted.
-  top_ = make_fd_writer(fd, std::move(name));
+  top_ = std::move(out);
   if (opts.openpgp()) top_ = make_gpg_writer(std::move(top_), opts);
   if (opts.zstd_level) top_ = make_zstd_writer(std::move(top_), *opts.zstd_level);
 }

@@ -81,9 +81,9 @@ class Import {
   ImportReport report;
 
  private:
-  uint64_t header_seq(const std::string& src);
+  Meta header(const std::string& src);
   bool in_jobs(uint64_t seq, const std::string& src) const;
-  bool processed(const std::string& src);
+  bool processed(const std::string& src, const Meta& meta);
   void remove_source(const std::string& src) const;
 
   const Queue& q_;
@@ -95,14 +95,17 @@ class Import {
   std::set<std::string> key_ids_;
 };
 
-uint64_t Import::header_seq(const std::string& src) {
+// The header, and under a policy what the packet announces about its
+// signer. A part of a split job announces nothing by itself: its job is
+// judged once its parts are together in the queue.
+Meta Import::header(const std::string& src) {
   Decoded dec = open_decoded(open_source(src), src, opts_.decode);
-  uint64_t seq = read_header(*dec.reader, src).seq;
-  if (!opts_.policy.empty()) {
+  Meta meta = read_header(*dec.reader, src);
+  if (!opts_.policy.empty() && !meta.part) {
     TrustedStream trusted(std::move(dec.reader), opts_.policy, src);
     trusted.check_announcement(key_ids_);
   }
-  return seq;
+  return meta;
 }
 
 // A byte-identical file with this seq is in jobs/.
@@ -119,8 +122,11 @@ bool Import::in_jobs(uint64_t seq, const std::string& src) const {
   return false;
 }
 
-bool Import::processed(const std::string& src) {
+// A part is processed when its job is (the ledger names a split job by
+// the SHA-256 of its whole stream, which each part carries).
+bool Import::processed(const std::string& src, const Meta& meta) {
   if (!view_) view_ = ledger_.read();
+  if (meta.part) return view_->processed(meta.part->job);
   Fd fd = open_source(src);
   return view_->processed(sha256_file(fd.get(), src));
 }
@@ -131,16 +137,17 @@ void Import::remove_source(const std::string& src) const {
 }
 
 void Import::one(const std::string& src) {
-  uint64_t seq;
+  Meta meta;
   try {
-    seq = header_seq(src);
+    meta = header(src);
   } catch (const Error& e) {
     report.failed.push_back({src, with_hint(e.what(), opts_), {}});
     return;
   }
+  const uint64_t seq = meta.seq;
   if (in_jobs(seq, src)) {
     report.duplicates.push_back(src);
-  } else if (processed(src)) {
+  } else if (processed(src, meta)) {
     report.processed.push_back(src);
   } else if (next_ && seq < *next_) {
     report.kept.push_back({src,

@@ -44,6 +44,32 @@ Job Job::open(const Queue& q, const std::string& filename, const DecodeOptions& 
   return job;
 }
 
+Job Job::open_split(const Queue& q, uint64_t seq, std::vector<PartFile> parts,
+                    const DecodeOptions& decode) {
+  Job job;
+  job.name_ = parts.size() == 1
+                  ? "jobs/" + parts.front().filename
+                  : "split job " + std::to_string(seq) + " (" + std::to_string(parts.size()) +
+                        " parts from jobs/" + parts.front().filename + ")";
+  job.origin_ = JobOrigin{parts.front().filename, q.dir()};
+  job.decode_ = decode;
+  job.queuedir_ = q.dir();
+  job.parts_ = std::move(parts);
+  job.dec_ = job.open_again();
+  job.meta_ = read_header(*job.dec_.reader, job.name_);
+  if (job.meta_.part) throw FormatError(job.name_ + ": the packet inside is itself a part");
+  if (job.meta_.seq != seq)
+    throw FormatError(job.name_ + ": the packet inside has seq " + std::to_string(job.meta_.seq) +
+                      ", its parts " + std::to_string(seq));
+  return job;
+}
+
+Decoded Job::open_again() const {
+  if (!parts_.empty())
+    return open_decoded(make_parts_reader(Queue(queuedir_), parts_, name_), name_, decode_);
+  return open_decoded(reopen(file_.get(), name_), name_, decode_);
+}
+
 Job Job::from_stdin(const DecodeOptions& decode) {
   Job job;
   job.name_ = "standard input";
@@ -69,11 +95,11 @@ void Job::verify_rest(const SignerPolicy& policy, const std::set<std::string>& k
   } catch (const FormatError&) {
     throw;  // the stream's own verdict
   } catch (const Error& e) {
-    if (e.exit_code() == kExitInterrupted || !file_) throw;
+    if (e.exit_code() == kExitInterrupted || (!file_ && parts_.empty())) throw;
     // Cancelled (the consumer was stopped): read the packet again.
   }
   trusted_ = nullptr;  // it lived in the stream replaced here
-  dec_ = open_decoded(reopen(file_.get(), name_), name_, decode_);
+  dec_ = open_again();
   Meta again = read_header(*dec_.reader, name_);
   if (again != meta_) throw FormatError(name_ + ": changed while it ran");
   require(policy, key_ids);
@@ -98,8 +124,16 @@ PayloadSource Job::payload(bool ignore) {
 }
 
 const std::string& Job::sha256() {
+  if (sha256_.empty() && !parts_.empty()) sha256_ = parts_.front().part.job;
   if (sha256_.empty() && file_) sha256_ = sha256_file(file_.get(), name_);
   return sha256_;
+}
+
+std::vector<std::string> Job::files() const {
+  std::vector<std::string> out;
+  for (const auto& p : parts_) out.push_back(p.filename);
+  if (parts_.empty() && origin_) out.push_back(origin_->filename);
+  return out;
 }
 
 }  // namespace safespool

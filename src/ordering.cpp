@@ -116,6 +116,22 @@ Sameness compare_packets(Fd a, const std::string& name_a, Fd b, const std::strin
   return compare_streams(ra.get(), rb.get());
 }
 
+Sameness compare_decoded(Decoded a, const std::string& name_a, Decoded b, const std::string& name_b,
+                         const SignerPolicy& policy) {
+  auto police = [&](Decoded& d, const std::string& name) -> std::unique_ptr<Reader> {
+    if (policy.empty()) return std::move(d.reader);
+    try {
+      return std::make_unique<TrustedStream>(std::move(d.reader), policy, name);
+    } catch (const Error& e) {
+      spdlog::debug("{}", e.what());
+      return nullptr;
+    }
+  };
+  auto ra = police(a, name_a);
+  auto rb = police(b, name_b);
+  return compare_streams(ra.get(), rb.get());
+}
+
 bool same_packet(Fd a, const std::string& name_a, Fd b, const std::string& name_b,
                  const DecodeOptions& decode) {
   return compare_packets(std::move(a), name_a, std::move(b), name_b, decode, SignerPolicy()) ==
@@ -130,11 +146,14 @@ void remove_job_file(const Queue& q, const std::string& filename) {
 
 namespace {
 
-// The header seq and hash the file holds now; nullopt when it cannot be read.
+// The header seq the file holds now and the hash the ledger knows it by
+// (its own, or for a part its job's); nullopt when it cannot be read.
 std::optional<std::pair<uint64_t, std::string>> read_now(const Queue& q, const std::string& name,
                                                          const DecodeOptions& decode, bool hash) {
   try {
     Job job = Job::open(q, name, decode);
+    // A part is known to the ledger by its job's hash.
+    if (const auto& part = job.meta().part) return std::pair{job.meta().seq, part->job};
     return std::pair{job.meta().seq, hash ? job.sha256() : std::string()};
   } catch (const Error& e) {
     spdlog::debug("{}", e.what());

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "msgpack_reader.hpp"
+#include "packet_ext.hpp"
 #include "safespool/error.hpp"
 
 namespace safespool {
@@ -62,15 +63,19 @@ std::string encode_header(const Meta& m) {
   j["seq"] = m.seq;
   j["ctime"] = {m.ctime_secs, m.ctime_nanos};
   j["cmd_type"] = cmd_type_json(m);
-  std::vector<uint8_t> meta = nlohmann::ordered_json::to_msgpack(j);
+  std::vector<uint8_t> packed = nlohmann::ordered_json::to_msgpack(j);
+  std::string meta(packed.begin(), packed.end());
+  if (m.extended()) {
+    meta[0] = static_cast<char>(0x84);  // a fixmap of 3 entries becomes one of 4
+    append_extension(meta, m);
+  }
 
   std::string out(kPacketTag);
   store_be(out, 1, 2);
   store_be(out, meta.size(), 8);
-  store_be(out, crc32(std::as_bytes(std::span(meta))), 4);
+  store_be(out, crc32(std::as_bytes(std::span(meta.data(), meta.size()))), 4);
   store_be(out, crc32(std::as_bytes(std::span(out.data(), out.size()))), 4);
-  out.append(reinterpret_cast<const char*>(meta.data()), meta.size());
-  return out;
+  return out + meta;
 }
 
 Prefix parse_prefix(std::span<const std::byte> p) {
@@ -161,11 +166,15 @@ Meta parse_metadata(std::span<const std::byte> data, uint32_t expected_crc) {
     } else if (key == "cmd_type") {
       read_cmd_type(c, m);
       seen |= 4;
-    } else
+    } else if (key == kExtensionKey) {
+      read_extension(c, m);
+    } else {
       c.skip();
+    }
   }
   if (seen != 7) throw FormatError("malformed metadata: missing seq, ctime or cmd_type");
   if (!c.at_end()) throw FormatError("malformed metadata: trailing bytes");
+  check_extension(m);
   return m;
 }
 

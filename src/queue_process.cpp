@@ -53,7 +53,9 @@ class Pass {
   JobOutcome run_one(Step& step, bool by_seq);
   std::optional<int> settle(Step& step, const JobOutcome& o, bool by_seq);
   void advance(const Step& step, bool keep, bool by_seq);
+  void retire_replaced(const Step& step);
   void write_ledger(Step& step, LedgerResult result, const JobOutcome* o, bool kept = false);
+  void ended(Step& step, LedgerResult result, const JobOutcome& o, bool kept = false);
   void notify(HookEvent::Kind kind, Step& step, const JobOutcome& o) const;
   void note(const Step& step, const JobOutcome& o);
   int stop_blocked(const Blocked& b);
@@ -134,7 +136,8 @@ std::optional<int> Pass::settle(Step& step, const JobOutcome& o, bool by_seq) {
     return kExitInterrupted;
   }
   if (o.success()) {
-    write_ledger(step, LedgerResult::Success, &o, opts_.never_delete);
+    retire_replaced(step);
+    ended(step, LedgerResult::Success, o, opts_.never_delete);
     notify(HookEvent::Kind::Success, step, o);
     advance(step, opts_.never_delete, by_seq);
     return std::nullopt;
@@ -142,18 +145,18 @@ std::optional<int> Pass::settle(Step& step, const JobOutcome& o, bool by_seq) {
   notify(HookEvent::Kind::Failure, step, o);
   if (o.rejected) {
     spdlog::error("job {} (jobs/{}) rejected: {}", seq, step.filename, o.reason());
-    write_ledger(step, LedgerResult::Rejected, &o);
+    ended(step, LedgerResult::Rejected, o);
     // Refused packets never move the queue: the seq is the signer's.
     if (opts_.on_error == OnError::Delete && !opts_.never_delete) {
       spdlog::info("deleting jobs/{} (--on-error delete); nextseq stays {}", step.filename, seq);
-      remove_job_file(q_, step.filename);
+      for (const auto& f : step.job->files()) remove_job_file(q_, f);
       return std::nullopt;
     }
     if (!by_seq) return std::nullopt;
     return stop_blocked({Blocked::Reason::Rejected, o.reason(), {step.filename}});
   }
   if (opts_.on_error == OnError::Retry) {
-    write_ledger(step, LedgerResult::Failure, &o);
+    ended(step, LedgerResult::Failure, o);
     spdlog::error(
         "job {} (jobs/{}) failed: {}; it stays in the queue and runs again next time; "
         "to skip it: safespool queue-set-next -q {} {}",
@@ -161,7 +164,7 @@ std::optional<int> Pass::settle(Step& step, const JobOutcome& o, bool by_seq) {
     return o.handoff.kind == Kind::DecodeFailed ? kExitDataErr : kExitJobFailed;
   }
   bool leave = opts_.on_error == OnError::Leave;
-  write_ledger(step, LedgerResult::Skipped, &o, opts_.never_delete || leave);
+  ended(step, LedgerResult::Skipped, o, opts_.never_delete || leave);
   spdlog::error("job {} (jobs/{}) failed: {}; {} (--on-error {})", seq, step.filename, o.reason(),
                 leave ? "leaving the file and going on" : "deleting it and going on",
                 leave ? "leave" : "delete");
@@ -179,7 +182,38 @@ void Pass::advance(const Step& step, bool keep, bool by_seq) {
     else
       spdlog::warn("sequence number {} was the last there is: the queue has ended", seq);
   }
-  if (!keep) remove_job_file(q_, step.filename);
+  if (!keep)
+    for (const auto& f : step.job->files()) remove_job_file(q_, f);
+}
+
+// The packets a job superseded are done once it succeeded: recorded as
+// superseded (before its own success, the last record for the seq), then
+// their files go.
+void Pass::retire_replaced(const Step& step) {
+  for (const auto& r : step.replaces) {
+    LedgerRecord rec;
+    rec.time = now_ctime().first;
+    rec.seq = step.job->meta().seq;
+    rec.result = LedgerResult::Superseded;
+    rec.sha256 = r.sha256;
+    rec.filename = r.files.empty() ? "" : r.files.front();
+    rec.kept = opts_.never_delete && !r.files.empty();
+    rec.reason = "superseded by " + step.job->name();
+    try {
+      ledger_.append(rec);
+      spdlog::info("seq {}: {} supersedes the packet with SHA-256 {}", rec.seq, step.job->name(),
+                   r.sha256);
+      if (!opts_.never_delete)
+        for (const auto& f : r.files) remove_job_file(q_, f);
+    } catch (const Error& e) {
+      spdlog::warn("cannot retire the superseded packet {}: {}", r.sha256, e.what());
+    }
+  }
+}
+
+// How a job ended, for the ledger.
+void Pass::ended(Step& step, LedgerResult result, const JobOutcome& o, bool kept) {
+  write_ledger(step, result, &o, kept);
 }
 
 void Pass::write_ledger(Step& step, LedgerResult result, const JobOutcome* o, bool kept) {

@@ -185,6 +185,7 @@ void decide(QueueStatus& s, const Queue& q, const DecodeOptions& decode,
   DecisionRules rules{policy, key_ids, false, true, false};
   Ledger ledger(q.dir());
   Choice c = choose(q, next, at_seq(s.pending, next), decode, rules, ledger);
+  s.missing_parts = c.missing_parts;
   using State = QueueStatus::State;
   if (c.kind == Choice::Kind::Run) {
     bool failed = s.record.failed_seq == next && s.record.failed_file == c.filename;

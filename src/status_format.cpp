@@ -159,6 +159,7 @@ std::string format_status(const QueueStatus& s) {
            std::to_string(s.pending.front().meta.seq) + "-" +
            std::to_string(s.pending.back().meta.seq) + "\n";
   for (const auto& g : s.gaps) out += "missing: " + range_text(g) + "\n";
+  for (const auto& m : s.missing_parts) out += m + "\n";
   if (s.state == QueueStatus::State::Failing)
     out += "failing: job " + std::to_string(*s.record.failed_seq) + " (" + s.record.failed_file +
            ") failed: " + s.record.failed_reason + "\n";
@@ -212,6 +213,7 @@ std::string status_json(const QueueStatus& s) {
   auto gaps = ordered_json::array();
   for (const auto& g : s.gaps) gaps.push_back({{"from", g.first}, {"to", g.second}});
   j["gaps"] = gaps;
+  j["missing_parts"] = s.missing_parts;
   j["stale"] = seq_files(s.stale);
   auto bad = ordered_json::array();
   for (const auto& u : s.unreadable)

@@ -13,6 +13,13 @@
 // are a conflict. When nothing can run, unreadable files in jobs/ (the
 // next packet may be among them) block the queue, named with the reason
 // and, for OpenPGP, the keys they are encrypted to.
+//
+// Part files of a split job (parts.hpp) are grouped by job: a complete
+// group is one candidate, an incomplete one only says which parts are
+// missing. A packet that declares it supersedes another (a resumed `zfs
+// receive`, docs/design/envelopes.md) takes the place of that packet only
+// when the ledger says that exact packet failed at this seq; otherwise the
+// two are a conflict, like any two packets with one seq.
 #pragma once
 
 #include <cstdint>
@@ -44,6 +51,13 @@ struct DecisionRules {
   bool delete_refused = false;  ///< --on-error delete
 };
 
+/// A packet the chosen job takes the place of: the ledger records it as
+/// `superseded`, and its files are deleted, once the chosen job succeeded.
+struct Replaced {
+  std::string sha256;
+  std::vector<std::string> files;  ///< names within jobs/ (none when it is gone)
+};
+
 /// The decision about one sequence number.
 struct Choice {
   enum class Kind {
@@ -58,6 +72,10 @@ struct Choice {
   std::optional<Blocked> blocked;
   /// Packets with this seq the policy refused: (name within jobs/, why).
   std::vector<std::pair<std::string, std::string>> refused;
+  /// Split jobs at this seq that lack parts: "job 7: parts 3, 4 of 4 missing".
+  std::vector<std::string> missing_parts;
+  /// Run: the packets `job` supersedes.
+  std::vector<Replaced> replaces;
 };
 
 /// Decides among `candidates`, the scanned entries whose seq is `seq`.

@@ -127,6 +127,13 @@ struct Decoded {
 /// it is encoded, try --decoder" when auto-detection finds nothing it knows.
 Decoded open_decoded(Fd file, const std::string& name, const DecodeOptions& opts);
 
+/// open_decoded() for a stream that is not a file (the payloads of a
+/// split job's parts, in order): the stages `opts` asks for on top of
+/// `stream`, named `name` in messages. An external decoder reads a file
+/// or pipe, not a stream: with opts.external this throws FormatError.
+Decoded open_decoded(std::unique_ptr<Reader> stream, const std::string& name,
+                     const DecodeOptions& opts);
+
 /// Individual stages, for tests and for explicit stacks.
 std::unique_ptr<Reader> make_fd_reader(Fd fd, std::string name);
 std::unique_ptr<Reader> make_zstd_reader(std::unique_ptr<Reader> inner);

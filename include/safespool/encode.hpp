@@ -101,6 +101,9 @@ class Encoder {
   /// `fd` is not owned and must outlive the Encoder; `name` names it in
   /// messages ("stdout", "jobs/.tmp-…"). Throws as make_gpg_writer().
   Encoder(int fd, const EncodeOptions& opts, std::string name);
+  /// The same stack over `out`, the bottom stage (a file split into
+  /// parts, a copy kept aside): it receives the encoded bytes.
+  Encoder(std::unique_ptr<Writer> out, const EncodeOptions& opts);
 
   /// Encodes `data`. Throws Error/SysError naming the output.
   void write(std::span<const std::byte> data);

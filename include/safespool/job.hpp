@@ -7,6 +7,10 @@
 // or, for a plain packet, the same open file positioned at its first
 // payload byte, or, with --verify-first, a private file holding the
 // verified payload. `payload()` is the one place that choice is made.
+//
+// A split job (parts.hpp) is one Job too: its stream is its parts'
+// payloads in order, decoded like the stream of a job file, and its
+// header is the one inside that stream, which must carry the parts' seq.
 #pragma once
 
 #include <cstdint>
@@ -18,6 +22,7 @@
 #include "safespool/decode.hpp"
 #include "safespool/handoff.hpp"
 #include "safespool/packet.hpp"
+#include "safespool/parts.hpp"
 #include "safespool/policy.hpp"
 #include "safespool/queue.hpp"
 #include "safespool/verify.hpp"
@@ -31,6 +36,12 @@ class Job {
   static Job open(const Queue& q, const std::string& filename, const DecodeOptions& decode);
   /// The packet on standard input (stdin-process).
   static Job from_stdin(const DecodeOptions& decode);
+  /// The split job whose `parts` (complete, in order, their envelope
+  /// headers read at `seq`) are in jobs/ of `q`: reads the header inside
+  /// their stream. Throws FormatError when it cannot be decoded, is itself
+  /// a part, or carries another seq; what make_parts_reader() throws.
+  static Job open_split(const Queue& q, uint64_t seq, std::vector<PartFile> parts,
+                        const DecodeOptions& decode);
 
   Job(Job&&) noexcept;
   Job& operator=(Job&&) noexcept;
@@ -70,8 +81,19 @@ class Job {
   PayloadSource payload(bool ignore);
 
   /// SHA-256 of the job file's bytes (computed once; "" for standard
-  /// input). Throws SysError.
+  /// input), or, for a split job, of its whole stream (the parts' payloads
+  /// in order, which the stream checks before its end). Throws SysError.
   const std::string& sha256();
+
+  /// A new decoded stream of the same packet from its start (to compare
+  /// it with another). Throws what opening it throws.
+  Decoded open_again() const;
+
+  /// True for a split job.
+  bool split() const { return !parts_.empty(); }
+  /// The files in jobs/ this job is made of: its file, or each part in
+  /// order (none for standard input).
+  std::vector<std::string> files() const;
 
  private:
   Job() = default;
@@ -85,6 +107,8 @@ class Job {
   Fd spooled_;                        ///< --verify-first: the verified payload
   TrustedStream* trusted_ = nullptr;  ///< within dec_.reader, under a policy
   std::string sha256_;
+  std::string queuedir_;         ///< where the parts are (split jobs)
+  std::vector<PartFile> parts_;  ///< split jobs: the parts, in order
 };
 
 }  // namespace safespool

@@ -40,6 +40,12 @@ enum class Sameness {
 Sameness compare_packets(Fd a, const std::string& name_a, Fd b, const std::string& name_b,
                          const DecodeOptions& decode, const SignerPolicy& policy);
 
+/// compare_packets() for packets that are not one file each (a split
+/// job's stream): `a` and `b` are fresh decoded streams of the two
+/// packets from their start, named in messages.
+Sameness compare_decoded(Decoded a, const std::string& name_a, Decoded b, const std::string& name_b,
+                         const SignerPolicy& policy);
+
 /// True when the two files are the same packet (compare_packets without a
 /// policy says Same).
 bool same_packet(Fd a, const std::string& name_a, Fd b, const std::string& name_b,

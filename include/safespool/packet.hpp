@@ -24,6 +24,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <utility>
@@ -41,6 +42,27 @@ inline constexpr char kEnvPrefix[] = "FSPL_SET_";
 /// What a packet asks for.
 enum class JobKind { Command, Nop, Fail };
 
+/// A part of a split job (the packet is an envelope: its payload is a
+/// piece of the job's stream). See docs/design/envelopes.md.
+struct PartInfo {
+  uint64_t index = 1;  ///< 1..count
+  uint64_t count = 1;
+  uint64_t size = 0;   ///< bytes of this part's payload
+  std::string sha256;  ///< of this part's payload, 64 lower-case hex digits
+  std::string job;     ///< SHA-256 of the whole job stream (all payloads in order)
+  bool operator==(const PartInfo&) const = default;
+};
+
+/// A packet's claim to replace the packet of `seq` whose file had this hash.
+struct Supersedes {
+  uint64_t seq = 0;
+  std::string sha256;  ///< 64 lower-case hex digits
+  bool operator==(const Supersedes&) const = default;
+};
+
+/// Most parts one job may be split into.
+inline constexpr uint64_t kMaxParts = 1000000;
+
 /// The decoded metadata of one packet.
 struct Meta {
   uint64_t seq = 1;
@@ -49,7 +71,12 @@ struct Meta {
   JobKind kind = JobKind::Nop;
   std::vector<std::string> params;                       ///< byte strings
   std::vector<std::pair<std::string, std::string>> env;  ///< keys without FSPL_SET_
+  std::optional<PartInfo> part;                          ///< an envelope: a part of a split job
+  std::optional<Supersedes> supersedes;                  ///< replaces a failed packet
+  bool receipt = false;  ///< a receipt for the sender (docs/design/receipts.md)
 
+  /// True when the "safespool" key is present (any of the three above).
+  bool extended() const { return part || supersedes || receipt; }
   bool operator==(const Meta&) const = default;
 };
 
@@ -62,7 +89,9 @@ struct Prefix {
 /// The CRC-32 both checksums use.
 uint32_t crc32(std::span<const std::byte> data);
 
-/// Prefix + metadata bytes for `meta` (the payload follows them).
+/// Prefix + metadata bytes for `meta` (the payload follows them). The
+/// "safespool" entry uses fixed-width integers, so the length of an
+/// envelope's header does not depend on its part numbers, sizes or hashes.
 std::string encode_header(const Meta& meta);
 
 /// Validates the 30-byte prefix. Throws FormatError with the reason

@@ -75,6 +75,8 @@ struct QueueStatus {
   JobList stale;                     ///< seq < next
   std::vector<SkippedFile> unreadable;
   std::vector<std::pair<uint64_t, uint64_t>> gaps;  ///< missing ranges [a, b]
+  /// Split jobs at the next seq that lack parts ("job 7: parts 3, 4 of 4 missing").
+  std::vector<std::string> missing_parts;
   /// Since the oldest waiting packet arrived in jobs/ (its file's ctime).
   std::optional<int64_t> oldest_age_seconds;
   pid_t lock_holder = 0;  ///< pid holding nextseq.lock, 0: none

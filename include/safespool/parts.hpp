@@ -1,0 +1,98 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+// The receiver's half of split jobs: the parts in jobs/ that make one job,
+// and the one stream they are read as.
+//
+// A split job is one job for everything that counts — one decision at its
+// seq, one consumer, one ledger record, one hook call, one receipt — and
+// its parts are files like any other in jobs/ (docs/design/envelopes.md).
+// The decision groups the part files found at a seq by the job they
+// belong to (the SHA-256 of the whole job stream each of them names): a
+// group with every part present becomes one candidate, whose stream is
+// the parts' payloads in order; a group with parts missing is named in
+// status ("job 7: parts 3, 4 of 4 missing") and runs nothing.
+//
+// Nothing is reassembled on disk. Before the first byte of a part reaches
+// anyone, the reader checks that part's file: the header it was chosen by,
+// its payload size, and the SHA-256 of its payload. While the parts are
+// read it hashes the whole stream, and a stream that does not hash to the
+// job's SHA-256 fails before its end is reported, so a file changed while
+// it was read never passes for a complete job (the hand-off closes the
+// consumer's pipe cleanly only at a confirmed end).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "safespool/decode.hpp"
+#include "safespool/packet.hpp"
+#include "safespool/queue.hpp"
+
+namespace safespool {
+
+/// A part file at a seq, with the envelope header it was read with.
+struct PartFile {
+  std::string filename;  ///< within jobs/
+  PartInfo part;
+};
+
+/// The part files of one split job found at one seq.
+struct PartSet {
+  std::string job;  ///< SHA-256 of the whole job stream
+  uint64_t count = 0;
+  /// One file per part present, by part number.
+  std::map<uint64_t, PartFile> parts;
+  /// Further files that claim a part already held: (index, file).
+  std::vector<PartFile> copies;
+  /// Files that claim this job with another number of parts.
+  std::vector<PartFile> strays;
+
+  bool complete() const { return parts.size() == count; }
+  /// The missing part numbers as ascending closed ranges.
+  std::vector<std::pair<uint64_t, uint64_t>> missing() const;
+  /// "job 7: parts 3, 4 of 4 missing" ("part 3 of 4", "parts 2-90 of 100").
+  std::string missing_text(uint64_t seq) const;
+  /// The parts in order (complete() only).
+  std::vector<PartFile> ordered() const;
+};
+
+/// Groups the part files found at one seq by job.
+class PartGroups {
+ public:
+  void add(const std::string& filename, const PartInfo& part);
+  /// The groups, ordered by job hash.
+  const std::map<std::string, PartSet>& sets() const { return sets_; }
+
+ private:
+  std::map<std::string, PartSet> sets_;
+};
+
+/// Two part files of one seq that cannot both be right: why, and which.
+struct PartConflict {
+  std::string summary;
+  std::vector<std::string> files;  ///< names within jobs/
+};
+
+/// Settles the further files that claim a part of `set` (found at `seq`):
+/// the same bytes are a twin (removed when `remove_twins`); the same
+/// header over other bytes is a damaged copy (the one whose payload
+/// matches the header is kept in `set`); a different header, or another
+/// number of parts, does not belong: a conflict.
+std::optional<PartConflict> settle_copies(const Queue& q, uint64_t seq, PartSet& set,
+                                          bool remove_twins);
+
+/// True when the payload of the part file `p` has its header's size and
+/// SHA-256 (reads it whole). Throws SysError / FormatError.
+bool part_intact(const Queue& q, const PartFile& p);
+
+/// The payloads of `parts` (complete, in order) as one stream, each part
+/// checked before its first byte is served and the whole stream against
+/// the job's SHA-256 before its end. Named `name` in messages. Throws
+/// FormatError naming the part file that does not match.
+std::unique_ptr<Reader> make_parts_reader(const Queue& q, std::vector<PartFile> parts,
+                                          std::string name);
+
+}  // namespace safespool
