@@ -23,9 +23,11 @@ void check_passable(const std::string& what, const std::string& s, bool is_name)
   if (is_name && s.find('=') != std::string::npos) throw FormatError(what + " contains '='");
 }
 
-// The inherited environment with the job's variables laid over it.
-std::vector<std::string> consumer_env(const Job& job) {
+// The inherited environment with the job's variables (and `extra`) laid over it.
+std::vector<std::string> consumer_env(const Job& job, const std::vector<std::string>& extra) {
   auto vars = job_env(job.meta(), job.origin());
+  for (const auto& kv : extra)
+    vars.emplace_back(kv.substr(0, kv.find('=')), kv.substr(kv.find('=') + 1));
   std::vector<std::string> env;
   for (char** e = environ; *e; ++e) {
     std::string_view kv(*e);
@@ -111,7 +113,8 @@ JobOutcome run_consumer_of(Job& job, const JobOptions& opts, const JobContext& c
                            const std::function<void()>& before_wait) {
   ConsumerSpec spec;
   try {
-    spec = {consumer_argv(job.meta(), opts), consumer_env(job), ctx.stdout_fd, ctx.stderr_fd};
+    spec = {consumer_argv(job.meta(), opts), consumer_env(job, ctx.extra_env), ctx.stdout_fd,
+            ctx.stderr_fd};
   } catch (const FormatError& e) {
     return judge(job, ctx, e);
   }

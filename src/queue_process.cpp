@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "cursor.hpp"
+#include "receipt_log.hpp"
 #include "safespool/error.hpp"
 #include "safespool/file_replace.hpp"
 #include "safespool/hooks.hpp"
@@ -43,6 +44,7 @@ class Pass {
         policy_(policy),
         hooks_(hooks),
         ledger_(q.dir()),
+        receipts_(q, opts.receipts),
         record_(read_run_record(q)) {
     record_.jobs_ok = record_.jobs_failed = record_.bytes = 0;
   }
@@ -66,6 +68,7 @@ class Pass {
   const SignerPolicy& policy_;
   const Hooks& hooks_;
   Ledger ledger_;
+  ReceiptLog receipts_;
   RunRecord record_;
   std::optional<SeqFile> seq_;
   Launcher launcher_;  ///< one guard for the pass's consumers
@@ -123,7 +126,12 @@ JobOutcome Pass::run_one(Step& step, bool by_seq) {
   write_ledger(step, LedgerResult::Started, nullptr);
   Fd out;
   if (opts_.output_to == OutputTo::SaveBoth) out = open_output(q_, step.filename);
-  JobContext ctx{launcher_, policy_, key_ids_, out ? out.get() : 1, out ? out.get() : 2};
+  JobContext ctx{launcher_,
+                 policy_,
+                 key_ids_,
+                 out ? out.get() : 1,
+                 out ? out.get() : 2,
+                 receipts_.prepare_note()};
   return run_job(job, jo, ctx, before_wait);
 }
 
@@ -211,9 +219,11 @@ void Pass::retire_replaced(const Step& step) {
   }
 }
 
-// How a job ended, for the ledger.
+// How a job ended, for the ledger and the sender.
 void Pass::ended(Step& step, LedgerResult result, const JobOutcome& o, bool kept) {
   write_ledger(step, result, &o, kept);
+  receipts_.job_ended(*step.job, result, o,
+                      result == LedgerResult::Success ? step.replaces : std::vector<Replaced>{});
 }
 
 void Pass::write_ledger(Step& step, LedgerResult result, const JobOutcome* o, bool kept) {
@@ -290,8 +300,11 @@ void Pass::finish(int rc) {
   if (rc == kExitOk && record_.jobs_failed == 0) record_.last_success = record_.last_run;
   try {
     write_run_record(q_, record_);
-    if (!opts_.metrics_file.empty())
-      replace_file(opts_.metrics_file, status_metrics(queue_status(q_, opts_.decode, policy_)));
+    if (!opts_.metrics_file.empty() || (receipts_.enabled() && rc == kExitOk)) {
+      QueueStatus s = queue_status(q_, opts_.decode, policy_);
+      if (rc == kExitOk) receipts_.check_waiting(s);
+      if (!opts_.metrics_file.empty()) replace_file(opts_.metrics_file, status_metrics(s));
+    }
   } catch (const std::exception& e) {
     spdlog::warn("cannot record the run's status: {}", e.what());
   }

@@ -30,6 +30,7 @@
 #include "safespool/packet.hpp"
 #include "safespool/policy.hpp"
 #include "safespool/queue.hpp"
+#include "safespool/receipt.hpp"
 
 namespace safespool {
 
@@ -68,6 +69,7 @@ struct ProcessOptions {
   std::string metrics_file;  ///< Prometheus textfile written after each pass
   bool watch = false;        ///< keep running, processing jobs as they land
   int rescan_seconds = 300;  ///< --watch: rescan this often even without events
+  ReceiptOptions receipts;   ///< --receipts-dir and its options (receipt.hpp)
 };
 
 /// How one job ended.
@@ -89,6 +91,8 @@ struct JobContext {
   const std::set<std::string>& key_ids;
   int stdout_fd = 1;
   int stderr_fd = 2;
+  /// "K=V" variables the consumer gets besides the job's (the receipt note).
+  std::vector<std::string> extra_env = {};
 };
 
 /// Runs one opened job: NOP succeeds and Fail fails without running

@@ -70,6 +70,7 @@ void register_prepare(CLI::App& app, Action& action);
 void register_queue(CLI::App& app, Action& action);
 void register_process(CLI::App& app, Action& action);
 void register_misc(CLI::App& app, Action& action);
+void register_outbox(CLI::App& app, Action& action);
 
 template <typename E>
 E parse_choice(const Choices<E>& table, const std::string& value, const std::string& option) {

@@ -95,6 +95,7 @@ int main(int argc, char** argv) {
   cli::register_queue(app, action);
   cli::register_process(app, action);
   cli::register_misc(app, action);
+  cli::register_outbox(app, action);
   setup_logging();
   try {
     check_subcommand(app, argc, argv);

@@ -7,6 +7,7 @@
 #include <cmath>
 
 #include "common.hpp"
+#include "safespool/encode.hpp"
 #include "safespool/error.hpp"
 #include "safespool/hooks.hpp"
 #include "safespool/job.hpp"
@@ -51,7 +52,44 @@ struct ProcessArgs {
   std::string on_error = "Retry", order_by = "Sequence", output_to = "PassBoth";
   std::vector<std::string> hook_success, hook_failure, hook_blocked;
   std::string hook_timeout;
+  std::string receipts_dir, receipt_wait_after, sign_with;  // receipts for the sender
+  std::vector<std::string> encrypt_to;
 };
+
+// Receipts for the sender (receipt.hpp): where, how long a gap may last
+// before one says so, and how they are signed and encrypted.
+void add_receipt_flags(CLI::App* sub, ProcessArgs& a) {
+  sub->add_option("--receipts-dir", a.receipts_dir,
+                  "Write a receipt packet for the sender into DIR after each job");
+  sub->add_option("--receipt-wait-after", a.receipt_wait_after,
+                  "Write a waiting receipt when a missing packet has held later ones back this "
+                  "long (DURATION, default 1d)");
+  sub->add_option("--sign-with", a.sign_with, "Sign receipts with this OpenPGP key");
+  sub->add_option("--encrypt-to", a.encrypt_to, "Encrypt receipts to this OpenPGP key (repeatable)")
+      ->expected(1)
+      ->allow_extra_args(false)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+}
+
+// Checked before any job runs: a receipt key that cannot be used is a
+// configuration error, not a warning after every job.
+ReceiptOptions receipt_options(const ProcessArgs& a, const DecodeOptions& d) {
+  ReceiptOptions r;
+  if (a.receipts_dir.empty()) {
+    if (!a.sign_with.empty() || !a.encrypt_to.empty() || !a.receipt_wait_after.empty())
+      throw UsageError("--sign-with, --encrypt-to and --receipt-wait-after need --receipts-dir");
+    return r;
+  }
+  r.dir = a.receipts_dir;
+  if (!a.receipt_wait_after.empty())
+    r.wait_after_seconds =
+        static_cast<int64_t>(parse_duration(a.receipt_wait_after, "--receipt-wait-after"));
+  r.encode.recipients = a.encrypt_to;
+  if (!a.sign_with.empty()) r.encode.signer = a.sign_with;
+  r.encode.gnupg_home = d.gnupg_home;
+  check_encoding(r.encode);
+  return r;
+}
 
 std::chrono::milliseconds to_ms(double seconds, const char* option) {
   if (!(seconds > 0) || !std::isfinite(seconds))
@@ -154,6 +192,7 @@ int run_queue_process(const ProcessArgs& a) {
   o.order_by = parse_choice(kOrderBy, a.order_by, "--order-by");
   o.output_to = parse_choice(kOutputTo, a.output_to, "--output-to");
   o.lock_wait_seconds = a.lock_wait;
+  o.receipts = receipt_options(a, o.decode);
   return process_queue(Queue(a.queuedir), o, policy, hooks(a));
 }
 
@@ -196,6 +235,7 @@ void register_process(CLI::App& app, Action& action) {
   qp->add_option("--metrics-file", a->metrics_file,
                  "Write Prometheus textfile metrics after each pass");
   add_hook_flags(qp, *a);
+  add_receipt_flags(qp, *a);
   qp->callback([&action, a] { action = [a] { return run_queue_process(*a); }; });
 
   auto* sp =
