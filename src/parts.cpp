@@ -196,6 +196,17 @@ void PartGroups::add(const std::string& filename, const PartInfo& part) {
     s.copies.push_back(std::move(f));
 }
 
+std::vector<std::string> missing_part_notes(const JobList& jobs) {
+  std::map<uint64_t, PartGroups> by_seq;
+  for (const auto& j : jobs)
+    if (j.meta.part) by_seq[j.meta.seq].add(j.filename, *j.meta.part);
+  std::vector<std::string> notes;
+  for (const auto& [seq, groups] : by_seq)
+    for (const auto& [job, set] : groups.sets())
+      if (!set.complete() && set.strays.empty()) notes.push_back(set.missing_text(seq));
+  return notes;
+}
+
 std::optional<PartConflict> settle_copies(const Queue& q, uint64_t seq, PartSet& set,
                                           bool remove_twins) {
   const std::string job = "split job " + std::to_string(seq);

@@ -40,6 +40,9 @@ namespace {
 // reads the rest from the file).
 Meta indexed_meta(const HeaderIndex& idx, const HeaderIndex::Entry& hit, ScanFor purpose) {
   if (purpose == ScanFor::Listing) return idx.meta(hit);  // all of the header
+  // A part of a split job says so in its header, and summaries name the
+  // parts a job misses: a header long enough to be a part's is read whole.
+  if (purpose == ScanFor::Summary && hit.header_size >= kMinPartHeaderSize) return idx.meta(hit);
   Meta m;
   m.seq = hit.seq;
   m.ctime_secs = hit.ctime_secs;

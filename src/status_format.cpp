@@ -87,7 +87,8 @@ std::string ledger_json(const std::string& queuedir, const std::vector<LedgerRec
 
 std::string jobs_json(const std::string& queuedir, const JobList& jobs,
                       const std::vector<SkippedFile>& skipped,
-                      const std::vector<std::optional<Verdict>>& verdicts) {
+                      const std::vector<std::optional<Verdict>>& verdicts,
+                      const std::vector<std::string>& missing_parts) {
   ordered_json j;
   j["queue"] = queuedir;
   auto list = ordered_json::array();
@@ -95,6 +96,9 @@ std::string jobs_json(const std::string& queuedir, const JobList& jobs,
     const JobEntry& e = jobs[i];
     ordered_json h = header_json(e.meta);
     h["filename"] = e.filename;
+    if (e.meta.part)
+      h["part"] = {
+          {"index", e.meta.part->index}, {"count", e.meta.part->count}, {"job", e.meta.part->job}};
     if (i < verdicts.size() && verdicts[i]) h["signer"] = verdict_json(*verdicts[i]);
     list.push_back(h);
   }
@@ -102,6 +106,7 @@ std::string jobs_json(const std::string& queuedir, const JobList& jobs,
   auto bad = ordered_json::array();
   for (const auto& u : skipped) bad.push_back({{"filename", u.filename}, {"reason", u.reason}});
   j["skipped"] = bad;
+  if (!missing_parts.empty()) j["missing_parts"] = missing_parts;
   return dump(j);
 }
 

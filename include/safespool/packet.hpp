@@ -62,6 +62,9 @@ struct Supersedes {
 
 /// Most parts one job may be split into.
 inline constexpr uint64_t kMaxParts = 1000000;
+/// No header (prefix and metadata) of a part of a split job is shorter:
+/// a listing need read only headers at least this long to find parts.
+inline constexpr size_t kMinPartHeaderSize = 256;
 
 /// The decoded metadata of one packet.
 struct Meta {

@@ -70,6 +70,10 @@ class PartGroups {
   std::map<std::string, PartSet> sets_;
 };
 
+/// For a listing (entries with their whole header): each split job some of
+/// whose parts are missing, "job 7: parts 3, 4 of 4 missing", by seq.
+std::vector<std::string> missing_part_notes(const JobList& jobs);
+
 /// Two part files of one seq that cannot both be right: why, and which.
 struct PartConflict {
   std::string summary;

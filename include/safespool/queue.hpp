@@ -52,7 +52,9 @@ enum class ScanFor {
   /// Listings that show only seq and ctime (queue-ls without --json,
   /// queue-status, queue-import): files are stat()ed as for Listing, and
   /// `meta` of an indexed file holds only seq and ctime, from the index's
-  /// checksummed entries (its headers are not read or parsed).
+  /// checksummed entries (its headers are not read or parsed) — unless its
+  /// header is long enough to be a part of a split job's
+  /// (kMinPartHeaderSize): then all of it, so that a part says so.
   Summary,
   /// The processor's scan, with a `seq_below` window: every file listed
   /// in `jobs` was checked as for Listing (its whole identity), but `meta`

@@ -141,9 +141,11 @@ std::string job_json(const Meta& meta, const JobOrigin* origin, const Verdict* v
 /// queue-ledger --json: the ledger's records, oldest first.
 std::string ledger_json(const std::string& queuedir, const std::vector<LedgerRecord>& records);
 
-/// queue-ls --json: the jobs (sorted by seq) and the skipped files.
+/// queue-ls --json: the jobs (sorted by seq; a part of a split job with
+/// its "part"), the skipped files, and the split jobs missing parts.
 std::string jobs_json(const std::string& queuedir, const JobList& jobs,
                       const std::vector<SkippedFile>& skipped,
-                      const std::vector<std::optional<Verdict>>& verdicts = {});
+                      const std::vector<std::optional<Verdict>>& verdicts = {},
+                      const std::vector<std::string>& missing_parts = {});
 
 }  // namespace safespool

@@ -11,6 +11,7 @@
 #include "safespool/import.hpp"
 #include "safespool/job.hpp"
 #include "safespool/ledger.hpp"
+#include "safespool/parts.hpp"
 #include "safespool/queue.hpp"
 #include "safespool/seqfile.hpp"
 #include "safespool/status.hpp"
@@ -75,6 +76,7 @@ class TextListing {
   void add(const JobEntry& j) {
     rows_.push_back({j.meta.seq, j.meta.ctime_secs, names_.size(), j.filename.size()});
     names_ += j.filename;
+    if (j.meta.part) parts_.push_back(j);
   }
   // The lines, in seq order (scan order among equal seqs), as fspl
   // prints them: "%-20s %-27s filename".
@@ -96,6 +98,7 @@ class TextListing {
         out.clear();
       }
     }
+    for (const auto& m : missing_part_notes(parts_)) out += m + "\n";
     write_all(fd, out, "standard output");
   }
 
@@ -111,6 +114,7 @@ class TextListing {
   }
   std::vector<Row> rows_;
   std::string names_;
+  JobList parts_;  ///< the parts of split jobs, for the missing ones
 };
 
 int run_ls_text(const Queue& q, const DecodeOptions& d) {
@@ -128,16 +132,17 @@ int run_ls(const QueueArgs& a) {
   SignerPolicy policy = a.policy_flags.build();
   if (!a.json && policy.empty()) return run_ls_text(q, d);
   // The text listing shows seq, ctime and the name: the rest of an
-  // indexed header is not needed.
+  // indexed header is not needed (but a part's, see ScanFor::Summary).
   ScanResult scan = scan_sorted(q, d, a.json ? ScanFor::Listing : ScanFor::Summary);
   const auto& jobs = scan.jobs;
+  std::vector<std::string> missing = missing_part_notes(jobs);
   std::vector<std::optional<Verdict>> verdicts;  // empty without a policy
   if (!policy.empty()) {
     verdicts.reserve(jobs.size());
     for (const auto& j : jobs) verdicts.push_back(judge_job(q, j, d, policy));
   }
   if (a.json) {
-    write_all(1, jobs_json(q.dir(), jobs, scan.skipped, verdicts), "standard output");
+    write_all(1, jobs_json(q.dir(), jobs, scan.skipped, verdicts, missing), "standard output");
     return kExitOk;
   }
   char line[128];
@@ -158,6 +163,7 @@ int run_ls(const QueueArgs& a) {
       out.clear();
     }
   }
+  for (const auto& m : missing) out += m + "\n";
   write_all(1, out, "standard output");
   return kExitOk;
 }

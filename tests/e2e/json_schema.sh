@@ -7,7 +7,7 @@
 #    UTF-8), a zstd packet (prepare --zstd), a NOP, a Fail, a gap, a file
 #    that is not a packet, a job that fails, a stale copy and a held lock; a
 #    queue with a signed packet, read under a signer policy; an append-only
-#    queue and an empty one;
+#    queue and an empty one; a split job with a part missing;
 #  - every document the commands print there must validate, and carry the
 #    values the situation calls for, with the matching exit status;
 #  - documents broken on purpose (a field removed, an unknown field, a wrong
@@ -150,6 +150,18 @@ doc status-empty queue-status 0 ss queue-status -q "$T/empty" --json
 want status-empty "d['pending'], d['oldest_job_age_seconds']" "([], None)"
 doc ls-empty queue-ls 0 ss queue-ls -q "$T/empty" --json
 
+section "a split job missing a part"
+mkdir -p "$T/parts"
+head -c 20000 /dev/urandom | ss prepare -s - -i - --split 8K --output-dir "$T/parts" >/dev/null ||
+  fail "prepare --split"
+ss queue-init -q "$T/sp" || fail "queue-init split"
+for f in "$T"/parts/*-part-[13]-of-3.fspl; do deliver "$T/sp" "$f" "$(basename "$f")"; done
+doc status-parts queue-status 2 ss queue-status -q "$T/sp" --json
+want status-parts "d['state'], d['gaps'], d['missing_parts']" "('waiting', [], ['job 1: part 2 of 3 missing'])"
+doc ls-parts queue-ls 0 ss queue-ls -q "$T/sp" --json
+want ls-parts "sorted(j['part']['index'] for j in d['jobs']), d['missing_parts']" \
+  "([1, 3], ['job 1: part 2 of 3 missing'])"
+
 section "documents broken on purpose"
 broken queue-info info-1 del seq
 broken queue-info info-1 del environment/FSPL_JOB_FULLPATH
@@ -179,6 +191,9 @@ broken queue-status status-fresh set blocked '{"reason": "conflict", "summary": 
 broken queue-status status-fresh set unreadable/0/recipients '["not-a-key-id"]'
 broken queue-status status-fresh del unreadable/0/recipients
 broken queue-status status-blocked set blocked '{"reason": "stuck", "summary": "x", "files": []}'
+broken queue-status status-parts set missing_parts '[]'
+broken queue-ls ls-parts set jobs/0/part/index 0
+broken queue-ls ls-parts set missing_parts '["part 2 missing"]'
 
 section "validation"
 cat > "$T/validate.py" <<'PY'

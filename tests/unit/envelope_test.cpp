@@ -104,6 +104,11 @@ TEST(Envelope, HeaderLengthDoesNotDependOnTheNumbers) {
   b.part->size = UINT64_MAX;
   EXPECT_EQ(encode_header(a).size(), encode_header(b).size());
   EXPECT_EQ(encode_header(a).size(), envelope_header_size(a));
+  Meta tiny;  // the shortest a part's header can be
+  tiny.seq = 0;
+  tiny.kind = JobKind::Fail;
+  tiny.part = part(1, 1);
+  EXPECT_GE(encode_header(tiny).size(), kMinPartHeaderSize) << "listings would miss parts";
 }
 
 TEST(Envelope, BadEntriesAreFormatErrors) {
