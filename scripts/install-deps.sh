@@ -23,6 +23,7 @@ readonly kPackages=(
   time                   # /usr/bin/time (peak RSS): bench/run.sh
   python3                # packet generators in tests/e2e and bench
   python3-jsonschema     # tests/e2e/json_schema.sh
+  jq                     # examples/zfs/resume.sh, tests/e2e/zfs_resume.sh, split.sh
 )
 
 if [[ "${SAFESPOOL_SKIP_DEPS:-0}" == 1 ]]; then

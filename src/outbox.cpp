@@ -134,6 +134,7 @@ OutboxReport outbox_status(const std::string& outbox, const std::string& receipt
     try {
       OutboxEntry e = identify(outbox, name);
       if (auto it = latest.find(e.sha256); it != latest.end()) {
+        if (!e.seq) e.seq = it->second.seq;  // an encoded packet's seq, from its receipt
         e.receipt = it->second;
         e.state = state_of(it->second.result);
         e.since = it->second.time;

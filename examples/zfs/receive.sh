@@ -5,14 +5,21 @@
 # `zfs receive`, one packet (one stream) per run of the consumer.
 #
 # Usage:
-#   receive.sh -q QUEUE DIR DATASET
+#   receive.sh -q QUEUE [-r RECEIPTS] DIR DATASET
 #
-#   -q QUEUE   the queue (made once with `safespool queue-init -q QUEUE`)
-#   DIR        the packets' directory on the stick, as given to send.sh
-#   DATASET    the target, e.g. backup/fs: the last argument of zfs receive
+#   -q QUEUE     the queue (made once with `safespool queue-init -q QUEUE`)
+#   -r RECEIPTS  write a receipt for the sender into RECEIPTS after each job
+#                (take them back on the stick: send.sh's outbox-status reads
+#                them), and receive resumably: a receive that fails halfway
+#                keeps its partial state, and its receipt carries the resume
+#                token (zfs-receive-resumable), which resume.sh turns into a
+#                packet that replaces the failed one
+#   DIR          the packets' directory on the stick, as given to send.sh
+#   DATASET      the target, e.g. backup/fs: the last argument of zfs receive
 #
 # Example:
-#   receive.sh -q /var/spool/safespool/backup /media/stick/safespool/backup backup/fs
+#   receive.sh -q /var/spool/safespool/backup -r /media/stick/safespool/receipts \
+#     /media/stick/safespool/backup backup/fs
 #
 # queue-import copies each packet into the queue (under a temporary name,
 # synced, renamed) and only then deletes it from the stick; a packet that is
@@ -26,10 +33,12 @@
 # gap, 1 a job failed, 75 the queue is busy; see safespool(1)).
 #
 # Env: ZFS_RECV_CMD    the receive command, split at whitespace; DATASET is
-#                      appended (default "zfs receive -u -F")
+#                      appended (default "zfs receive -u -F"; with -r,
+#                      "zfs-receive-resumable -u -F" from this directory)
 #      SAFESPOOL       the safespool binary (default: safespool)
 #      SAFESPOOL_OPTS  queue-process options, split at whitespace
-#                      (default "--stall-timeout 900")
+#                      (default "--stall-timeout 900"); e.g. add
+#                      "--sign-with KEY" to sign the receipts
 set -uo pipefail
 
 die() {
@@ -41,10 +50,11 @@ usage() {
   exit 64
 }
 
-queue=''
+queue='' receipts=''
 while [[ $# -gt 0 ]]; do
   case $1 in
     -q) [[ $# -ge 2 ]] || usage; queue=$2; shift 2 ;;
+    -r) [[ $# -ge 2 ]] || usage; receipts=$2; shift 2 ;;
     -*) usage ;;
     *) break ;;
   esac
@@ -53,9 +63,16 @@ done
 dir=$1 dataset=$2
 [[ -d "$dir" ]] || die "$dir is not a directory (is the stick mounted?)"
 safespool=${SAFESPOOL:-safespool}
-read -ra recv_cmd <<<"${ZFS_RECV_CMD:-zfs receive -u -F}"
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+default_recv="zfs receive -u -F"
+[[ -n "$receipts" ]] && default_recv="$here/zfs-receive-resumable -u -F"
+read -ra recv_cmd <<<"${ZFS_RECV_CMD:-$default_recv}"
 ((${#recv_cmd[@]} > 0)) || die "ZFS_RECV_CMD is empty"
 read -ra opts <<<"${SAFESPOOL_OPTS---stall-timeout 900}"
+if [[ -n "$receipts" ]]; then
+  mkdir -p "$receipts" || die "cannot make $receipts"
+  opts+=(--receipts-dir "$receipts")
+fi
 
 # 1. From the stick into the queue.
 "$safespool" queue-import -q "$queue" "$dir"

@@ -4,13 +4,16 @@
 # becomes one SafeSpool packet (zstd-compressed) in a directory on the stick.
 #
 # Usage:
-#   send.sh -s SEQFILE [--from BASE] [--seq N] SNAPSHOT DIR
+#   send.sh -s SEQFILE [--from BASE] [--seq N] [--outbox OUTBOX] SNAPSHOT DIR
 #
 #   -s SEQFILE   the sender's sequence file (one per receiving queue)
 #   --from BASE  incremental from snapshot BASE (`zfs send -i BASE SNAPSHOT`);
 #                without it, a full stream of SNAPSHOT
 #   --seq N      resend: make the packet under number N, e.g. for a packet
 #                that was lost on the way; SEQFILE is not changed
+#   --outbox OUTBOX  keep a copy of the packet in OUTBOX, for
+#                `safespool outbox-status --outbox OUTBOX --receipts DIR`
+#                and resume.sh, once the receiver's receipts come back
 #   DIR          where the packet goes, e.g. /media/stick/safespool/backup
 #
 # Example:
@@ -45,9 +48,10 @@ usage() {
   exit 64
 }
 
-seqfile='' base='' resend=''
+seqfile='' base='' resend='' outbox=''
 while [[ $# -gt 0 ]]; do
   case $1 in
+    --outbox) [[ $# -ge 2 ]] || usage; outbox=$2; shift 2 ;;
     -s) [[ $# -ge 2 ]] || usage; seqfile=$2; shift 2 ;;
     --from) [[ $# -ge 2 ]] || usage; base=$2; shift 2 ;;
     --seq) [[ $# -ge 2 && $2 =~ ^[1-9][0-9]*$ ]] || usage; resend=$2; shift 2 ;;
@@ -60,6 +64,7 @@ snapshot=$1 dir=$2
 [[ $snapshot == *@* ]] || die "$snapshot is not a snapshot (DATASET@NAME)"
 [[ -z "$base" || $base == *@* ]] || die "--from $base is not a snapshot (DATASET@NAME)"
 [[ -d "$dir" ]] || die "$dir is not a directory (is the stick mounted?)"
+[[ -z "$outbox" || -d "$outbox" ]] || die "--outbox $outbox is not a directory"
 safespool=${SAFESPOOL:-safespool}
 read -ra send_cmd <<<"${ZFS_SEND_CMD:-zfs send}"
 ((${#send_cmd[@]} > 0)) || die "ZFS_SEND_CMD is empty"
@@ -107,6 +112,12 @@ statuses=("${PIPESTATUS[@]}")
 sync "$part" || give_back "cannot sync $part"
 mv "$part" "$dir/$name" || give_back "cannot rename $part"
 sync "$dir" || echo "send.sh: warning: cannot sync $dir" >&2
+# The outbox copy, under the same name, through a temporary one.
+if [[ -n "$outbox" ]]; then
+  { cp "$dir/$name" "$outbox/.$name.tmp" && sync "$outbox/.$name.tmp" &&
+    mv "$outbox/.$name.tmp" "$outbox/$name"; } ||
+    echo "send.sh: warning: no copy of $name in $outbox" >&2
+fi
 # A resend is marked, so "the last snapshot sent" is read from the other lines.
 log "ok${resend:+ (resend)}"
 echo "seq $seq: ${base:+$base -> }$snapshot in $dir/$name"
