@@ -55,7 +55,7 @@ Job Job::open_split(const Queue& q, uint64_t seq, std::vector<PartFile> parts,
   job.decode_ = decode;
   job.queuedir_ = q.dir();
   job.parts_ = std::move(parts);
-  job.dec_ = job.open_again();
+  job.dec_ = job.open_again(&job.parts_reader_);
   job.meta_ = read_header(*job.dec_.reader, job.name_);
   if (job.meta_.part) throw FormatError(job.name_ + ": the packet inside is itself a part");
   if (job.meta_.seq != seq)
@@ -64,10 +64,15 @@ Job Job::open_split(const Queue& q, uint64_t seq, std::vector<PartFile> parts,
   return job;
 }
 
-Decoded Job::open_again() const {
-  if (!parts_.empty())
-    return open_decoded(make_parts_reader(Queue(queuedir_), parts_, name_), name_, decode_);
-  return open_decoded(reopen(file_.get(), name_), name_, decode_);
+Decoded Job::open_again(PartsReader** parts) const {
+  if (parts_.empty()) return open_decoded(reopen(file_.get(), name_), name_, decode_);
+  auto reader = std::make_unique<PartsReader>(Queue(queuedir_), parts_, name_);
+  if (parts) *parts = reader.get();
+  return open_decoded(std::move(reader), name_, decode_);
+}
+
+void Job::check_parts() {
+  if (parts_reader_) parts_reader_->confirm();
 }
 
 Job Job::from_stdin(const DecodeOptions& decode) {
@@ -99,7 +104,7 @@ void Job::verify_rest(const SignerPolicy& policy, const std::set<std::string>& k
     // Cancelled (the consumer was stopped): read the packet again.
   }
   trusted_ = nullptr;  // it lived in the stream replaced here
-  dec_ = open_again();
+  dec_ = open_again(&parts_reader_);
   Meta again = read_header(*dec_.reader, name_);
   if (again != meta_) throw FormatError(name_ + ": changed while it ran");
   require(policy, key_ids);

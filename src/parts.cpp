@@ -66,51 +66,50 @@ std::string part_name(const PartFile& p) {
          std::to_string(p.part.count) + ")";
 }
 
-class PartsReader : public Reader {
- public:
-  PartsReader(const Queue& q, std::vector<PartFile> parts, std::string name)
-      : q_(q.dir()), parts_(std::move(parts)), name_(std::move(name)) {}
+}  // namespace
 
-  size_t read(std::span<std::byte> buf) override;
-  void finish() override {
-    if (!ended_) throw Error(name_ + ": the stream was not read to its end");
-  }
-  std::string describe() const override { return name_; }
+PartsReader::PartsReader(const Queue& q, std::vector<PartFile> parts, std::string name)
+    : queuedir_(q.dir()), parts_(std::move(parts)), name_(std::move(name)) {
+  if (parts_.empty()) throw Error(name_ + ": no parts");
+}
 
- private:
-  void open_next();
-  size_t end();
+PartsReader::~PartsReader() = default;
 
-  Queue q_;
-  std::vector<PartFile> parts_;
-  std::string name_;
-  size_t next_ = 0;
-  Fd file_;
-  uint64_t at_ = 0, left_ = 0;
-  Sha256 job_hash_;
-  bool ended_ = false;
-};
-
-// Checks a part file before any of its bytes is served: the header it was
-// chosen by, the payload's length, the payload's SHA-256.
+// A part file is opened when its first byte is asked for: the header it
+// was chosen by and its payload's length are checked at once; its
+// payload's SHA-256 now, or, for the head of the first part, before
+// anything past it is served (check_current()).
 void PartsReader::open_next() {
   const PartFile& p = parts_[next_];
   const std::string what = part_name(p);
-  Fd fd = q_.open_job(p.filename);
+  Fd fd = Queue(queuedir_).open_job(p.filename);
   auto [meta, header_len] = read_envelope(fd.get(), what);
   if (meta.part != p.part) throw FormatError(what + ": the file changed since it was chosen");
   struct stat st;
   if (::fstat(fd.get(), &st) != 0) throw_errno("cannot stat " + what);
-  uint64_t payload = static_cast<uint64_t>(st.st_size) - std::min<uint64_t>(st.st_size, header_len);
+  uint64_t size = static_cast<uint64_t>(st.st_size);
+  uint64_t payload = size - std::min(size, header_len);
   if (payload != p.part.size)
     throw FormatError(what + ": holds " + std::to_string(payload) +
                       " payload bytes, its header says " + std::to_string(p.part.size));
-  if (sha256_from(fd.get(), header_len, what) != p.part.sha256)
-    throw FormatError(what + ": its payload does not match its SHA-256");
   file_ = std::move(fd);
-  at_ = header_len;
+  header_len_ = at_ = header_len;
   left_ = p.part.size;
+  checked_ = false;
   ++next_;
+  if (next_ > 1 || confirmed_) check_current();
+}
+
+void PartsReader::check_current() {
+  const PartFile& p = parts_[next_ - 1];
+  if (sha256_from(file_.get(), header_len_, part_name(p)) != p.part.sha256)
+    throw FormatError(part_name(p) + ": its payload does not match its SHA-256");
+  checked_ = true;
+}
+
+void PartsReader::confirm() {
+  confirmed_ = true;
+  if (file_ && !checked_) check_current();
 }
 
 size_t PartsReader::end() {
@@ -121,14 +120,21 @@ size_t PartsReader::end() {
   return 0;
 }
 
+void PartsReader::finish() {
+  if (!ended_) throw Error(name_ + ": the stream was not read to its end");
+}
+
 size_t PartsReader::read(std::span<std::byte> buf) {
   if (buf.empty()) return 0;
   while (left_ == 0) {
+    if (file_ && !checked_) check_current();  // served whole before its check: check it now
     file_.reset();
     if (ended_ || next_ == parts_.size()) return end();
     open_next();
   }
   size_t want = static_cast<size_t>(std::min<uint64_t>(buf.size(), left_));
+  const uint64_t served = at_ - header_len_;
+  if (!checked_ && served + want > kUncheckedHead) check_current();
   for (;;) {
     ssize_t n = ::pread(file_.get(), buf.data(), want, static_cast<off_t>(at_));
     if (n < 0 && errno == EINTR) continue;
@@ -141,6 +147,8 @@ size_t PartsReader::read(std::span<std::byte> buf) {
     return got.size();
   }
 }
+
+namespace {
 
 std::string ranges_text(const std::vector<std::pair<uint64_t, uint64_t>>& ranges) {
   std::string out;
@@ -249,12 +257,6 @@ bool part_intact(const Queue& q, const PartFile& p) {
   if (::fstat(fd.get(), &st) != 0) throw_errno("cannot stat jobs/" + p.filename);
   return meta.part == p.part && static_cast<uint64_t>(st.st_size) == header_len + p.part.size &&
          sha256_from(fd.get(), header_len, part_name(p)) == p.part.sha256;
-}
-
-std::unique_ptr<Reader> make_parts_reader(const Queue& q, std::vector<PartFile> parts,
-                                          std::string name) {
-  if (parts.empty()) throw Error(name + ": no parts");
-  return std::make_unique<PartsReader>(q, std::move(parts), std::move(name));
 }
 
 }  // namespace safespool

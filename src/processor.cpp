@@ -154,6 +154,8 @@ JobOutcome run_job(Job& job, const JobOptions& opts, const JobContext& ctx,
   try {
     // Nothing acts on a packet that runs no consumer before it is verified.
     if (policed(ctx) && !consumer_reads) job.verify_rest(ctx.policy, ctx.key_ids);
+    // A split job's first part was read for its header, not yet checked.
+    if (consumer_reads) job.check_parts();
     if (opts.verify_first && consumer_reads) job.spool(opts.spool_dir, opts.max_payload);
   } catch (const Error& e) {
     if (e.exit_code() == kExitInterrupted) return failed(Kind::Interrupted, e.what());

@@ -39,7 +39,7 @@ class Job {
   /// The split job whose `parts` (complete, in order, their envelope
   /// headers read at `seq`) are in jobs/ of `q`: reads the header inside
   /// their stream. Throws FormatError when it cannot be decoded, is itself
-  /// a part, or carries another seq; what make_parts_reader() throws.
+  /// a part, or carries another seq; what PartsReader throws.
   static Job open_split(const Queue& q, uint64_t seq, std::vector<PartFile> parts,
                         const DecodeOptions& decode);
 
@@ -86,8 +86,15 @@ class Job {
   const std::string& sha256();
 
   /// A new decoded stream of the same packet from its start (to compare
-  /// it with another). Throws what opening it throws.
-  Decoded open_again() const;
+  /// it with another); `parts`, when given, receives a split job's
+  /// PartsReader in it. Throws what opening it throws.
+  Decoded open_again(PartsReader** parts = nullptr) const;
+
+  /// A split job: checks now the part its header was read from, so that
+  /// no byte a consumer may see is unchecked (PartsReader::confirm()).
+  /// Nothing for other jobs. Throws FormatError, or Error (exit 130) on an
+  /// interrupt.
+  void check_parts();
 
   /// True for a split job.
   bool split() const { return !parts_.empty(); }
@@ -107,8 +114,9 @@ class Job {
   Fd spooled_;                        ///< --verify-first: the verified payload
   TrustedStream* trusted_ = nullptr;  ///< within dec_.reader, under a policy
   std::string sha256_;
-  std::string queuedir_;         ///< where the parts are (split jobs)
-  std::vector<PartFile> parts_;  ///< split jobs: the parts, in order
+  std::string queuedir_;                 ///< where the parts are (split jobs)
+  std::vector<PartFile> parts_;          ///< split jobs: the parts, in order
+  PartsReader* parts_reader_ = nullptr;  ///< at the bottom of dec_ (split jobs)
 };
 
 }  // namespace safespool

@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "safespool/decode.hpp"
+#include "safespool/digest.hpp"
 #include "safespool/packet.hpp"
 #include "safespool/queue.hpp"
 
@@ -92,11 +93,44 @@ std::optional<PartConflict> settle_copies(const Queue& q, uint64_t seq, PartSet&
 /// SHA-256 (reads it whole). Throws SysError / FormatError.
 bool part_intact(const Queue& q, const PartFile& p);
 
-/// The payloads of `parts` (complete, in order) as one stream, each part
-/// checked before its first byte is served and the whole stream against
-/// the job's SHA-256 before its end. Named `name` in messages. Throws
-/// FormatError naming the part file that does not match.
-std::unique_ptr<Reader> make_parts_reader(const Queue& q, std::vector<PartFile> parts,
-                                          std::string name);
+/// The payloads of `parts` (complete, in order) as one stream, named
+/// `name` in messages. Each part file is checked before its bytes are
+/// served — its header and payload size when it is opened, its payload's
+/// SHA-256 before any byte past the first kUncheckedHead bytes of the
+/// first part, and before any byte of a later part — and the whole stream
+/// against the job's SHA-256 before its end. The head of the first part is
+/// served unchecked so that reading a job's header (a decision, a status)
+/// does not read a part of a terabyte: whoever hands the stream on calls
+/// confirm() first. Throws FormatError naming the part that does not match.
+class PartsReader : public Reader {
+ public:
+  static constexpr uint64_t kUncheckedHead = 1 << 20;
+
+  PartsReader(const Queue& q, std::vector<PartFile> parts, std::string name);
+  ~PartsReader() override;
+
+  size_t read(std::span<std::byte> buf) override;
+  void finish() override;
+  std::string describe() const override { return name_; }
+
+  /// From now on nothing is served unchecked: checks the part being read
+  /// if it was not. Call before a consumer may see any byte. Throws
+  /// FormatError; SysError; Error (exit 130) on an interrupt.
+  void confirm();
+
+ private:
+  void open_next();
+  void check_current();
+  size_t end();
+
+  std::string queuedir_;
+  std::vector<PartFile> parts_;
+  std::string name_;
+  size_t next_ = 0;
+  Fd file_;
+  uint64_t header_len_ = 0, at_ = 0, left_ = 0;
+  bool checked_ = true, confirmed_ = false, ended_ = false;
+  Sha256 job_hash_;
+};
 
 }  // namespace safespool

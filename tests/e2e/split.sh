@@ -88,22 +88,44 @@ expect_eq "a part carried again is already processed" \
 run pass3 ss queue-process -q "$T/q" --delete-stale "$T/bin/record"
 expect_eq "the damaged copy, now stale, removed on request" "" "$(ls q/jobs)"
 
-section "a part changed in the queue after the parts were checked: no EOF"
-: >"$LOG"
+section "a changed part: the job fails before its bytes reach the consumer"
+# The consumer notes that it started, then reads to the end.
+cat >started <<'SH'
+#!/bin/sh
+echo "started $FSPL_SEQ" >>"$LOG"
+cat >/dev/null
+echo "ended $FSPL_SEQ" >>"$LOG"
+SH
+chmod +x started
 rm -rf out && mkdir out
 ss prepare -s seq --zstd --encrypt-to "$RECEIVER" --sign-with "$SENDER" --split 400K --output-dir out \
   -i payload >/dev/null || fail "prepare 2"
 ss queue-import -q "$T/q" out >/dev/null
-victim=$(ls "$T"/q/jobs/* | head -n 1)
-size=$(stat -c %s "$victim")
-printf '\x55' | dd of="$victim" bs=1 seek=$((size - 10)) conv=notrunc 2>/dev/null
-# Without a policy: under one, a stream that does not decode is rejected
-# as untrusted (the next section).
-run pass4 ss queue-process -q "$T/q" "$T/bin/record"
-expect_eq "pass: the job failed (exit 65: its stream does not decode)" 65 "$RC"
-expect_match "the part is named" ".*does not match its SHA-256.*" "$(tr '\n' ' ' <pass4.err)"
-expect_eq "the consumer never saw the end" "" "$(cat "$LOG")"
+# part N's file in jobs/, from queue-ls --json
+part() { ss queue-ls -q "$T/q" --json | jq -r ".jobs[] | select(.part.index == $1) | .filename"; }
+# damage FILE: flips a byte near its end.
+damage() {
+  local size
+  size=$(stat -c %s "$1")
+  printf '\x55' | dd of="$1" bs=1 seek=$((size - 10)) conv=notrunc 2>/dev/null
+}
+# The first part: its head is read for the job's header, the rest only
+# checked; the check comes before the consumer starts. Without a policy:
+# under one, a stream that does not check out is rejected as untrusted.
+cp "$T/q/jobs/$(part 1)" part1.good
+damage "$T/q/jobs/$(part 1)"
+: >"$LOG"
+run pass4 ss queue-process -q "$T/q" "$T/started"
+expect_eq "first part: the job failed (exit 65)" 65 "$RC"
+expect_match "the part is named" ".*part 1 of 4.*does not match its SHA-256.*" "$(tr '\n' ' ' <pass4.err)"
+expect_eq "first part: the consumer never started" "" "$(cat "$LOG")"
+cp part1.good "$T/q/jobs/$(part 1)"
+damage "$T/q/jobs/$(part 3)"
+run pass5 ss queue-process -q "$T/q" "$T/started"
+expect_eq "third part: the job failed (exit 65)" 65 "$RC"
+expect_eq "third part: the consumer started, never saw the end" "started 2" "$(cat "$LOG")"
 rm -f "$T"/q/jobs/*
+: >"$LOG"
 
 section "a split job signed by another key is rejected before the consumer starts"
 ss prepare -s seq --zstd --encrypt-to "$RECEIVER" --sign-with "$(fpr intruder)" --split 400K \
@@ -111,9 +133,9 @@ ss prepare -s seq --zstd --encrypt-to "$RECEIVER" --sign-with "$(fpr intruder)" 
 ss queue-set-next -q "$T/q" 3
 ss queue-import -q "$T/q" out >/dev/null
 rm -f started
-run pass5 process
+run pass6 process
 expect_eq "pass: blocked (exit 3)" 3 "$RC"
-expect_match "rejected as untrusted" ".*not trusted.*" "$(tr '\n' ' ' <pass5.err)"
+expect_match "rejected as untrusted" ".*not trusted.*" "$(tr '\n' ' ' <pass6.err)"
 expect_eq "the consumer never saw the end" "" "$(cat "$LOG")"
 
 e2e_finish

@@ -141,7 +141,7 @@ TEST(Envelope, PartsAreAtMostTheSizeAskedAndReadBackAsTheStream) {
   for (const auto& p : paths) EXPECT_LE(test::slurp(p).size(), 6000u);
   auto parts = into_queue(q, paths);
   EXPECT_EQ(parts[0].part.job, sha256_hex(stream));
-  auto r = make_parts_reader(q.queue(), parts, "split job 7");
+  auto r = std::make_unique<PartsReader>(q.queue(), parts, "split job 7");
   EXPECT_EQ(read_all(*r), stream);
   EXPECT_TRUE(part_intact(q.queue(), parts[2]));
 }
@@ -156,7 +156,7 @@ TEST(Envelope, AChangedPartIsRefusedBeforeAnyOfItsBytesIsServed) {
   bytes[bytes.size() - 1] ^= 1;
   test::spit(q.job(parts[1].filename), bytes);
   EXPECT_FALSE(part_intact(q.queue(), parts[1]));
-  auto r = make_parts_reader(q.queue(), parts, "split job 2");
+  auto r = std::make_unique<PartsReader>(q.queue(), parts, "split job 2");
   std::string served;
   std::vector<std::byte> buf(100);
   try {
@@ -187,4 +187,30 @@ TEST(Envelope, OneLargePartWithoutALimitAndMissingPartsNamed) {
   PartInfo w = part(1, 100);
   wide.add("a", w);
   EXPECT_EQ(wide.sets().begin()->second.missing_text(8), "job 8: parts 2-100 of 100 missing");
+}
+
+TEST(Envelope, TheFirstPartsHeadIsServedForTheHeaderAndCheckedBeforeAnythingElse) {
+  test::TempQueue q;
+  test::TempDir out;
+  Meta job = job_meta(9);
+  std::string stream = encode_header(job) + random_text(5 << 20);
+  auto parts = into_queue(q, write_parts(job, stream, out.str(), 3 << 20));
+  ASSERT_EQ(parts.size(), 2u);
+  std::string bytes = test::slurp(q.job(parts[0].filename));
+  bytes[bytes.size() - 1] ^= 1;  // the end of part 1, past its head
+  test::spit(q.job(parts[0].filename), bytes);
+  std::vector<std::byte> buf(4096);
+  {
+    PartsReader r(q.queue(), parts, "split job 9");
+    EXPECT_EQ(r.read(buf), buf.size()) << "the head, for the header, without reading the part";
+    EXPECT_THROW(r.confirm(), FormatError) << "checked before a consumer sees anything";
+  }
+  PartsReader r(q.queue(), parts, "split job 9");
+  uint64_t served = 0;
+  try {
+    while (size_t n = r.read(buf)) served += n;
+    FAIL() << "the changed part was served whole";
+  } catch (const FormatError&) {
+  }
+  EXPECT_LE(served, PartsReader::kUncheckedHead) << "nothing past the head went unchecked";
 }
