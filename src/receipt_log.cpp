@@ -67,6 +67,7 @@ std::vector<std::string> ReceiptLog::prepare_note() {
   return {"SAFESPOOL_RECEIPT_NOTE=" + note_path_};
 }
 
+// What the consumer wrote; prepare_note() empties the file for the next job.
 std::string ReceiptLog::take_note() {
   Fd fd(::open(note_path_.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK));
   if (!fd) return "";
@@ -77,7 +78,6 @@ std::string ReceiptLog::take_note() {
   } catch (const Error& e) {
     spdlog::warn("{}", e.what());
   }
-  ::ftruncate(fd.get(), 0);
   return std::string(reinterpret_cast<const char*>(buf.data()), n);
 }
 
