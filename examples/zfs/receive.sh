@@ -64,9 +64,11 @@ dir=$1 dataset=$2
 [[ -d "$dir" ]] || die "$dir is not a directory (is the stick mounted?)"
 safespool=${SAFESPOOL:-safespool}
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-default_recv="zfs receive -u -F"
-[[ -n "$receipts" ]] && default_recv="$here/zfs-receive-resumable -u -F"
-read -ra recv_cmd <<<"${ZFS_RECV_CMD:-$default_recv}"
+if [[ -n "$receipts" ]]; then
+  read -ra recv_cmd <<<"${ZFS_RECV_CMD:-$here/zfs-receive-resumable -u -F}"
+else
+  read -ra recv_cmd <<<"${ZFS_RECV_CMD:-zfs receive -u -F}"
+fi
 ((${#recv_cmd[@]} > 0)) || die "ZFS_RECV_CMD is empty"
 read -ra opts <<<"${SAFESPOOL_OPTS---stall-timeout 900}"
 if [[ -n "$receipts" ]]; then
