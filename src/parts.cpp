@@ -108,6 +108,7 @@ void PartsReader::check_current() {
 }
 
 void PartsReader::confirm() {
+  std::lock_guard lock(mutex_);
   confirmed_ = true;
   if (file_ && !checked_) check_current();
 }
@@ -121,11 +122,13 @@ size_t PartsReader::end() {
 }
 
 void PartsReader::finish() {
+  std::lock_guard lock(mutex_);
   if (!ended_) throw Error(name_ + ": the stream was not read to its end");
 }
 
 size_t PartsReader::read(std::span<std::byte> buf) {
   if (buf.empty()) return 0;
+  std::lock_guard lock(mutex_);
   while (left_ == 0) {
     if (file_ && !checked_) check_current();  // served whole before its check: check it now
     file_.reset();

@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -102,6 +103,8 @@ bool part_intact(const Queue& q, const PartFile& p);
 /// served unchecked so that reading a job's header (a decision, a status)
 /// does not read a part of a terabyte: whoever hands the stream on calls
 /// confirm() first. Throws FormatError naming the part that does not match.
+/// Thread-safe: an OpenPGP stage reads it on its worker thread while the
+/// processor calls confirm().
 class PartsReader : public Reader {
  public:
   static constexpr uint64_t kUncheckedHead = 1 << 20;
@@ -123,6 +126,7 @@ class PartsReader : public Reader {
   void check_current();
   size_t end();
 
+  std::mutex mutex_;  ///< guards everything below
   std::string queuedir_;
   std::vector<PartFile> parts_;
   std::string name_;
