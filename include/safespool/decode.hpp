@@ -71,6 +71,11 @@ class Reader {
   virtual std::optional<openpgp::Announcement> announcement() const { return std::nullopt; }
 };
 
+/// Reads from `in` until `buf` is full or the stream ends; returns the
+/// number of bytes read (less than buf.size() only at the end). Throws
+/// what in.read() throws.
+size_t read_exact(Reader& in, std::span<std::byte> buf);
+
 /// What the first bytes of a stream look like.
 enum class Encoding { Packet, Zstd, OpenPgp, Unknown };
 
