@@ -97,28 +97,32 @@ class Watch {
   asio::posix::stream_descriptor d_;
 };
 
+void log_result(const HandoffOptions& opts, const HandoffResult& r) {
+  spdlog::info("{}: {} bytes in {:.1f} s ({}/s): {}", opts.job_name, r.bytes, r.seconds,
+               human_bytes(r.bytes / std::max(r.seconds, 1e-3)), r.describe());
+}
+
+}  // namespace
+
 /// Runs the event loop for one started consumer and builds the result.
-class Supervisor {
+class ConsumerRun::Supervisor {
  public:
-  Supervisor(Child& child, Launcher& launcher, Relay* relay, std::function<uint64_t()> bytes,
-             const HandoffOptions& opts)
+  Supervisor(Launcher& launcher, Child child, std::unique_ptr<Relay> relay, Fd file,
+             uint64_t start_offset, const HandoffOptions& opts)
       : opts_(opts),
-        child_(child),
         launcher_(launcher),
-        relay_(relay),
-        bytes_(std::move(bytes)),
-        child_watch_(io_, child.pidfd()),
+        relay_(std::move(relay)),
+        child_(std::move(child)),
+        file_(std::move(file)),
+        start_offset_(start_offset),
+        child_watch_(io_, child_.pidfd()),
         signal_watch_(io_, interrupt_fd()),
         timeout_(io_),
         grace_(io_),
         tick_(io_) {}
-  ~Supervisor() {
-    // Exception path: the relay thread posts to io_, so it must end first.
-    if (relay_) {
-      relay_->stop();
-      relay_->join();
-    }
-  }
+  ~Supervisor();
+  /// Sets the payload flowing and the timers running.
+  void start();
   HandoffResult run();
 
  private:
@@ -132,14 +136,17 @@ class Supervisor {
   void abort(Kind kind, std::string message);
   void kill_now(const char* why);
   void clean_up();
+  uint64_t bytes() const;
   void show_progress(bool final);
   HandoffResult make_result() const;
 
-  const HandoffOptions& opts_;
-  Child& child_;
+  const HandoffOptions opts_;
   Launcher& launcher_;
-  Relay* relay_;
-  std::function<uint64_t()> bytes_;
+  // Destroyed after the child: the relay's destructor closes the write end.
+  std::unique_ptr<Relay> relay_;
+  Child child_;
+  Fd file_;  ///< plain payload: the job file, whose shared offset tells the bytes read
+  uint64_t start_offset_;
   asio::io_context io_;
   Watch child_watch_, signal_watch_;
   asio::steady_timer timeout_, grace_, tick_;
@@ -151,19 +158,42 @@ class Supervisor {
   int signal_ = 0;
   int stall_warnings_ = 0;
   bool progress_shown_ = false;
+  bool ended_ = false;  ///< run() cleaned up: the launcher knows
 };
 
-HandoffResult Supervisor::run() {
-  if (relay_) relay_->start([this] { asio::post(io_, [this] { on_relay_done(); }); });
-  arm();
-  if (opts_.while_running) asio::post(io_, opts_.while_running);
-  io_.run();
-  clean_up();
-  show_progress(true);
-  return make_result();
+ConsumerRun::Supervisor::~Supervisor() {
+  if (ended_) return;
+  // Abandoned (the caller threw before wait()): the relay thread posts to
+  // io_ and must end first; the group dies before our write end closes.
+  try {
+    if (relay_) {
+      relay_->stop();
+      relay_->join();
+    }
+    child_.kill_group(SIGKILL);
+    child_.wait();
+    launcher_.consumer_ended(false);
+  } catch (const std::exception& e) {
+    spdlog::warn("{}: cannot end the consumer cleanly: {}", opts_.job_name, e.what());
+  }
 }
 
-void Supervisor::arm() {
+void ConsumerRun::Supervisor::start() {
+  if (relay_) relay_->start([this] { asio::post(io_, [this] { on_relay_done(); }); });
+  arm();
+}
+
+HandoffResult ConsumerRun::Supervisor::run() {
+  io_.run();
+  clean_up();
+  ended_ = true;
+  show_progress(true);
+  HandoffResult result = make_result();
+  log_result(opts_, result);
+  return result;
+}
+
+void ConsumerRun::Supervisor::arm() {
   child_watch_.wait([this] { on_child_exit(); });
   if (signal_watch_.open()) signal_watch_.wait([this] { on_interrupt(); });
   if (opts_.timeout) {
@@ -175,14 +205,14 @@ void Supervisor::arm() {
   arm_tick();
 }
 
-void Supervisor::arm_tick() {
+void ConsumerRun::Supervisor::arm_tick() {
   tick_.expires_after(std::max<std::chrono::milliseconds>(opts_.tick, 10ms));
   tick_.async_wait([this](boost::system::error_code ec) {
     if (!ec) on_tick();
   });
 }
 
-void Supervisor::on_child_exit() {
+void ConsumerRun::Supervisor::on_child_exit() {
   // A readable pidfd means it has exited: this cannot block for long, and
   // re-arming instead could wait forever for an edge that already passed.
   status_ = child_.try_wait();
@@ -195,7 +225,7 @@ void Supervisor::on_child_exit() {
   signal_watch_.cancel();
 }
 
-void Supervisor::on_relay_done() {
+void ConsumerRun::Supervisor::on_relay_done() {
   if (status_ || !relay_) return;  // consumer already reaped; run() cleans up
   switch (relay_->outcome()) {
     case Relay::Outcome::Failed:
@@ -213,7 +243,7 @@ void Supervisor::on_relay_done() {
   }
 }
 
-void Supervisor::on_interrupt() {
+void ConsumerRun::Supervisor::on_interrupt() {
   while (int sig = take_interrupt()) {
     spdlog::debug("{}: got signal {}", opts_.job_name, sig);
     if (abort_kind_) {
@@ -226,14 +256,14 @@ void Supervisor::on_interrupt() {
   if (!status_) signal_watch_.wait([this] { on_interrupt(); });
 }
 
-void Supervisor::on_tick() {
+void ConsumerRun::Supervisor::on_tick() {
   show_progress(false);
   if (relay_ && !relay_->finished() && !abort_kind_)
     check_stall(Clock::now() - relay_->last_progress());
   if (!status_) arm_tick();
 }
 
-void Supervisor::check_stall(Clock::duration idle) {
+void ConsumerRun::Supervisor::check_stall(Clock::duration idle) {
   if (opts_.stall_timeout && idle >= *opts_.stall_timeout) {
     spdlog::error("{}: stalled: {}; consumer {}", opts_.job_name, relay_->describe_pipe(),
                   describe_process(child_.pid()));
@@ -249,7 +279,7 @@ void Supervisor::check_stall(Clock::duration idle) {
   }
 }
 
-void Supervisor::abort(Kind kind, std::string message) {
+void ConsumerRun::Supervisor::abort(Kind kind, std::string message) {
   if (abort_kind_ || status_) return;
   abort_kind_ = kind;
   abort_message_ = std::move(message);
@@ -271,12 +301,12 @@ void Supervisor::abort(Kind kind, std::string message) {
   });
 }
 
-void Supervisor::kill_now(const char* why) {
+void ConsumerRun::Supervisor::kill_now(const char* why) {
   spdlog::debug("{}: {}: SIGKILL to group {}", opts_.job_name, why, child_.pgid());
   child_.kill_group(SIGKILL);
 }
 
-void Supervisor::clean_up() {
+void ConsumerRun::Supervisor::clean_up() {
   bool clean = !abort_kind_;
   if (relay_) {
     relay_->stop();
@@ -298,10 +328,10 @@ void Supervisor::clean_up() {
   launcher_.consumer_ended(clean);
 }
 
-void Supervisor::show_progress(bool final) {
+void ConsumerRun::Supervisor::show_progress(bool final) {
   if (!opts_.progress) return;
   auto now = Clock::now();
-  uint64_t b = bytes_();
+  uint64_t b = bytes();
   if (final) {
     if (progress_shown_) std::fputs("\n", stderr);
     return;
@@ -315,11 +345,11 @@ void Supervisor::show_progress(bool final) {
   progress_shown_ = true;
 }
 
-HandoffResult Supervisor::make_result() const {
+HandoffResult ConsumerRun::Supervisor::make_result() const {
   HandoffResult r;
   ExitStatus st = status_.value_or(ExitStatus{});
   r.status = st.value;
-  r.bytes = bytes_();
+  r.bytes = bytes();
   r.seconds = std::chrono::duration<double>(Clock::now() - start_).count();
   r.signal_received = signal_;
   if (abort_kind_) {
@@ -330,13 +360,6 @@ HandoffResult Supervisor::make_result() const {
   }
   return r;
 }
-
-void log_result(const HandoffOptions& opts, const HandoffResult& r) {
-  spdlog::info("{}: {} bytes in {:.1f} s ({}/s): {}", opts.job_name, r.bytes, r.seconds,
-               human_bytes(r.bytes / std::max(r.seconds, 1e-3)), r.describe());
-}
-
-}  // namespace
 
 std::string HandoffResult::describe() const {
   switch (kind) {
@@ -349,11 +372,34 @@ std::string HandoffResult::describe() const {
   }
 }
 
-HandoffResult run_consumer(const ConsumerSpec& consumer, PayloadSource payload,
+uint64_t ConsumerRun::Supervisor::bytes() const {
+  if (relay_) return relay_->bytes();
+  if (!file_) return 0;
+  off_t at = ::lseek(file_.get(), 0, SEEK_CUR);
+  return at > 0 && static_cast<uint64_t>(at) > start_offset_ ? at - start_offset_ : 0;
+}
+
+ConsumerRun::ConsumerRun(std::unique_ptr<Supervisor> sup) : sup_(std::move(sup)) {}
+ConsumerRun::ConsumerRun(ConsumerRun&&) noexcept = default;
+ConsumerRun& ConsumerRun::operator=(ConsumerRun&&) noexcept = default;
+ConsumerRun::~ConsumerRun() = default;
+
+ConsumerRun ConsumerRun::finished(HandoffResult result) {
+  ConsumerRun run(nullptr);
+  run.result_ = std::move(result);
+  return run;
+}
+
+HandoffResult ConsumerRun::wait() {
+  if (!result_ && sup_) result_ = sup_->run();
+  sup_.reset();
+  if (!result_) throw Error("a consumer run was waited for twice");
+  return *result_;
+}
+
+ConsumerRun start_consumer(Launcher& launcher, const ConsumerSpec& consumer, PayloadSource payload,
                            const HandoffOptions& opts) {
   ignore_sigpipe();
-  Launcher own;  // the caller keeps none: a guard for this consumer alone
-  Launcher& launcher = opts.launcher ? *opts.launcher : own;
   ConsumerStdin in = choose_stdin(payload, opts);
   SpawnSpec spec;
   spec.argv = consumer.argv;
@@ -361,20 +407,30 @@ HandoffResult run_consumer(const ConsumerSpec& consumer, PayloadSource payload,
   spec.stdin_fd = in.fd;
   spec.stdout_fd = consumer.stdout_fd;
   spec.stderr_fd = consumer.stderr_fd;
-  std::unique_ptr<Relay> relay;  // declared before the child: outlives it
   // Into the guard's group; with a pipe, the guard holds its copy of the
   // write end before the consumer exists.
   Child child = launcher.start(std::move(spec), payload.stream ? in.pipe.write.get() : -1);
   in.pipe.read.reset();  // only the consumer may hold the read end
+  std::unique_ptr<Relay> relay;
   if (payload.stream)
     relay = std::make_unique<Relay>(*payload.stream, std::move(in.pipe.write), opts.tick);
   spdlog::debug("{}: started consumer {} ({}) in the group of guard {}", opts.job_name, child.pid(),
                 consumer.argv[0], child.pgid());
-  HandoffResult result = Supervisor(child, launcher, relay.get(),
-                                    byte_counter(payload, relay.get(), in.start_offset), opts)
-                             .run();
-  log_result(opts, result);
-  return result;
+  auto sup = std::make_unique<ConsumerRun::Supervisor>(
+      launcher, std::move(child), std::move(relay), std::move(payload.file), in.start_offset, opts);
+  sup->start();
+  return ConsumerRun(std::move(sup));
+}
+
+HandoffResult run_consumer(Launcher& launcher, const ConsumerSpec& consumer, PayloadSource payload,
+                           const HandoffOptions& opts) {
+  return start_consumer(launcher, consumer, std::move(payload), opts).wait();
+}
+
+HandoffResult run_consumer(const ConsumerSpec& consumer, PayloadSource payload,
+                           const HandoffOptions& opts) {
+  Launcher own;
+  return run_consumer(own, consumer, std::move(payload), opts);
 }
 
 }  // namespace safespool

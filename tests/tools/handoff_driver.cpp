@@ -88,21 +88,20 @@ ConsumerSpec shell(const std::string& dir, const std::string& body, const std::s
 int run_held(const std::string& dir, int jobs) {
   Launcher launcher;
   HandoffOptions opts;
-  opts.launcher = &launcher;
   for (int i = 0; i < jobs; ++i) {
     opts.job_name = "handoff_driver held, job " + std::to_string(i + 1);
     Generator gen(1 << 20);
     PayloadSource payload;
     payload.stream = &gen;
     auto c = sh("cd '" + dir + "' && cat > /dev/null && cut -d' ' -f5 /proc/$$/stat >> pgrps");
-    if (!run_consumer(c, std::move(payload), opts).success()) return 1;
+    if (!run_consumer(launcher, c, std::move(payload), opts).success()) return 1;
   }
   opts.job_name = "handoff_driver held, last job";
   Generator gen(0, true);
   PayloadSource payload;
   payload.stream = &gen;
-  return run_consumer(shell(dir, "cat > /dev/null", ""), std::move(payload), opts).success() ? 0
-                                                                                             : 1;
+  auto c = shell(dir, "cat > /dev/null", "");
+  return run_consumer(launcher, c, std::move(payload), opts).success() ? 0 : 1;
 }
 
 int run(const std::string& dir, const std::string& mode, const std::string& arg,

@@ -135,6 +135,11 @@ class HandoffTest : public ::testing::Test {
   HandoffResult run_stream(const ConsumerSpec& c, MemReader& r) {
     PayloadSource p;
     p.stream = &r;
+    return run(c, std::move(p));
+  }
+  /// Through the test's launcher when it has one, else a guard of its own.
+  HandoffResult run(const ConsumerSpec& c, PayloadSource p) {
+    if (launcher_) return run_consumer(*launcher_, c, std::move(p), opts_);
     return run_consumer(c, std::move(p), opts_);
   }
   fs::path out() const { return dir_ / "out"; }
@@ -153,6 +158,7 @@ class HandoffTest : public ::testing::Test {
   test::TempDir tmp_{"handoff_test"};
   fs::path dir_ = tmp_.path;
   HandoffOptions opts_;
+  Launcher* launcher_ = nullptr;
 };
 
 TEST_F(HandoffTest, StreamPipeIsEmptyAndAlreadyMaxSizeWhenConsumerStarts) {
@@ -190,7 +196,7 @@ TEST_F(HandoffTest, PlainFileIsStdinPositionedAtThePayload) {
   p.file = Fd(::open((dir_ / "job").c_str(), O_RDONLY | O_CLOEXEC));
   ASSERT_EQ(::lseek(p.file.get(), static_cast<off_t>(header.size()), SEEK_SET),
             static_cast<off_t>(header.size()));
-  auto res = run_consumer(probe({"--report"}), std::move(p), opts_);
+  auto res = run(probe({"--report"}), std::move(p));
   std::string rep = report();
   EXPECT_TRUE(res.success()) << res.describe();
   EXPECT_EQ(res.bytes, data.size());
@@ -201,7 +207,7 @@ TEST_F(HandoffTest, PlainFileIsStdinPositionedAtThePayload) {
 }
 
 TEST_F(HandoffTest, NoPayloadGivesDevNull) {
-  auto res = run_consumer(probe({"--report"}), PayloadSource{}, opts_);
+  auto res = run(probe({"--report"}), PayloadSource{});
   std::string rep = report();
   EXPECT_TRUE(res.success()) << res.describe();
   EXPECT_EQ(field(rep, "stdin"), "/dev/null") << rep;
@@ -254,21 +260,46 @@ TEST_F(HandoffTest, ConsumerExitingEarlyGivesItsStatusWithoutHanging) {
   EXPECT_EQ(field(report(), "bytes"), "65536");
 }
 
-TEST_F(HandoffTest, WhileRunningWorkHappensWhileTheConsumerRuns) {
-  // The consumer exits only once the callback has left its mark: had the
-  // callback run after the consumer ended, the timeout would end it.
+TEST_F(HandoffTest, CallerWorksWhileTheConsumerRunsAndItsPayloadFlows) {
+  // The consumer reads the start of its payload, then waits for the
+  // caller's mark: made between start and wait, the mark must find the
+  // payload already flowing and the consumer alive. (The end of the payload
+  // is the supervisor's to deliver, in wait().)
   MemReader r(random_bytes(1 << 20));
   opts_.timeout = 20000ms;
-  int calls = 0;
-  opts_.while_running = [&] {
-    ++calls;
-    std::ofstream(dir_ / "mark") << "x";
-  };
-  auto res = run_stream(shell("cat > /dev/null; while [ ! -e mark ]; do sleep 0.01; done"), r);
+  Launcher launcher;
+  PayloadSource p;
+  p.stream = &r;
+  ConsumerRun run = start_consumer(
+      launcher,
+      shell("head -c 1000 > /dev/null; touch read; while [ ! -e mark ]; do sleep 0.01; done; "
+            "cat > /dev/null"),
+      std::move(p), opts_);
+  EXPECT_TRUE(test::eventually([&] { return fs::exists(dir_ / "read"); }))
+      << "no payload before wait()";
+  std::ofstream(dir_ / "mark") << "x";
+  auto res = run.wait();
   EXPECT_EQ(res.kind, Kind::Exited) << res.describe();
   EXPECT_EQ(res.status, 0);
   EXPECT_EQ(res.bytes, 1u << 20);
-  EXPECT_EQ(calls, 1);
+}
+
+TEST_F(HandoffTest, RunDroppedBeforeWaitKillsTheConsumerBeforeEof) {
+  MemReader r(random_bytes(16 << 20));
+  Launcher launcher;
+  {
+    PayloadSource p;
+    p.stream = &r;
+    ConsumerRun run = start_consumer(
+        launcher, shell("trap '' TERM; echo $$ > pid; cat > /dev/null; echo eof > marker"),
+        std::move(p), opts_);
+    ASSERT_TRUE(test::eventually([&] { return !slurp(dir_ / "pid").empty(); }));
+  }
+  EXPECT_TRUE(gone(std::stoi(slurp(dir_ / "pid")))) << "an abandoned consumer survived";
+  std::this_thread::sleep_for(100ms);
+  EXPECT_FALSE(fs::exists(dir_ / "marker")) << "an abandoned consumer saw EOF";
+  int st;
+  EXPECT_LE(::waitpid(-1, &st, WNOHANG), 0) << "an unreaped child is left";
 }
 
 TEST_F(HandoffTest, TimeoutTerminatesConsumerAndItsGrandchildren) {
@@ -289,7 +320,7 @@ TEST_F(HandoffTest, TimeoutKillsGrandchildThatIgnoresSigterm) {
     MemReader r(random_bytes(16 << 20));
     PayloadSource p;
     if (stream) p.stream = &r;
-    auto res = run_consumer(sh, std::move(p), opts_);
+    auto res = run(sh, std::move(p));
     EXPECT_EQ(res.kind, Kind::TimedOut) << res.describe();
     EXPECT_LT(res.seconds, 5);
     EXPECT_TRUE(gone(std::stoi(slurp(dir_ / "gc"))))
@@ -330,11 +361,11 @@ TEST_F(HandoffTest, ExecFailureThrowsAndLeavesNoZombie) {
 
 TEST_F(HandoffTest, RunOfConsumersSharesOneGuardUntilAnAbortKillsIt) {
   Launcher launcher;
-  opts_.launcher = &launcher;
+  launcher_ = &launcher;
   // The consumer's process group, as the probe saw it.
   auto group_of = [&](PayloadSource p) {
     fs::remove(out());
-    auto res = run_consumer(probe({"--report"}), std::move(p), opts_);
+    auto res = run(probe({"--report"}), std::move(p));
     EXPECT_TRUE(res.success()) << res.describe();
     EXPECT_EQ(field(report(), "pgrp_leader"), "safespool-guard") << report();
     return field(report(), "pgrp");
@@ -368,7 +399,7 @@ TEST_F(HandoffTest, RunOfConsumersSharesOneGuardUntilAnAbortKillsIt) {
   // An abort SIGKILLs the group, guard included: the next consumer gets a
   // new guard, which the one after it shares.
   opts_.timeout = 300ms;
-  auto res = run_consumer(shell("sleep 100"), PayloadSource{}, opts_);
+  auto res = run(shell("sleep 100"), PayloadSource{});
   EXPECT_EQ(res.kind, Kind::TimedOut) << res.describe();
   EXPECT_EQ(launcher.guard_pid(), 0) << "the killed guard was not reaped";
   opts_.timeout.reset();
@@ -385,7 +416,7 @@ TEST_F(HandoffTest, RunOfConsumersSharesOneGuardUntilAnAbortKillsIt) {
 
 TEST_F(HandoffTest, ConsumerQuittingWithNoReaderLeftKeepsTheGuard) {
   Launcher launcher;
-  opts_.launcher = &launcher;
+  launcher_ = &launcher;
   // More than the pipe holds: the relay is still at work when they quit.
   MemReader r1(random_bytes(16 << 20)), r2(random_bytes(16 << 20));
   auto res = run_stream(shell("exit 3"), r1);
@@ -400,7 +431,7 @@ TEST_F(HandoffTest, ConsumerQuittingWithNoReaderLeftKeepsTheGuard) {
 
 TEST_F(HandoffTest, ConsumerQuittingWhileItsChildHoldsTheCutPayloadKillsTheGroup) {
   Launcher launcher;
-  opts_.launcher = &launcher;
+  launcher_ = &launcher;
   MemReader r(random_bytes(16 << 20));
   // The grandchild keeps stdin open and never reads: the payload is cut
   // short. (An asynchronous command's own stdin is /dev/null: hence fd 3.)
