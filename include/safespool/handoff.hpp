@@ -38,6 +38,8 @@
 
 namespace safespool {
 
+struct Supervised;  // internal: src/supervisor.hpp
+
 /// The consumer: argv (no shell), full environment, where its output goes.
 struct ConsumerSpec {
   std::vector<std::string> argv;
@@ -72,6 +74,7 @@ struct HandoffResult {
     Stalled,       ///< --stall-timeout: no byte moved; group terminated
     DecodeFailed,  ///< the payload stream failed; group killed before EOF
     Interrupted,   ///< we got SIGTERM/SIGINT/SIGHUP; group terminated
+    GuardLost,     ///< the consumer's guard died or stopped mid-job; tree killed
   };
   Kind kind = Kind::Exited;
   int status = 0;       ///< exit status or signal number
@@ -104,10 +107,11 @@ class ConsumerRun {
   /// consumer). Call once.
   HandoffResult wait();
 
- private:
-  friend ConsumerRun start_consumer(Launcher&, const ConsumerSpec&, PayloadSource,
-                                    const HandoffOptions&);
+  /// Internal (src/supervisor.cpp): the event loop of one consumer.
   class Supervisor;
+
+ private:
+  friend ConsumerRun supervise(struct Supervised what, const HandoffOptions& opts);
   explicit ConsumerRun(std::unique_ptr<Supervisor> sup);
   std::unique_ptr<Supervisor> sup_;
   std::optional<HandoffResult> result_;

@@ -19,11 +19,13 @@
 
 #include <sys/types.h>
 
+#include <cerrno>
 #include <map>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "safespool/error.hpp"
 #include "safespool/fd.hpp"
 
 namespace safespool {
@@ -116,9 +118,32 @@ class CommandPaths {
   /// spawn() with spec.path set to where argv[0] was found. When a
   /// remembered file fails with ENOENT or EACCES (moved or uninstalled since),
   /// argv[0] is searched for again, once. Throws as spawn() does.
-  Child spawn(SpawnSpec spec);
+  Child spawn(SpawnSpec spec) {
+    return run(std::move(spec), [](const SpawnSpec& s) { return safespool::spawn(s); });
+  }
+
+  /// The same for any way of starting `spec` (the guard starts consumers):
+  /// `start(spec)` with spec.path set, again once after a SysError with
+  /// ENOENT or EACCES for a remembered file.
+  template <class Start>
+  auto run(SpawnSpec spec, Start&& start) -> decltype(start(spec)) {
+    if (spec.argv.empty()) throw UsageError("no command given");
+    bool remembered = found_.count(spec.argv[0]) > 0;
+    spec.path = find(spec.argv[0]);
+    try {
+      return start(spec);
+    } catch (const SysError& e) {
+      if (!remembered || (e.err() != ENOENT && e.err() != EACCES)) throw;
+      // Moved or uninstalled since we looked: look again, once.
+      found_.erase(spec.argv[0]);
+      spec.path = find(spec.argv[0]);
+      return start(spec);
+    }
+  }
 
  private:
+  /// Where `name` was found, searching PATH the first time.
+  const std::string& find(const std::string& name);
   std::map<std::string, std::string> found_;  ///< name -> file
 };
 

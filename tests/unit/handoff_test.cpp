@@ -228,9 +228,9 @@ TEST_F(HandoffTest, ConsumerGetsFds012GuardsGroupDefaultSignalsEmptyMask) {
   std::string rep = report();
   EXPECT_TRUE(res.success()) << res.describe();
   EXPECT_EQ(field(rep, "fds"), "0,1,2") << rep;
-  // A group of its own run, led by its guard; never ours.
-  EXPECT_EQ(field(rep, "own_pgrp"), "0") << rep;
-  EXPECT_EQ(field(rep, "pgrp_leader"), "safespool-guard") << rep;
+  // A group of its own, never ours; its parent is its guard.
+  EXPECT_EQ(field(rep, "own_pgrp"), "1") << rep;
+  EXPECT_EQ(field(rep, "parent"), "safespool-guard") << rep;
   EXPECT_NE(field(rep, "pgrp"), std::to_string(getpgrp())) << rep;
   EXPECT_EQ(field(rep, "sigblk"), "0000000000000000") << rep;
   EXPECT_EQ(field(rep, "sigign"), "0000000000000000") << "SIGPIPE/SIGUSR2 ignored: " << rep;
@@ -362,13 +362,13 @@ TEST_F(HandoffTest, ExecFailureThrowsAndLeavesNoZombie) {
 TEST_F(HandoffTest, RunOfConsumersSharesOneGuardUntilAnAbortKillsIt) {
   Launcher launcher;
   launcher_ = &launcher;
-  // The consumer's process group, as the probe saw it.
+  // The consumer's guard (its parent), as the probe saw it.
   auto group_of = [&](PayloadSource p) {
     fs::remove(out());
     auto res = run(probe({"--report"}), std::move(p));
     EXPECT_TRUE(res.success()) << res.describe();
-    EXPECT_EQ(field(report(), "pgrp_leader"), "safespool-guard") << report();
-    return field(report(), "pgrp");
+    EXPECT_EQ(field(report(), "parent"), "safespool-guard") << report();
+    return field(report(), "ppid");
   };
   auto stream = [](MemReader& r) {
     PayloadSource p;
@@ -384,7 +384,7 @@ TEST_F(HandoffTest, RunOfConsumersSharesOneGuardUntilAnAbortKillsIt) {
   EXPECT_EQ(group_of(std::move(file)), first) << "a plain file got a new guard";
   EXPECT_EQ(group_of(PayloadSource{}), first) << "/dev/null got a new guard";
   // A command that cannot run leaves the guard holding nothing: were it
-  // still holding that pipe, the next hold would make it kill its group.
+  // still holding that pipe, the next consumer would make it kill all.
   ConsumerSpec missing = probe();
   missing.argv = {"safespool-no-such-command"};
   MemReader r2(random_bytes(1000));
@@ -396,8 +396,8 @@ TEST_F(HandoffTest, RunOfConsumersSharesOneGuardUntilAnAbortKillsIt) {
   }
   MemReader r3(random_bytes(300000));
   EXPECT_EQ(group_of(stream(r3)), first);
-  // An abort SIGKILLs the group, guard included: the next consumer gets a
-  // new guard, which the one after it shares.
+  // An abort kills the tree, and the guard exits after it: the next
+  // consumer gets a new guard, which the one after it shares.
   opts_.timeout = 300ms;
   auto res = run(shell("sleep 100"), PayloadSource{});
   EXPECT_EQ(res.kind, Kind::TimedOut) << res.describe();
@@ -480,7 +480,8 @@ TEST(HandoffResultTest, Describe) {
 int interrupt_case(const std::string& script, int grace_ms, double max_seconds) {
   install_interrupt_fd();
   ConsumerSpec c;
-  c.argv = {"/bin/sh", "-c", script};
+  // $US: this process (the consumer's parent is its guard).
+  c.argv = {"/bin/sh", "-c", "US=" + std::to_string(::getpid()) + "; " + script};
   for (char** e = environ; *e; ++e) c.env.push_back(*e);
   HandoffOptions o;
   o.grace = std::chrono::milliseconds(grace_ms);
@@ -493,16 +494,15 @@ int interrupt_case(const std::string& script, int grace_ms, double max_seconds) 
 
 TEST(HandoffDeathTest, InterruptTerminatesConsumerGroup) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
-  EXPECT_EXIT(std::_Exit(interrupt_case("kill -TERM $PPID; sleep 100", 5000, 4)),
+  EXPECT_EXIT(std::_Exit(interrupt_case("kill -TERM $US; sleep 100", 5000, 4)),
               ::testing::ExitedWithCode(0), "");
 }
 
 TEST(HandoffDeathTest, SecondInterruptDuringGraceKillsAtOnce) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
-  EXPECT_EXIT(
-      std::_Exit(interrupt_case(
-          "trap '' TERM; kill -TERM $PPID; sleep 0.5; kill -INT $PPID; sleep 100", 30000, 5)),
-      ::testing::ExitedWithCode(0), "");
+  EXPECT_EXIT(std::_Exit(interrupt_case(
+                  "trap '' TERM; kill -TERM $US; sleep 0.5; kill -INT $US; sleep 100", 30000, 5)),
+              ::testing::ExitedWithCode(0), "");
 }
 
 }  // namespace
