@@ -25,9 +25,7 @@
 #include <cerrno>
 #include <charconv>
 #include <csignal>
-#include <cstdlib>
 #include <cstring>
-#include <filesystem>
 #include <mutex>
 #include <string_view>
 #include <utility>
@@ -37,8 +35,10 @@
 #include "prefix_reader.hpp"
 #include "safespool/decode.hpp"
 #include "safespool/error.hpp"
+#include "safespool/guard.hpp"
 #include "safespool/signals.hpp"
 #include "safespool/spawn.hpp"
+#include "scratch_dir.hpp"
 
 namespace safespool {
 namespace {
@@ -58,27 +58,6 @@ bool interrupt_pending() {
   pollfd p{interrupt_fd(), POLLIN, 0};
   return p.fd >= 0 && ::poll(&p, 1, 0) > 0;
 }
-
-/// A private directory, removed with its contents.
-class TempDir {
- public:
-  TempDir() {
-    const char* base = std::getenv("TMPDIR");
-    std::string tmpl = std::string(base && *base ? base : "/tmp") + "/safespool-gpg-XXXXXX";
-    if (!::mkdtemp(tmpl.data())) throw_errno("cannot create a directory in " + tmpl);
-    path_ = tmpl;
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 /// gpg's options for a batch, before --decrypt-files. Status goes to
 /// stderr, among gpg's "gpg: ..." messages: stdout is where a "for your
@@ -103,6 +82,19 @@ std::vector<std::string> gpg_options(const std::string& program,
     argv.push_back(*home);
   }
   return argv;
+}
+
+/// `argv` run through `safespool-guard --tether`: SIGKILLed when the
+/// thread that starts it ends (PR_SET_PDEATHSIG), and not run at all if
+/// this process is gone by the time the tether holds. A gpg blocked on
+/// its next FIFO would otherwise outlive a killed processor for ever.
+/// That thread is the scan's, which waits for gpg in GpgRun::wait(): it
+/// cannot end first.
+std::vector<std::string> tethered(std::vector<std::string> argv) {
+  std::vector<std::string> out = {find_guard(guard_candidates()), "--tether",
+                                  std::to_string(::getpid()), argv[0]};
+  out.insert(out.end(), argv.begin(), argv.end());
+  return out;
 }
 
 /// The file that a status line "[GNUPG:] FILE_START 3 DIR/I.gpg" names, when
@@ -143,7 +135,7 @@ class HeadsBatch {
     return dir_.path() + "/" + std::to_string(i) + suffix;
   }
 
-  TempDir dir_;
+  ScratchDir dir_{"safespool-gpg"};
   size_t limit_;
   std::vector<Fd> fifos_;  ///< read ends; closed once their writer closed
   std::vector<std::vector<std::byte>> heads_;
@@ -226,6 +218,7 @@ void GpgRun::open_fifos() {
 void GpgRun::start(const std::vector<std::string>& options) {
   SpawnSpec spec;
   spec.argv = options;
+  spec.path = options[0];
   spec.argv.push_back("--decrypt-files");
   spec.argv.push_back("--");
   for (size_t i = from_; i < n_; ++i) spec.argv.push_back(batch_.path(i, ".gpg"));
@@ -401,8 +394,10 @@ std::vector<std::vector<std::byte>> openpgp_heads(std::span<const int> files,
     return heads;
   }
   if (interrupt_pending()) return heads;
+  static std::once_flag reclaimed;  // what killed processes left, at our first batch
+  std::call_once(reclaimed, [] { ScratchDir::reclaim("safespool-gpg"); });
   // gpg_program() first: it throws when gpg cannot be run at all.
-  const auto options = gpg_options(gpg::gpg_program("OpenPGP"), gnupg_home);
+  const auto options = tethered(gpg_options(gpg::gpg_program("OpenPGP"), gnupg_home));
   return HeadsBatch(files, limit).run(options);
 }
 
