@@ -104,6 +104,14 @@ class FdReader : public Reader {
 
   std::string describe() const override { return name_; }
 
+  std::optional<SourcePosition> position() const override {
+    struct stat st {};
+    if (cancel_ || ::fstat(fd_.get(), &st) != 0) return std::nullopt;  // not a regular file
+    off_t at = ::lseek(fd_.get(), 0, SEEK_CUR);
+    if (at < 0) return std::nullopt;
+    return SourcePosition{static_cast<uint64_t>(at), static_cast<uint64_t>(st.st_size)};
+  }
+
  private:
   void wait_readable() {
     pollfd p[2] = {{fd_.get(), POLLIN, 0}, {cancel_.get(), POLLIN, 0}};

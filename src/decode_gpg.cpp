@@ -36,6 +36,7 @@
 #include <utility>
 #include <vector>
 
+#include "byte_ring.hpp"
 #include "gpgme_handles.hpp"
 #include "prefix_reader.hpp"
 #include "safespool/decode.hpp"
@@ -55,43 +56,6 @@ constexpr size_t kSniffMax = 4096;
 
 using gpg::DataPtr;
 using gpg::KeyPtr;
-
-/// A fixed-capacity byte FIFO.
-class ByteRing {
- public:
-  explicit ByteRing(size_t cap) : buf_(cap) {}
-  bool empty() const { return count_ == 0; }
-  size_t space() const { return buf_.size() - count_; }
-
-  size_t push(const std::byte* p, size_t n) {
-    n = std::min(n, space());
-    for (size_t done = 0; done < n;) {
-      size_t tail = (head_ + count_) % buf_.size();
-      size_t k = std::min(n - done, buf_.size() - tail);
-      std::memcpy(buf_.data() + tail, p + done, k);
-      done += k;
-      count_ += k;
-    }
-    return n;
-  }
-
-  size_t pop(std::span<std::byte> out) {
-    size_t n = std::min(out.size(), count_);
-    for (size_t done = 0; done < n;) {
-      size_t k = std::min(n - done, buf_.size() - head_);
-      std::memcpy(out.data() + done, buf_.data() + head_, k);
-      done += k;
-      head_ = (head_ + k) % buf_.size();
-      count_ -= k;
-    }
-    return n;
-  }
-
- private:
-  std::vector<std::byte> buf_;
-  size_t head_ = 0;
-  size_t count_ = 0;
-};
 
 class GpgReader : public Reader {
  public:
@@ -165,6 +129,7 @@ class GpgReader : public Reader {
 
   std::string describe() const override { return "OpenPGP < " + inner_->describe(); }
   std::string source() const override { return inner_->source(); }
+  std::optional<SourcePosition> position() const override { return inner_->position(); }
 
   std::optional<openpgp::Announcement> announcement() const override {
     {

@@ -353,6 +353,10 @@ class GpgRestReader : public Reader {
   std::vector<Signature> signatures() const override {
     return full_ ? full_->signatures() : std::vector<Signature>{};
   }
+  std::optional<SourcePosition> position() const override {
+    std::lock_guard lock(mu_);  // another thread may ask while full_ is set
+    return full_ ? full_->position() : std::nullopt;
+  }
 
  private:
   void open_full() {
@@ -372,7 +376,7 @@ class GpgRestReader : public Reader {
   std::string name_;
   std::vector<std::byte> served_;  ///< the head, until checked
   std::optional<std::string> home_;
-  std::mutex mu_;  ///< guards full_ (set once) and cancelled_ against cancel()
+  mutable std::mutex mu_;  ///< guards full_ (set once) and cancelled_ against cancel()
   bool cancelled_ = false;
   std::unique_ptr<Reader> full_;
 };

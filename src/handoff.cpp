@@ -13,6 +13,7 @@
 #include "safespool/error.hpp"
 #include "safespool/guard.hpp"
 #include "safespool/relay.hpp"
+#include "stderr_tail.hpp"
 #include "supervisor.hpp"
 
 namespace safespool {
@@ -47,14 +48,17 @@ ConsumerRun start_consumer(Launcher& launcher, const ConsumerSpec& consumer, Pay
   spec.env = consumer.env;
   spec.stdin_fd = in.fd;
   spec.stdout_fd = consumer.stdout_fd;
-  spec.stderr_fd = consumer.stderr_fd;
+  auto tail = std::make_unique<StderrTail>(consumer.stderr_fd);
+  spec.stderr_fd = tail->consumer_fd();
   // With a pipe, the guard holds its copy of the write end before the
   // consumer exists.
   Consumer c = launcher.start(std::move(spec), payload.stream ? in.pipe.write.get() : -1);
   in.pipe.read.reset();  // only the consumer may hold the read end
+  tail->started();
   spdlog::debug("{}: started consumer {} ({}) under guard {}", opts.job_name, c.pid,
                 consumer.argv[0], launcher.guard_pid());
-  Supervised what{launcher, std::move(c), nullptr, std::move(payload.file), in.start_offset};
+  Supervised what{launcher,        std::move(c),   nullptr,        std::move(payload.file),
+                  in.start_offset, payload.stream, std::move(tail)};
   if (payload.stream)
     what.relay = std::make_unique<Relay>(*payload.stream, std::move(in.pipe.write), opts.tick);
   return supervise(std::move(what), opts);

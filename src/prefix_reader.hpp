@@ -40,6 +40,7 @@ class PrefixReader : public Reader {
   std::optional<openpgp::Announcement> announcement() const override {
     return inner_->announcement();
   }
+  std::optional<SourcePosition> position() const override { return inner_->position(); }
 
  private:
   std::vector<std::byte> prefix_;

@@ -14,6 +14,7 @@
 
 #include <signal.h>
 #include <spdlog/spdlog.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -29,8 +30,11 @@
 #include <cstring>
 #include <functional>
 
+#include "descriptor_watch.hpp"
+#include "progress.hpp"
 #include "safespool/error.hpp"
 #include "safespool/signals.hpp"
+#include "stderr_tail.hpp"
 
 namespace safespool {
 namespace {
@@ -40,8 +44,6 @@ using Clock = std::chrono::steady_clock;
 using Kind = HandoffResult::Kind;
 using namespace std::chrono_literals;
 
-/// Below this, a progress line would only flicker.
-constexpr uint64_t kProgressMinBytes = 4 << 20;
 /// Without --stall-timeout a stall is reported this often, never fatal.
 constexpr auto kStallWarnEvery = 60s;
 
@@ -49,42 +51,12 @@ std::string seconds_text(std::chrono::milliseconds d) {
   return fmt::format("{:g} s", static_cast<double>(d.count()) / 1000.0);
 }
 
-std::string human_bytes(double b) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  int u = 0;
-  while (b >= 1024 && u < 4) b /= 1024, ++u;
-  return fmt::format("{:.1f} {}", b, units[u]);
+/// A plain payload's stall diagnosis: how far the consumer is.
+std::string describe_file(const PayloadProgress& p) {
+  if (!p.of) return std::to_string(p.bytes) + " payload bytes read from the job file";
+  return std::to_string(p.bytes) + " of " + std::to_string(p.of->size) +
+         " payload bytes read from the job file";
 }
-
-/// Waits for readability of a descriptor owned elsewhere (the guard's
-/// lifeline and pidfd, the process-wide signalfd): releases it instead of
-/// closing it.
-class Watch {
- public:
-  Watch(asio::io_context& io, int fd) : d_(io) {
-    if (fd >= 0) d_.assign(fd);
-  }
-  ~Watch() { release(); }
-  bool open() const { return d_.is_open(); }
-  /// Stops watching (a waiting handler gets operation_aborted) and lets
-  /// the descriptor go, so that its owner may close it.
-  void release() {
-    if (d_.is_open()) d_.release();
-  }
-  void wait(std::function<void()> f) {
-    if (!d_.is_open()) return;
-    d_.async_wait(asio::posix::descriptor_base::wait_read,
-                  [f = std::move(f)](boost::system::error_code ec) {
-                    if (ec == asio::error::operation_aborted) return;
-                    // Failing loudly beats never noticing the consumer's exit.
-                    if (ec) throw SysError("cannot wait on descriptor", ec.value());
-                    f();
-                  });
-  }
-
- private:
-  asio::posix::stream_descriptor d_;
-};
 
 void log_result(const HandoffOptions& opts, const HandoffResult& r) {
   spdlog::info("{}: {} bytes in {:.1f} s ({}/s): {}", opts.job_name, r.bytes, r.seconds,
@@ -100,9 +72,12 @@ class ConsumerRun::Supervisor {
       : opts_(opts),
         launcher_(what.launcher),
         relay_(std::move(what.relay)),
+        stream_(what.stream),
         consumer_(std::move(what.consumer)),
         file_(std::move(what.file)),
         start_offset_(what.start_offset),
+        tail_(std::move(what.tail)),
+        report_(opts.job_name, opts.progress, opts.log_progress_every),
         lifeline_watch_(io_, launcher_.guard_lifeline()),
         guard_watch_(io_, launcher_.guard_pidfd()),
         signal_watch_(io_, interrupt_fd()),
@@ -123,35 +98,40 @@ class ConsumerRun::Supervisor {
   void on_relay_done();
   void on_interrupt();
   void on_tick();
-  void check_stall(Clock::duration idle);
+  void watch_stall(const PayloadProgress& p);
+  void check_stall(Clock::duration idle, const std::string& where);
   void abort(Kind kind, std::string message);
   void guard_lost(const std::string& why);
   void kill_now(const char* why);
   void kill_tree();
   void stop_watching();
   void clean_up();
-  uint64_t bytes() const;
-  void show_progress(bool final);
+  PayloadProgress progress() const;
   HandoffResult make_result() const;
 
   const HandoffOptions opts_;
   Launcher& launcher_;
   // Destroyed after the consumer: the relay's destructor closes the write end.
   std::unique_ptr<Relay> relay_;
+  const Reader* stream_;  ///< stream payload: how far it has read its job file
   Consumer consumer_;
-  Fd file_;  ///< plain payload: the job file, whose shared offset tells the bytes read
+  /// Plain payload: the job file. Its offset is the consumer's (one open
+  /// file, shared): what /proc/PID/fdinfo/0 shows as pos.
+  Fd file_;
   uint64_t start_offset_;
+  std::unique_ptr<StderrTail> tail_;
+  ProgressReport report_;
   asio::io_context io_;
-  Watch lifeline_watch_, guard_watch_, signal_watch_;
+  DescriptorWatch lifeline_watch_, guard_watch_, signal_watch_;
   asio::steady_timer timeout_, grace_, tick_;
   Clock::time_point start_ = Clock::now();
-  Clock::time_point last_shown_ = start_;
+  uint64_t last_bytes_ = 0;                ///< plain payload: the position last seen
+  Clock::time_point last_moved_ = start_;  ///< plain payload: when it moved
   std::optional<ExitStatus> status_;
   std::optional<Kind> abort_kind_;
   std::string abort_message_;
   int signal_ = 0;
   int stall_warnings_ = 0;
-  bool progress_shown_ = false;
   bool killed_ = false;  ///< the consumer's tree was killed
   bool ended_ = false;   ///< run() cleaned up: the launcher knows
 };
@@ -183,7 +163,7 @@ HandoffResult ConsumerRun::Supervisor::run() {
   io_.run();
   clean_up();
   ended_ = true;
-  show_progress(true);
+  report_.done();
   HandoffResult result = make_result();
   log_result(opts_, result);
   return result;
@@ -262,23 +242,41 @@ void ConsumerRun::Supervisor::on_interrupt() {
 void ConsumerRun::Supervisor::on_tick() {
   if (status_ || killed_) return;
   if (std::string trouble = launcher_.guard_trouble(); !trouble.empty()) return guard_lost(trouble);
-  show_progress(false);
-  if (relay_ && !relay_->finished() && !abort_kind_)
-    check_stall(Clock::now() - relay_->last_progress());
+  PayloadProgress p = progress();
+  report_.tick(p);
+  if (!abort_kind_) watch_stall(p);
   arm_tick();
 }
 
-void ConsumerRun::Supervisor::check_stall(Clock::duration idle) {
+/// The same watchdog for both payloads that we can watch: bytes into the
+/// consumer's pipe, or the consumer's position in the job file.
+void ConsumerRun::Supervisor::watch_stall(const PayloadProgress& p) {
+  if (relay_) {
+    if (!relay_->finished())
+      check_stall(Clock::now() - relay_->last_progress(), relay_->describe_pipe());
+    return;
+  }
+  if (!file_) return;
+  if (p.bytes != last_bytes_) {
+    last_bytes_ = p.bytes;
+    last_moved_ = Clock::now();
+  }
+  // Read to its end: the consumer may work on as long as it likes.
+  if (p.of && p.of->offset >= p.of->size) return;
+  check_stall(Clock::now() - last_moved_, describe_file(p));
+}
+
+void ConsumerRun::Supervisor::check_stall(Clock::duration idle, const std::string& where) {
   if (opts_.stall_timeout && idle >= *opts_.stall_timeout) {
-    spdlog::error("{}: stalled: {}; consumer {}", opts_.job_name, relay_->describe_pipe(),
+    spdlog::error("{}: stalled: {}; consumer {}", opts_.job_name, where,
                   describe_process(consumer_.pid));
     abort(Kind::Stalled,
           "stalled: no payload byte moved for " + seconds_text(*opts_.stall_timeout));
   } else if (!opts_.stall_timeout && idle >= (stall_warnings_ + 1) * kStallWarnEvery) {
     ++stall_warnings_;
     spdlog::warn("{}: no payload byte moved for {} s: {}; consumer {}", opts_.job_name,
-                 std::chrono::duration_cast<std::chrono::seconds>(idle).count(),
-                 relay_->describe_pipe(), describe_process(consumer_.pid));
+                 std::chrono::duration_cast<std::chrono::seconds>(idle).count(), where,
+                 describe_process(consumer_.pid));
   } else if (idle < kStallWarnEvery) {
     stall_warnings_ = 0;
   }
@@ -364,35 +362,28 @@ void ConsumerRun::Supervisor::clean_up() {
   launcher_.consumer_ended(clean);
 }
 
-uint64_t ConsumerRun::Supervisor::bytes() const {
-  if (relay_) return relay_->bytes();
-  if (!file_) return 0;
-  off_t at = ::lseek(file_.get(), 0, SEEK_CUR);
-  return at > 0 && static_cast<uint64_t>(at) > start_offset_ ? at - start_offset_ : 0;
-}
-
-void ConsumerRun::Supervisor::show_progress(bool final) {
-  if (!opts_.progress) return;
-  auto now = Clock::now();
-  uint64_t b = bytes();
-  if (final) {
-    if (progress_shown_) std::fputs("\n", stderr);
-    return;
+PayloadProgress ConsumerRun::Supervisor::progress() const {
+  PayloadProgress p;
+  if (relay_) {
+    p.bytes = relay_->bytes();
+    if (stream_) p.of = stream_->position();  // how far decoding has read the job file
+    return p;
   }
-  if (b < kProgressMinBytes || now - last_shown_ < 1s) return;
-  last_shown_ = now;
-  double secs = std::chrono::duration<double>(now - start_).count();
-  std::string line = fmt::format("\r{}: {} ({}/s)   ", opts_.job_name, human_bytes(b),
-                                 human_bytes(b / std::max(secs, 1e-3)));
-  std::fputs(line.c_str(), stderr);
-  progress_shown_ = true;
+  struct stat st {};
+  off_t at = file_ ? ::lseek(file_.get(), 0, SEEK_CUR) : -1;
+  if (at < 0 || ::fstat(file_.get(), &st) != 0) return p;
+  const uint64_t size = static_cast<uint64_t>(st.st_size);
+  p.bytes = static_cast<uint64_t>(at) > start_offset_ ? at - start_offset_ : 0;
+  p.of = SourcePosition{p.bytes, size > start_offset_ ? size - start_offset_ : 0};
+  return p;
 }
 
 HandoffResult ConsumerRun::Supervisor::make_result() const {
   HandoffResult r;
   ExitStatus st = status_.value_or(ExitStatus{});
   r.status = st.value;
-  r.bytes = bytes();
+  r.bytes = progress().bytes;
+  if (tail_) r.stderr_tail = tail_->take();
   r.seconds = std::chrono::duration<double>(Clock::now() - start_).count();
   r.signal_received = signal_;
   if (abort_kind_) {

@@ -13,6 +13,7 @@
 #include "safespool/guard.hpp"
 #include "safespool/handoff.hpp"
 #include "safespool/relay.hpp"
+#include "stderr_tail.hpp"
 
 namespace safespool {
 
@@ -20,9 +21,11 @@ namespace safespool {
 struct Supervised {
   Launcher& launcher;
   Consumer consumer;
-  std::unique_ptr<Relay> relay;  ///< stream payloads: feeds the consumer's pipe
-  Fd file;                       ///< plain payloads: the job file (its offset is the consumer's)
-  uint64_t start_offset = 0;     ///< plain payloads: where the payload starts
+  std::unique_ptr<Relay> relay;    ///< stream payloads: feeds the consumer's pipe
+  Fd file;                         ///< plain payloads: the job file (its offset is the consumer's)
+  uint64_t start_offset = 0;       ///< plain payloads: where the payload starts
+  const Reader* stream = nullptr;  ///< stream payloads: for how far it has read its file
+  std::unique_ptr<StderrTail> tail;  ///< the consumer's stderr, for its tail
 };
 
 /// Starts watching `what` — the relay's thread and the timers run from

@@ -61,8 +61,11 @@ struct HandoffOptions {
   std::chrono::milliseconds grace{5000};                   ///< SIGTERM -> SIGKILL grace
   std::chrono::milliseconds tick{250};                     ///< longest single wait on the pipe
   size_t pipe_size = 0;                                    ///< 0: /proc/sys/fs/pipe-max-size
-  bool progress = false;  ///< one-line progress display on stderr (a tty)
-  std::string job_name;   ///< for log lines, e.g. "seq 42 (fspl-x.fspl)"
+  /// stderr is a terminal: a progress line there, rewritten every second.
+  /// Otherwise a progress log line this often, for jobs that last as long.
+  bool progress = false;
+  std::chrono::milliseconds log_progress_every{60000};
+  std::string job_name;  ///< for log lines, e.g. "seq 42 (fspl-x.fspl)"
 };
 
 /// How one consumer run ended. An outcome, not an exception.
@@ -82,6 +85,12 @@ struct HandoffResult {
   uint64_t bytes = 0;   ///< payload bytes delivered to the consumer
   double seconds = 0;
   int signal_received = 0;  ///< for Interrupted: which signal
+  /// The end of what the consumer wrote to its stderr: its last 20 lines,
+  /// at most 4 KiB, without the final newline, NUL bytes as '?'; ""
+  /// when it wrote nothing or ran no consumer. Its stderr still went where
+  /// it goes (for --output-to saveboth, a file holding stdout too, which is
+  /// where the tail is read from).
+  std::string stderr_tail;
   bool success() const { return kind == Kind::Exited && status == 0; }
   std::string describe() const;
 };
