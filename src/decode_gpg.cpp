@@ -37,6 +37,7 @@
 #include <vector>
 
 #include "byte_ring.hpp"
+#include "gpg_status_trail.hpp"
 #include "gpgme_handles.hpp"
 #include "prefix_reader.hpp"
 #include "safespool/decode.hpp"
@@ -234,6 +235,7 @@ class GpgReader : public Reader {
   const bool unwrap_;  ///< decrypt only; an inner stage verifies
   /// worker only: signing key fingerprint -> its primary key's, from VALIDSIG
   std::vector<std::pair<std::string, std::string>> primaries_;
+  GpgStatusTrail trail_;  ///< worker only until it ended: what gpg said about damage
   // Declared before the data objects: they are released first, and the
   // context goes back to the pool only after the worker was joined
   // (destructor body) and every member that GPGME calls back into is idle.
@@ -297,7 +299,10 @@ gpgme_ssize_t GpgReader::on_output(void* handle, const void* buf, size_t size) {
 
 /// Runs on the worker thread (GPGME's wait loop), for every status line.
 gpgme_error_t GpgReader::on_status(void* handle, const char* keyword, const char* args) {
-  if (!keyword || std::strcmp(keyword, "VALIDSIG") != 0 || !args) return 0;
+  if (!keyword) return 0;
+  auto* self = static_cast<GpgReader*>(handle);
+  self->trail_.note(keyword, args);
+  if (std::strcmp(keyword, "VALIDSIG") != 0 || !args) return 0;
   // VALIDSIG <signing key fpr> <date> <timestamp> <expiry> <version>
   //          <reserved> <pk algo> <hash algo> <class> <primary key fpr>
   std::string_view f[10];
@@ -311,7 +316,7 @@ gpgme_error_t GpgReader::on_status(void* handle, const char* keyword, const char
   }
   if (count < 10) return 0;
   try {
-    static_cast<GpgReader*>(handle)->primaries_.emplace_back(std::string(f[0]), std::string(f[9]));
+    self->primaries_.emplace_back(std::string(f[0]), std::string(f[9]));
   } catch (...) {  // nothing may cross GPGME's C frames
     return gpg_error(GPG_ERR_ENOMEM);
   }
@@ -382,7 +387,7 @@ void GpgReader::check_result() const {
     case GPG_ERR_INV_ENGINE:
       throw Error(what + gpgme_strerror(err_), kExitUnavailable);
     default:
-      throw FormatError(what + gpgme_strerror(err_));
+      throw FormatError(what + trail_.damage(gpgme_strerror(err_)));
   }
 }
 
