@@ -12,12 +12,12 @@
 //     hang;
 //  3. /dev/null (--ignore-payload, or no payload stream).
 // EOF is a promise: the pipe is closed cleanly only after the decoder's
-// finish() confirmed the stream; on any failure the consumer's process
-// group is killed first, so a transactional consumer discards the partial
-// stream. Our own death keeps the promise too: every consumer runs in a
-// process group led by a guard (guard.hpp), which holds a second copy of
-// the pipe's write end and kills the group if this process dies. A run of
-// jobs shares one guard through a Launcher.
+// finish() confirmed the stream; on any failure the consumer's whole tree
+// is killed first, so a transactional consumer discards the partial
+// stream. Our own death keeps the promise too: every consumer is started
+// by a guard (guard.hpp), its parent and a child subreaper, which holds a
+// second copy of the pipe's write end and kills the whole tree if this
+// process dies. A run of jobs shares one guard through a Launcher.
 //
 // start_consumer() returns once the consumer runs and its payload flows;
 // the caller does what it has to do meanwhile (the queue prepares the next
