@@ -94,7 +94,7 @@ Consumer Launcher::start(SpawnSpec spec, int write_end) {
 Consumer Launcher::start_once(const SpawnSpec& spec, int write_end) {
   for (int attempt = 1;; ++attempt) {
     Guard& guard = ready_guard();
-    if (cgroups_) job_cgroup_ = cgroups_->make_job();
+    make_job_cgroup();
     bool cgroup_failed = false;
     try {
       Consumer c = guard.consume({spec, write_end, job_cgroup_ ? job_cgroup_->fd() : -1},
@@ -113,6 +113,18 @@ Consumer Launcher::start_once(const SpawnSpec& spec, int write_end) {
       spdlog::warn("{}; consumers of this run go without per-job cgroups", e.what());
       cgroups_.reset();
     }
+  }
+}
+
+/// The job's cgroup, in cgroup mode; a run that cannot make one goes on
+/// without (the subreaper still finds the tree).
+void Launcher::make_job_cgroup() {
+  if (!cgroups_) return;
+  try {
+    job_cgroup_ = cgroups_->make_job();
+  } catch (const SysError& e) {
+    spdlog::warn("{}; consumers of this run go without per-job cgroups", e.what());
+    cgroups_.reset();
   }
 }
 

@@ -216,6 +216,7 @@ class Launcher {
   Guard& ready_guard();
   Consumer start_once(const SpawnSpec& spec, int write_end);
   void forget(bool expected, int bound_ms, const char* why);
+  void make_job_cgroup();
   void drop_cgroup();
 
   std::optional<Guard> guard_;

@@ -195,10 +195,13 @@ bool send_reply(const char* bytes, size_t size, int fd) {
 
 bool has_flag(const Order& o, char flag) { return std::memchr(o.flags, flag, 3) != nullptr; }
 
-/// Handles 'c'; false when the order is malformed or the processor is gone.
-bool consume(const Order& o, Job& job) {
+enum class Next { Go, Gone, Broken, Killed, Released };
+
+/// Handles 'c': Broken when the order is malformed, Gone when the answer
+/// cannot be sent.
+Next consume(const Order& o, Job& job) {
   const bool hold = has_flag(o, kFlagHold), cgroup = has_flag(o, kFlagCgroup);
-  if (job.consumer > 0 || job.held >= 0 || o.nfds != 4 + hold + cgroup) return false;
+  if (job.consumer > 0 || job.held >= 0 || o.nfds != 4 + hold + cgroup) return Next::Broken;
   job.held = hold ? o.fds[4] : -1;
   job.cgroup = cgroup ? o.fds[4 + hold] : -1;
   Started s = start_consumer(o.fds[0], o.fds[1], o.fds[2], o.fds[3], job.cgroup);
@@ -210,14 +213,14 @@ bool consume(const Order& o, Job& job) {
     job.held = job.cgroup = -1;
     char failure[2 + sizeof(int)] = {kFailed, s.stage};
     std::memcpy(failure + 2, &s.err, sizeof s.err);
-    return send_reply(failure, sizeof failure, -1);
+    return send_reply(failure, sizeof failure, -1) ? Next::Go : Next::Gone;
   }
   job.consumer = s.pid;
   reply[0] = kStarted;
   std::memcpy(reply + 1, &s.pid, sizeof s.pid);
   bool sent = send_reply(reply, sizeof reply, s.pidfd);
   ::close(s.pidfd);
-  return sent;
+  return sent ? Next::Go : Next::Gone;
 }
 
 /// Handles 'd': the consumer ended and was reported.
@@ -232,13 +235,11 @@ bool done(Job& job) {
   return true;
 }
 
-enum class Next { Go, Gone, Broken, Killed, Released };
-
 /// Carries out one order.
 Next obey(const Order& o, Job& job) {
   if (o.kind == Order::Kind::Eof) return Next::Gone;
   if (o.kind == Order::Kind::Malformed) return Next::Broken;
-  if (o.byte == kConsume) return consume(o, job) ? Next::Go : Next::Broken;
+  if (o.byte == kConsume) return consume(o, job);
   if (o.nfds > 0 || o.flags[0] != 0) return Next::Broken;
   switch (o.byte) {
     case kEof:
