@@ -86,10 +86,10 @@ stage_asan() {
     "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -g1 -DNDEBUG" || return
   # Every test that runs our code, minus those whose subject is another
   # program or a text (units, man page, completion, NNCP, the benchmark
-  # script), and a shorter crash-kill run: the sanitizers look for memory
-  # errors, which a handful of kills exposes as well as a hundred.
+  # script), and shorter crash-kill and scan-kill runs: the sanitizers look
+  # for memory errors, which a handful of kills exposes as well as a hundred.
   (cd "$kRoot/build-asan" &&
-    CRASH_JOBS=60 CRASH_KILLS=25 ctest --output-on-failure -j "$kJobs" \
+    CRASH_JOBS=60 CRASH_KILLS=25 SCAN_JOBS=60 SCAN_KILLS=20 ctest --output-on-failure -j "$kJobs" \
       -E '^e2e\.(systemd_units|manpage|completion|nncp_transport|nncp_daemon|bench_quick|json_schema)$')
 }
 
