@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "safespool/error.hpp"
+#include "safespool/relay.hpp"
 
 namespace safespool {
 namespace {
@@ -31,14 +32,6 @@ ConsumerStdin choose_stdin(const PayloadSource& payload, const HandoffOptions& o
     in.fd = in.dev_null.get();
   }
   return in;
-}
-
-std::function<uint64_t()> byte_counter(const PayloadSource& payload, const Relay* relay,
-                                       uint64_t start_offset) {
-  if (relay) return [relay] { return relay->bytes(); };
-  if (payload.file)
-    return [fd = payload.file.get(), start_offset] { return offset_of(fd) - start_offset; };
-  return [] { return uint64_t{0}; };
 }
 
 }  // namespace safespool

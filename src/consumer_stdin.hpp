@@ -5,11 +5,9 @@
 #pragma once
 
 #include <cstdint>
-#include <functional>
 
 #include "safespool/fd.hpp"
 #include "safespool/handoff.hpp"
-#include "safespool/relay.hpp"
 
 namespace safespool {
 
@@ -23,10 +21,5 @@ struct ConsumerStdin {
 
 /// A fresh sized pipe (stream), the job file itself (plain) or /dev/null.
 ConsumerStdin choose_stdin(const PayloadSource& payload, const HandoffOptions& opts);
-
-/// Payload bytes delivered so far, however the consumer gets them: what the
-/// relay wrote, or how far a plain file's shared offset moved.
-std::function<uint64_t()> byte_counter(const PayloadSource& payload, const Relay* relay,
-                                       uint64_t start_offset);
 
 }  // namespace safespool

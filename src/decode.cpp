@@ -22,6 +22,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "prefix_reader.hpp"
 #include "safespool/error.hpp"
 
 namespace safespool {
@@ -103,6 +104,14 @@ class FdReader : public Reader {
 
   std::string describe() const override { return name_; }
 
+  std::optional<SourcePosition> position() const override {
+    struct stat st {};
+    if (cancel_ || ::fstat(fd_.get(), &st) != 0) return std::nullopt;  // not a regular file
+    off_t at = ::lseek(fd_.get(), 0, SEEK_CUR);
+    if (at < 0) return std::nullopt;
+    return SourcePosition{static_cast<uint64_t>(at), static_cast<uint64_t>(st.st_size)};
+  }
+
  private:
   void wait_readable() {
     pollfd p[2] = {{fd_.get(), POLLIN, 0}, {cancel_.get(), POLLIN, 0}};
@@ -118,70 +127,12 @@ class FdReader : public Reader {
   std::atomic<bool> cancelled_{false};
 };
 
-/// Serves bytes already taken from `inner` (a peek), then the rest of it.
-class PrefixReader : public Reader {
- public:
-  PrefixReader(std::vector<std::byte> prefix, std::unique_ptr<Reader> inner)
-      : prefix_(std::move(prefix)), inner_(std::move(inner)) {}
-
-  size_t read(std::span<std::byte> buf) override {
-    if (pos_ < prefix_.size() && !buf.empty()) {
-      size_t n = std::min(buf.size(), prefix_.size() - pos_);
-      std::memcpy(buf.data(), prefix_.data() + pos_, n);
-      pos_ += n;
-      return n;
-    }
-    return inner_->read(buf);
-  }
-  void finish() override { inner_->finish(); }
-  void cancel() override { inner_->cancel(); }
-  std::string describe() const override { return inner_->describe(); }
-  std::string source() const override { return inner_->source(); }
-  std::vector<Signature> signatures() const override { return inner_->signatures(); }
-  std::optional<openpgp::Announcement> announcement() const override {
-    return inner_->announcement();
-  }
-
- private:
-  std::vector<std::byte> prefix_;
-  size_t pos_ = 0;
-  std::unique_ptr<Reader> inner_;
-};
-
-/// Reads up to kPeekSize bytes from `r` (fewer only at its end).
-std::vector<std::byte> peek_reader(Reader& r) {
-  std::vector<std::byte> head(kPeekSize);
-  size_t got = 0;
-  while (got < head.size()) {
-    size_t n = r.read(std::span(head).subspan(got));
-    if (n == 0) break;
-    got += n;
-  }
-  head.resize(got);
-  return head;
-}
-
 /// Peeks a regular file without moving its offset.
 std::vector<std::byte> pread_head(int fd, const std::string& name) {
   off_t at = ::lseek(fd, 0, SEEK_CUR);
   if (at < 0) throw_errno("cannot seek " + name);
   std::vector<std::byte> head(kPeekSize);
-  size_t got = 0;
-  while (got < head.size()) {
-    ssize_t n = ::pread(fd, head.data() + got, head.size() - got, at + off_t(got));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) throw_errno("cannot read " + name);
-    if (n == 0) break;
-    got += static_cast<size_t>(n);
-  }
-  head.resize(got);
-  return head;
-}
-
-/// Peeks a pipe: the bytes are consumed, the caller keeps them in front.
-std::vector<std::byte> read_head(int fd, const std::string& name) {
-  std::vector<std::byte> head(kPeekSize);
-  head.resize(read_full(fd, head, name));
+  head.resize(read_full(fd, head, name, static_cast<uint64_t>(at)));
   return head;
 }
 
@@ -211,10 +162,12 @@ std::unique_ptr<Reader> apply_stage(Encoding e, std::unique_ptr<Reader> r,
 /// in front of it; throws when they are nothing we know.
 std::unique_ptr<Reader> peek_layer(std::unique_ptr<Reader> r, const std::string& name,
                                    Encoding& e) {
-  std::vector<std::byte> head = peek_reader(*r);
+  const Reader* stages = r.get();
+  auto p = std::make_unique<PrefixReader>(std::move(r));
+  std::span<const std::byte> head = p->peek(kPeekSize);
   e = detect_encoding(head);
-  if (e == Encoding::Unknown) throw_not_a_packet(name, head, r.get());
-  return std::make_unique<PrefixReader>(std::move(head), std::move(r));
+  if (e == Encoding::Unknown) throw_not_a_packet(name, head, stages);
+  return p;
 }
 
 /// Applies stages to `r`, whose next layer is `e`, until the packet tag
@@ -233,15 +186,21 @@ std::unique_ptr<Reader> peel(std::unique_ptr<Reader> r, Encoding e, int depth,
 
 /// --decode auto: peel stages off until the packet tag shows.
 Decoded open_auto(Fd file, const std::string& name, const DecodeOptions& opts) {
-  const bool regular = is_regular(file.get(), name);
-  std::vector<std::byte> head =
-      regular ? pread_head(file.get(), name) : read_head(file.get(), name);
-  Encoding e = detect_encoding(head);
-  if (e == Encoding::Unknown) throw_not_a_packet(name, head, nullptr);
   const int fd = file.get();
   std::unique_ptr<Reader> r = make_fd_reader(std::move(file), name);
-  if (e == Encoding::Packet && regular) return Decoded{std::move(r), fd};
-  if (!regular) r = std::make_unique<PrefixReader>(head, std::move(r));
+  Encoding e;
+  if (!is_regular(fd, name)) {
+    // A pipe: the peeked bytes are consumed and kept in front of it.
+    auto p = std::make_unique<PrefixReader>(std::move(r));
+    std::span<const std::byte> head = p->peek(kPeekSize);
+    e = detect_encoding(head);
+    if (e == Encoding::Unknown) throw_not_a_packet(name, head, nullptr);
+    return Decoded{peel(std::move(p), e, 0, name, opts)};
+  }
+  std::vector<std::byte> head = pread_head(fd, name);
+  e = detect_encoding(head);
+  if (e == Encoding::Unknown) throw_not_a_packet(name, head, nullptr);
+  if (e == Encoding::Packet) return Decoded{std::move(r), fd};
   return Decoded{peel(std::move(r), e, 0, name, opts)};
 }
 
@@ -257,6 +216,39 @@ bool batchable(int fd, const std::string& name) {
 }
 
 }  // namespace
+
+size_t read_exact(Reader& in, std::span<std::byte> buf) {
+  size_t got = 0;
+  while (got < buf.size()) {
+    size_t n = in.read(buf.subspan(got));
+    if (n == 0) break;
+    got += n;
+  }
+  return got;
+}
+
+std::span<const std::byte> PrefixReader::peek(size_t n) {
+  const size_t held = prefix_.size();
+  if (held < n) {
+    prefix_.resize(n);
+    prefix_.resize(held + read_exact(*inner_, std::span(prefix_).subspan(held)));
+  }
+  return std::span(prefix_).subspan(pos_);
+}
+
+size_t PrefixReader::read(std::span<std::byte> buf) {
+  if (pos_ < prefix_.size() && !buf.empty()) {
+    size_t n = std::min(buf.size(), prefix_.size() - pos_);
+    std::memcpy(buf.data(), prefix_.data() + pos_, n);
+    pos_ += n;
+    if (pos_ == prefix_.size()) {  // all served: its memory can go
+      prefix_ = {};
+      pos_ = 0;
+    }
+    return n;
+  }
+  return inner_->read(buf);
+}
 
 Encoding detect_encoding(std::span<const std::byte> head) {
   if (starts_with(head, "*FILESPOOLER")) return Encoding::Packet;

@@ -102,6 +102,7 @@ class ZstdReader : public Reader {
   std::optional<openpgp::Announcement> announcement() const override {
     return inner_->announcement();
   }
+  std::optional<SourcePosition> position() const override { return inner_->position(); }
 
  private:
   void refill() {

@@ -21,10 +21,12 @@ Pipe make_pipe() {
   return Pipe{Fd(fds[0]), Fd(fds[1])};
 }
 
-size_t read_full(int fd, std::span<std::byte> buf, const std::string& what) {
+size_t read_full(int fd, std::span<std::byte> buf, const std::string& what,
+                 std::optional<uint64_t> at) {
   size_t got = 0;
   while (got < buf.size()) {
-    ssize_t n = ::read(fd, buf.data() + got, buf.size() - got);
+    ssize_t n = at ? ::pread(fd, buf.data() + got, buf.size() - got, static_cast<off_t>(*at + got))
+                   : ::read(fd, buf.data() + got, buf.size() - got);
     if (n < 0) {
       if (errno == EINTR) continue;
       throw_errno("cannot read " + what);

@@ -1,16 +1,20 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 // Finding, starting, talking to and reaping the consumers' guard
-// (src/guard/main.cpp), and keeping one for a run of consumers. See
+// (src/guard/main.cpp). The run's Launcher is in src/launcher.cpp. See
 // include/safespool/guard.hpp and docs/design/handoff.md, "The guard".
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 
@@ -20,6 +24,8 @@
 #ifndef SAFESPOOL_GUARD_INSTALL_PATH
 #define SAFESPOOL_GUARD_INSTALL_PATH "/usr/local/libexec/safespool/safespool-guard"
 #endif
+
+extern char** environ;
 
 namespace safespool {
 namespace {
@@ -50,6 +56,40 @@ Fd open_dev_null_for_writing() {
   int fd = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
   if (fd < 0) throw_errno("cannot open /dev/null");
   return Fd(fd);
+}
+
+/// The guard's request file (a memfd): u32 argc, u32 envc, then the
+/// file to run, argv and the environment, each NUL-terminated.
+Fd consume_request(const SpawnSpec& spec) {
+  std::vector<std::string> inherited;
+  if (!spec.env)
+    for (char** e = environ; *e; ++e) inherited.emplace_back(*e);
+  const std::vector<std::string>& env = spec.env ? *spec.env : inherited;
+  uint32_t counts[2] = {static_cast<uint32_t>(spec.argv.size()), static_cast<uint32_t>(env.size())};
+  std::string text(reinterpret_cast<const char*>(counts), sizeof counts);
+  text.append(spec.path).push_back('\0');
+  for (const auto* list : {&spec.argv, &env}) {
+    for (const auto& s : *list) text.append(s).push_back('\0');
+  }
+  Fd fd(::memfd_create("safespool-consumer", MFD_CLOEXEC));
+  if (!fd) throw_errno("cannot describe the consumer to safespool-guard");
+  write_all(fd.get(), text, "the consumer's description");
+  return fd;
+}
+
+/// What failed, for a start the guard reports as failed at `stage`.
+std::string start_failure(const SpawnSpec& spec, char stage) {
+  const std::string& name = spec.argv.empty() ? spec.path : spec.argv[0];
+  switch (stage) {
+    case 'g':
+      return "cannot put '" + name + "' into its cgroup";
+    case 'r':
+      return "cannot hand '" + name + "' to safespool-guard";
+    case 'w':
+      return "cannot watch '" + name + "' (pidfd_open)";
+    default:
+      return "cannot run '" + name + "'";
+  }
 }
 
 }  // namespace
@@ -98,8 +138,8 @@ Guard Guard::start() {
   spec.stdin_fd = theirs.get();
   spec.stdout_fd = dev_null.get();
   spec.stderr_fd = 2;
-  // Blocked from before exec until the guard ignores them: a SIGTERM to the
-  // group in its first milliseconds must not end it.
+  // Blocked from before exec until the guard ignores them: a SIGTERM in
+  // its first milliseconds must not end it.
   spec.blocked_signals = {SIGTERM, SIGINT, SIGHUP, SIGPIPE};
   Child child = spawn(spec);
   // `theirs` closes here: the guard holds the only copy of its end, we the
@@ -114,46 +154,142 @@ bool Guard::gone() const {
   return ::poll(&p, 1, 0) != 0;  // readable once it has exited; an error counts too
 }
 
-bool Guard::send(char c, int fd) {
+bool Guard::stopped() const {
+  if (!child_.running()) return false;
+  siginfo_t info{};
+  // WNOWAIT: the stop stays reportable while it lasts, and is not taken
+  // from anyone else; once continued it is not reported any more.
+  int rc = ::waitid(P_PID, static_cast<id_t>(child_.pid()), &info, WSTOPPED | WNOHANG | WNOWAIT);
+  return rc == 0 && info.si_pid != 0 &&
+         (info.si_code == CLD_STOPPED || info.si_code == CLD_TRAPPED);
+}
+
+bool Guard::send(char c, std::vector<int> fds, std::string flags) {
   if (!lifeline_) return false;
-  iovec iov{&c, 1};
+  std::string bytes = c + flags;
+  iovec iov{bytes.data(), bytes.size()};
   msghdr msg{};
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-  if (fd >= 0) {
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof control;
+  std::vector<char> control(CMSG_SPACE(sizeof(int) * fds.size()));
+  if (!fds.empty()) {
+    msg.msg_control = control.data();
+    msg.msg_controllen = control.size();
     cmsghdr* cm = CMSG_FIRSTHDR(&msg);
     cm->cmsg_level = SOL_SOCKET;
     cm->cmsg_type = SCM_RIGHTS;
-    cm->cmsg_len = CMSG_LEN(sizeof(int));
-    std::memcpy(CMSG_DATA(cm), &fd, sizeof fd);
+    cm->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+    std::memcpy(CMSG_DATA(cm), fds.data(), sizeof(int) * fds.size());
   }
   ssize_t n;
   do {
     // EPIPE when the guard is gone; EAGAIN when it does not read (stopped).
     n = ::sendmsg(lifeline_.get(), &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
   } while (n < 0 && errno == EINTR);
-  return n == 1;
+  return n == static_cast<ssize_t>(bytes.size());
 }
 
-bool Guard::hold(int write_end) {
-  holding_ = send(kHold, write_end);
-  return holding_;
+Guard::Reply Guard::receive() {
+  char bytes[16];
+  iovec iov{bytes, sizeof bytes};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  ssize_t n;
+  do {
+    n = ::recvmsg(lifeline_.get(), &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+  } while (n < 0 && errno == EINTR);
+  Reply r;
+  if (n == 0 || (n < 0 && errno != EAGAIN)) hung_up_ = true;
+  if (n <= 0) return r;
+  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
+        c->cmsg_len >= CMSG_LEN(sizeof(int))) {
+      int fd;
+      std::memcpy(&fd, CMSG_DATA(c), sizeof fd);
+      r.fd.reset(fd);
+    }
+  }
+  r.kind = bytes[0];
+  r.bytes.assign(bytes + 1, bytes + n);
+  return r;
 }
 
-bool Guard::drop() {
-  if (!holding_) return true;
-  if (!send(kEof)) return false;
-  holding_ = false;
-  return true;
+std::optional<ExitStatus> Guard::exit_of(const Reply& r) {
+  if (r.kind != 'x' || r.bytes.size() != 1 + sizeof(int)) return std::nullopt;
+  int value;
+  std::memcpy(&value, r.bytes.data() + 1, sizeof value);
+  return ExitStatus{r.bytes[0] != 0, value};
+}
+
+std::optional<ExitStatus> Guard::take_exit() {
+  if (exit_) return std::exchange(exit_, std::nullopt);
+  while (lifeline_ && !hung_up_) {
+    Reply r = receive();
+    if (r.kind == 0) return std::nullopt;  // nothing (more) to read
+    if (auto st = exit_of(r)) return st;
+    spdlog::warn("safespool-guard {} said '{}' out of turn", pid(), r.kind);
+  }
+  return std::nullopt;
+}
+
+Consumer Guard::consume(const ConsumeOrder& order, int bound_ms, bool* cgroup_failed) {
+  Fd request = consume_request(order.spec);
+  std::vector<int> fds = {request.get(), order.spec.stdin_fd, order.spec.stdout_fd,
+                          order.spec.stderr_fd};
+  std::string flags;
+  if (order.hold >= 0) fds.push_back(order.hold), flags += 'h';
+  if (order.cgroup >= 0) fds.push_back(order.cgroup), flags += 'g';
+  if (!send('c', fds, flags))
+    throw GuardLost("safespool-guard " + std::to_string(pid()) + " did not take the consumer");
+  Reply r = await_reply(bound_ms);
+  if (r.kind == 's' && r.bytes.size() == sizeof(int) && r.fd) {
+    Consumer c;
+    std::memcpy(&c.pid, r.bytes.data(), sizeof c.pid);
+    c.pidfd = std::move(r.fd);
+    return c;
+  }
+  if (r.kind == 'f' && r.bytes.size() == 1 + sizeof(int)) {
+    int err;
+    std::memcpy(&err, r.bytes.data() + 1, sizeof err);
+    if (cgroup_failed) *cgroup_failed = r.bytes[0] == 'g';
+    throw SysError(start_failure(order.spec, r.bytes[0]), err);
+  }
+  throw GuardLost("safespool-guard " + std::to_string(pid()) +
+                  " gave no answer about the consumer");
+}
+
+/// The next reply, waiting up to `bound_ms` while the guard lives and is
+/// not stopped; an 'x' met on the way is kept for take_exit().
+Guard::Reply Guard::await_reply(int bound_ms) {
+  auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(bound_ms);
+  while (std::chrono::steady_clock::now() < end && !hung_up_) {
+    pollfd p[2] = {{lifeline_.get(), POLLIN, 0}, {child_.pidfd(), POLLIN, 0}};
+    if (::poll(p, 2, 250) < 0 && errno != EINTR) break;
+    if (p[0].revents) {
+      Reply r = receive();
+      if (auto st = exit_of(r))
+        exit_ = st;
+      else if (r.kind != 0)
+        return r;
+      continue;
+    }
+    if (p[1].revents || stopped()) break;
+  }
+  return {};
 }
 
 void Guard::release() {
   if (!lifeline_) return;
-  send(kRelease);
+  send('r');
   lifeline_.reset();
+}
+
+void Guard::kill() const {
+  if (child_.running()) ::kill(child_.pid(), SIGKILL);
 }
 
 ExitStatus Guard::reap(int bound_ms) {
@@ -165,97 +301,9 @@ ExitStatus Guard::reap(int bound_ms) {
     do {
       rc = ::poll(&p, 1, bound_ms);
     } while (rc < 0 && errno == EINTR);
-    if (rc == 0) ::kill(child_.pid(), SIGKILL);  // the guard alone
+    if (rc == 0) kill();
   }
   return child_.wait();
-}
-
-Launcher::~Launcher() {
-  try {
-    release();
-  } catch (const std::exception& e) {
-    spdlog::warn("cannot let the consumers' guard go: {}", e.what());
-  }
-}
-
-Child Launcher::start(SpawnSpec spec, int write_end) {
-  // A consumer started before never ended through consumer_ended() (an
-  // exception): its guard may hold a copy of a cut payload's pipe.
-  if (in_job_) kill_and_forget();
-  for (int attempt = 1;; ++attempt) {
-    Guard& guard = ready_guard(write_end);
-    spec.pgroup = guard.pgid();
-    try {
-      Child child = paths_.spawn(spec);
-      in_job_ = true;
-      return child;
-    } catch (const SysError&) {
-      // The consumer may have failed to join the group of a guard that
-      // died meanwhile: that is worth one more try with a new guard.
-      if (attempt == 1 && guard.gone()) {
-        forget(false, 0, "was gone when the consumer was started");
-        continue;
-      }
-      // No consumer exists: the copy the guard holds can go.
-      if (!guard.drop()) forget(false, 0, "did not take 'e'");
-      throw;
-    }
-  }
-}
-
-Guard& Launcher::ready_guard(int write_end) {
-  for (;;) {
-    if (guard_ && guard_->gone()) forget(false, 0, "was gone; starting a new one");
-    bool fresh = !guard_;
-    if (fresh) {
-      guard_ = Guard::start();
-      spdlog::debug("started guard {}", guard_->pgid());
-    }
-    if (write_end < 0 || guard_->hold(write_end)) return *guard_;
-    int err = errno;
-    forget(false, 0, "did not take the consumer's pipe");
-    if (fresh) throw SysError("cannot hand the consumer's pipe to safespool-guard", err);
-  }
-}
-
-void Launcher::payload_complete() {
-  // A guard that does not take it is dealt with in consumer_ended().
-  if (guard_) guard_->drop();
-}
-
-void Launcher::consumer_ended(bool clean) {
-  in_job_ = false;
-  if (!guard_) return;
-  if (clean && guard_->drop()) return;  // ready for the next consumer
-  if (clean) return forget(false, 0, "did not take 'e'");
-  // Its group, guard included, was SIGKILLed: it is dying.
-  forget(true, 2000, "was killed with its group");
-}
-
-void Launcher::release() {
-  if (!guard_) return;
-  if (in_job_) return kill_and_forget();
-  guard_->release();
-  ExitStatus st = guard_->reap();
-  spdlog::debug("released guard {}: {}", guard_->pgid(), st.describe());
-  guard_.reset();
-}
-
-void Launcher::kill_and_forget() {
-  if (guard_) guard_->kill_group();
-  forget(true, 2000, "was killed with the group of a consumer that did not end cleanly");
-}
-
-void Launcher::forget(bool expected, int bound_ms, const char* why) {
-  in_job_ = false;
-  if (!guard_) return;
-  pid_t pid = guard_->pgid();
-  ExitStatus st = guard_->reap(bound_ms);
-  if (expected)
-    spdlog::debug("guard {} {}: {}", pid, why, st.describe());
-  else
-    spdlog::warn("safespool-guard {} {} ({})", pid, why, st.describe());
-  guard_.reset();
 }
 
 }  // namespace safespool

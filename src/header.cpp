@@ -8,20 +8,6 @@
 #include "safespool/packet.hpp"
 
 namespace safespool {
-namespace {
-
-// Reads exactly buf.size() bytes unless the stream ends first.
-size_t read_exact(Reader& in, std::span<std::byte> buf) {
-  size_t got = 0;
-  while (got < buf.size()) {
-    size_t n = in.read(buf.subspan(got));
-    if (n == 0) break;
-    got += n;
-  }
-  return got;
-}
-
-}  // namespace
 
 Meta read_header(Reader& in, const std::string& name, std::string* raw) {
   auto fail = [&](const std::string& why) { return FormatError(name + ": " + why); };

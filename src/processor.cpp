@@ -118,12 +118,12 @@ JobOutcome run_consumer_of(Job& job, const JobOptions& opts, const JobContext& c
   } catch (const FormatError& e) {
     return judge(job, ctx, e);
   }
-  HandoffOptions handoff = opts.handoff;
-  handoff.launcher = &ctx.launcher;
-  handoff.while_running = before_wait;
   try {
     JobOutcome out;
-    out.handoff = run_consumer(spec, job.payload(opts.ignore_payload), handoff);
+    ConsumerRun run =
+        start_consumer(ctx.launcher, spec, job.payload(opts.ignore_payload), opts.handoff);
+    if (before_wait) before_wait();  // while the consumer runs
+    out.handoff = run.wait();
     return settle_trust(job, ctx, std::move(out));
   } catch (const SysError& e) {
     // An environment too large for exec is the packet's doing.

@@ -189,22 +189,10 @@ std::string search_path(const std::string& name) {
   throw SysError("cannot run '" + name + "'", err);
 }
 
-Child CommandPaths::spawn(SpawnSpec spec) {
-  if (spec.argv.empty()) throw UsageError("no command given");
-  const std::string& name = spec.argv[0];
+const std::string& CommandPaths::find(const std::string& name) {
   auto it = found_.find(name);
-  bool remembered = it != found_.end();
-  if (!remembered) it = found_.emplace(name, search_path(name)).first;
-  spec.path = it->second;
-  try {
-    return safespool::spawn(spec);
-  } catch (const SysError& e) {
-    if (!remembered || (e.err() != ENOENT && e.err() != EACCES)) throw;
-    // Moved or uninstalled since we looked: look again, once.
-    found_.erase(it);
-    spec.path = found_.emplace(name, search_path(name)).first->second;
-    return safespool::spawn(spec);
-  }
+  if (it == found_.end()) it = found_.emplace(name, search_path(name)).first;
+  return it->second;
 }
 
 }  // namespace safespool

@@ -39,7 +39,13 @@ struct Signature {
   std::string summary;
 };
 
-/// A pull stream of bytes. Not thread-safe, except cancel().
+/// How far a stream has read the file at the bottom of its stack.
+struct SourcePosition {
+  uint64_t offset = 0;  ///< bytes of the file read so far
+  uint64_t size = 0;    ///< the file's size now
+};
+
+/// A pull stream of bytes. Not thread-safe, except cancel() and position().
 class Reader {
  public:
   virtual ~Reader() = default;
@@ -69,7 +75,17 @@ class Reader {
   /// message decrypted and verified in one stage hides it). A claim for
   /// refusing early, never proof of a signer.
   virtual std::optional<openpgp::Announcement> announcement() const { return std::nullopt; }
+  /// Thread-safe: how far the stack has read its job file, for a progress
+  /// display (the decoded size is not known ahead). nullopt when the file
+  /// is not a regular file or a stage reads it out of our sight (an
+  /// external decoder).
+  virtual std::optional<SourcePosition> position() const { return std::nullopt; }
 };
+
+/// Reads from `in` until `buf` is full or the stream ends; returns the
+/// number of bytes read (less than buf.size() only at the end). Throws
+/// what in.read() throws.
+size_t read_exact(Reader& in, std::span<std::byte> buf);
 
 /// What the first bytes of a stream look like.
 enum class Encoding { Packet, Zstd, OpenPgp, Unknown };

@@ -8,6 +8,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <utility>
@@ -49,8 +50,10 @@ struct Pipe {
 Pipe make_pipe();
 
 /// Reads until `buf` is full or EOF; retries EINTR. Returns bytes read.
-/// Throws SysError naming `what` on failure.
-size_t read_full(int fd, std::span<std::byte> buf, const std::string& what);
+/// With `at`, reads from that offset with pread() and leaves the file
+/// offset where it was. Throws SysError naming `what` on failure.
+size_t read_full(int fd, std::span<std::byte> buf, const std::string& what,
+                 std::optional<uint64_t> at = std::nullopt);
 
 /// Writes all of `buf` to a blocking fd; retries EINTR. Throws SysError.
 void write_all(int fd, std::span<const std::byte> buf, const std::string& what);

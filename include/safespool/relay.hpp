@@ -82,6 +82,13 @@ class Relay {
   /// that was cut short: closing is harmless. Thread-safe.
   bool reader_gone() const;
 
+  /// The write end while it is open (-1 after close), to find who else
+  /// holds the pipe. Thread-safe.
+  int write_fd() const {
+    std::lock_guard lock(mu_);
+    return write_.get();
+  }
+
   uint64_t bytes() const { return bytes_.load(); }
   /// When a payload byte last entered the pipe (or when started).
   std::chrono::steady_clock::time_point last_progress() const;

@@ -1,15 +1,17 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 // Spawning children precisely.
 //
-// Children are started with posix_spawn, never fork+exec by hand and never
-// through Boost.Process (see docs/design/spawning.md for the defects that
-// ruled it out). A child gets exactly fds 0-2 (addclosefrom_np(3)), a
-// process group of its own (a new one it leads, or one named in the spec,
-// e.g. its guard's), default signal dispositions and an empty signal mask
-// (unless the spec asks for blocked signals). Exec failure comes back as an
-// exception carrying errno, never as a fake exit status 127, and leaves no
-// zombie. Each child is watched through a pidfd so it can be awaited on an
-// event loop.
+// The processor's children (the consumers' guard, an external decoder, a
+// scan's batch gpg) are started with posix_spawn, never fork+exec by hand
+// and never through Boost.Process (see docs/design/spawning.md for the
+// defects that ruled it out); consumers are started by their guard, which
+// must be their parent (src/guard/consumer.cpp). A child gets exactly fds
+// 0-2 (addclosefrom_np(3)), a process group of its own (a new one it leads,
+// or one named in the spec), default signal dispositions and an empty
+// signal mask (unless the spec asks for blocked signals). Exec failure
+// comes back as an exception carrying errno, never as a fake exit status
+// 127, and leaves no zombie. Each child is watched through a pidfd so it
+// can be awaited on an event loop.
 //
 // A command name is searched in PATH as execvp does. CommandPaths does that
 // search once per name for a run of consumers: posix_spawnp would search in
@@ -19,11 +21,13 @@
 
 #include <sys/types.h>
 
+#include <cerrno>
 #include <map>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "safespool/error.hpp"
 #include "safespool/fd.hpp"
 
 namespace safespool {
@@ -48,12 +52,11 @@ struct SpawnSpec {
   int stdout_fd = 1;                            ///< becomes the child's fd 1
   int stderr_fd = 2;                            ///< becomes the child's fd 2
   /// 0: a new process group led by the child. Otherwise the child joins
-  /// this existing group (same session) before exec — the consumer joins
-  /// its guard's group this way.
+  /// this existing group (same session) before exec.
   pid_t pgroup = 0;
   /// Signals blocked in the child from its first instruction through exec
-  /// (default: none). The guard uses this to survive a SIGTERM sent to its
-  /// group before it had time to ignore SIGTERM.
+  /// (default: none). The guard is started so, to survive a SIGTERM sent
+  /// to its group before it had time to ignore SIGTERM.
   std::vector<int> blocked_signals;
 };
 
@@ -116,9 +119,32 @@ class CommandPaths {
   /// spawn() with spec.path set to where argv[0] was found. When a
   /// remembered file fails with ENOENT or EACCES (moved or uninstalled since),
   /// argv[0] is searched for again, once. Throws as spawn() does.
-  Child spawn(SpawnSpec spec);
+  Child spawn(SpawnSpec spec) {
+    return run(std::move(spec), [](const SpawnSpec& s) { return safespool::spawn(s); });
+  }
+
+  /// The same for any way of starting `spec` (the guard starts consumers):
+  /// `start(spec)` with spec.path set, again once after a SysError with
+  /// ENOENT or EACCES for a remembered file.
+  template <class Start>
+  auto run(SpawnSpec spec, Start&& start) -> decltype(start(spec)) {
+    if (spec.argv.empty()) throw UsageError("no command given");
+    bool remembered = found_.count(spec.argv[0]) > 0;
+    spec.path = find(spec.argv[0]);
+    try {
+      return start(spec);
+    } catch (const SysError& e) {
+      if (!remembered || (e.err() != ENOENT && e.err() != EACCES)) throw;
+      // Moved or uninstalled since we looked: look again, once.
+      found_.erase(spec.argv[0]);
+      spec.path = find(spec.argv[0]);
+      return start(spec);
+    }
+  }
 
  private:
+  /// Where `name` was found, searching PATH the first time.
+  const std::string& find(const std::string& name);
   std::map<std::string, std::string> found_;  ///< name -> file
 };
 

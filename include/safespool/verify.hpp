@@ -47,6 +47,7 @@ class TrustedStream : public Reader {
   std::optional<openpgp::Announcement> announcement() const override {
     return inner_->announcement();
   }
+  std::optional<SourcePosition> position() const override { return inner_->position(); }
 
   /// After the header was read: throws FormatError "NAME: not trusted:
   /// ..." when the message announces no signature, or only issuers not in

@@ -1,72 +1,100 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
-// safespool-guard: makes consumers die with the processor that feeds them.
+// safespool-guard: makes consumers, and everything they start, die with
+// the processor that feeds them.
 //
 // When the processor is killed (SIGKILL, OOM killer, crash), the kernel
-// closes its end of the consumer's stdin pipe, and the consumer would read
-// a clean EOF after a truncated payload — and may "succeed" on it. The
-// processor therefore starts this guard, as the leader of a new process
-// group, and starts every consumer of its run inside that group. For each
-// consumer fed through a pipe, the guard holds a second copy of the pipe's
-// write end, so the consumer cannot see EOF while the guard lives; and it
-// watches the processor through a "lifeline" socket whose other end only
-// the processor holds:
+// closes its end of the consumer's stdin pipe, and the consumer — or any
+// process it started that holds the pipe — would read a clean EOF after a
+// truncated payload, and may "succeed" on it. So the processor starts this
+// guard (in a process group of its own) and has it start every consumer of
+// its run: the guard is their parent and a child subreaper, so every
+// descendant of a consumer is its descendant, and every orphan among them
+// becomes its child. For each consumer fed through a pipe the guard holds a
+// second copy of the pipe's write end, so no reader can see EOF while the
+// guard lives; and it watches the processor through a "lifeline" socket
+// whose other end only the processor holds:
 //
 //   fd 0  our end of the lifeline, an AF_UNIX SOCK_SEQPACKET socket
 //   fd 1  /dev/null
 //   fd 2  the processor's stderr
 //
-// Messages on fd 0 are one byte each:
+// Orders on fd 0, one message each, the first byte saying which:
 //
-// 'h' with one descriptor (SCM_RIGHTS): hold this copy of the next
-//   consumer's pipe write end. The processor sends it before it starts
-//   that consumer. A descriptor in flight stays open, so the processor's
-//   death right after sending is not an EOF either: we receive it before
-//   we can see the lifeline's EOF.
+// 'c' + flags, with descriptors (SCM_RIGHTS): the request (a file naming
+//   the program, argv and environment: consumer.cpp), the consumer's
+//   stdin, stdout and stderr, then — flag 'h' — a copy of its pipe's write
+//   end to hold, then — flag 'g' — its cgroup v2 directory. Only when no
+//   consumer is current. We fork and exec it (its own process group, fds
+//   0-2, default signals, empty mask, in the cgroup) and answer 's' + pid
+//   with a pidfd of it, or 'f' + stage + errno (then we hold nothing of it).
+//   A descriptor in flight stays open, so the processor's death right after
+//   sending is not an EOF either: we receive it before we can see the
+//   lifeline's EOF.
 // 'e': the payload is complete and the processor closed its write end:
-//   close our copy (the consumer now sees EOF) and keep watching, so a
-//   consumer still working after EOF dies with the processor too instead
-//   of overlapping with the next run's consumer of the job.
-// 'r': the processor released us at the end of its run: exit 0.
-// EOF or a read error on fd 0: the processor died: kill(0, SIGKILL). The
-//   kernel makes SIGKILL pending on every member of the group, consumer
-//   included, before our own fds close, so the consumer never returns to
-//   user space to observe the EOF.
-// Anything else — an unknown byte, 'h' without exactly one descriptor or
-//   while we already hold one, a descriptor with 'e' or 'r', 'r' while we
-//   hold one: the same as EOF (fail closed).
+//   close our copy (the consumer now sees EOF).
+// 'd': the processor is done with the consumer, which ended (we said 'x')
+//   cleanly: reap it, close what we hold for it. What it left behind stays
+//   our child, reaped when it ends, killed should the processor die.
+// 'k': kill the whole tree (the job's cgroup, the consumer's group, every
+//   child of ours, recursively), reap it, then exit 2. The processor waits
+//   for our exit before it closes its write end.
+// 'r': released at the end of the run: exit 0. Only when no consumer is
+//   current and nothing is held.
+// EOF or a read error on fd 0: the processor died: kill the whole tree,
+//   then exit. Every descendant has SIGKILL pending, and is reaped, before
+//   our copy of the write end closes: no reader returns to user space to
+//   observe the EOF.
+// Anything else (an unknown order, descriptors that do not match the
+//   flags, an order out of turn): the same as EOF (fail closed).
 //
-// It ignores SIGTERM/SIGINT/SIGHUP/SIGPIPE: a graceful SIGTERM to the
-// group (timeout, interrupt) must not release a write end early; the
-// processor escalates to SIGKILL, which ends us with the rest, and starts
-// a new guard for its next consumer.
+// Answers: besides 's' and 'f', 'x' + signaled + value once the current
+// consumer has ended; it stays unreaped (its process group id stays
+// pinned, so the processor's SIGTERM to the group never hits a stranger)
+// until 'd' or 'k'.
 //
-// Plain libc only: it must start fast and have nothing to go wrong.
+// It ignores SIGTERM/SIGINT/SIGHUP/SIGPIPE: a graceful SIGTERM must not
+// release a write end early. SIGCHLD is read from a signalfd.
+//
+// `safespool-guard --tether PPID FILE ARG...` is a second mode, for the
+// processor's own helpers (gpg --decrypt-files in a queue scan): it asks to
+// be SIGKILLed when its parent dies (PR_SET_PDEATHSIG), checks that its
+// parent is still PPID, and execs FILE.
+//
 // See docs/design/handoff.md, "The guard".
+#include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 
+#include "guard.hpp"
+
+namespace guard {
 namespace {
 
-constexpr char kHold = 'h';
-constexpr char kEof = 'e';
-constexpr char kRelease = 'r';
 constexpr int kExitUsage = 64;  // EX_USAGE
+constexpr int kExitKilled = 2;  // the tree was killed on the processor's order
+constexpr char kConsume = 'c';
+constexpr char kEof = 'e';
+constexpr char kDone = 'd';
+constexpr char kKill = 'k';
+constexpr char kRelease = 'r';
+constexpr char kFlagHold = 'h';
+constexpr char kFlagCgroup = 'g';
+/// Descriptors in one order at most: request, 0, 1, 2, held, cgroup.
+constexpr int kMaxFds = 6;
 
-void say(const char* msg) {
-  // Best effort: stderr may be gone, and SIGPIPE is ignored.
-  ssize_t rc = ::write(2, msg, std::strlen(msg));
-  (void)rc;
-}
-
-/// Ignored, not just blocked: the processor may spawn us with these blocked
-/// (so a group SIGTERM before this point stays pending); setting SIG_IGN
-/// discards such a pending signal.
-void ignore_signals() {
+/// Ignored, not just blocked: the processor spawns us with these blocked
+/// (so a group SIGTERM before this point stays pending); SIG_IGN discards
+/// such a pending signal. SIGCHLD stays blocked, for the signalfd.
+int set_up_signals() {
   sigset_t set;
   sigemptyset(&set);
   static const int kIgnored[] = {SIGTERM, SIGINT, SIGHUP, SIGPIPE};
@@ -74,11 +102,15 @@ void ignore_signals() {
     ::signal(sig, SIG_IGN);
     sigaddset(&set, sig);
   }
-  sigprocmask(SIG_UNBLOCK, &set, nullptr);
+  ::sigprocmask(SIG_UNBLOCK, &set, nullptr);
+  sigemptyset(&set);
+  sigaddset(&set, SIGCHLD);
+  ::sigprocmask(SIG_BLOCK, &set, nullptr);
+  return ::signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
 }
 
-/// Refuses to run where kill(0, SIGKILL) would hit anyone but a consumer
-/// group we lead: e.g. started by hand from a script without job control.
+/// Refuses to run where it could hurt: started by hand from a script, or
+/// where it cannot watch its children.
 bool sane_start(int argc) {
   struct stat st {};
   if (argc != 1) {
@@ -89,22 +121,29 @@ bool sane_start(int argc) {
     say("safespool-guard: must lead its own process group with a socket on stdin\n");
     return false;
   }
+  if (::prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) {
+    say("safespool-guard: cannot become a child subreaper\n");
+    return false;
+  }
   return true;
 }
 
-/// One message from the processor. Descriptors of a malformed message are
-/// left open: one may be a consumer's write end, and the group is about to
-/// be killed; they close with us, after that.
-struct Message {
+/// One order from the processor.
+struct Order {
   enum class Kind { Order, Eof, Malformed } kind = Kind::Malformed;
   char byte = 0;
-  int fd = -1;  ///< the one descriptor that came with it (-1: none)
+  char flags[4] = {};
+  int fds[kMaxFds] = {-1, -1, -1, -1, -1, -1};
+  int nfds = 0;
 };
 
-Message receive() {
-  char byte = 0;
-  iovec iov{&byte, 1};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
+/// Descriptors of a malformed order are left open: one may be a
+/// consumer's write end, and the tree is about to be killed; they close
+/// with us, after that.
+Order receive() {
+  char bytes[8] = {};
+  iovec iov{bytes, sizeof bytes};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxFds)];
   msghdr msg{};
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
@@ -114,66 +153,197 @@ Message receive() {
   do {
     n = ::recvmsg(0, &msg, MSG_CMSG_CLOEXEC);
   } while (n < 0 && errno == EINTR);
-  Message m;
+  Order o;
   if (n <= 0) {
-    m.kind = Message::Kind::Eof;  // or an error: either way the processor is gone
-    return m;
+    o.kind = Order::Kind::Eof;  // or an error: either way the processor is gone
+    return o;
   }
-  size_t fds = 0;
   for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
-    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) return m;
-    size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-    if (count > 0 && fds == 0) std::memcpy(&m.fd, CMSG_DATA(c), sizeof m.fd);
-    fds += count;
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS || o.nfds > 0) return o;
+    o.nfds = static_cast<int>((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+    std::memcpy(o.fds, CMSG_DATA(c), sizeof(int) * static_cast<size_t>(o.nfds));
   }
   // MSG_CTRUNC: the kernel dropped descriptors that did not fit.
-  if (n != 1 || (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || fds > 1) return m;
-  m.kind = Message::Kind::Order;
-  m.byte = byte;
-  return m;
+  if (n > 4 || (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC))) return o;
+  o.kind = Order::Kind::Order;
+  o.byte = bytes[0];
+  std::memcpy(o.flags, bytes + 1, 3);
+  return o;
 }
 
-enum class Ending { Released, ProcessorGone, ProtocolError };
-
-/// Follows the processor's orders until it releases us or dies, or breaks
-/// the protocol. The write end we hold stays open until then, so that on
-/// any ending but a release it closes only after our group was killed.
-Ending follow_orders() {
-  int held = -1;
-  for (;;) {
-    Message m = receive();
-    if (m.kind == Message::Kind::Eof) return Ending::ProcessorGone;
-    if (m.kind == Message::Kind::Malformed) return Ending::ProtocolError;
-    if (m.byte == kHold && m.fd >= 0 && held < 0) {
-      held = m.fd;
-    } else if (m.fd >= 0) {
-      return Ending::ProtocolError;
-    } else if (m.byte == kEof) {
-      if (held >= 0) ::close(held);  // the consumer may see EOF now
-      held = -1;
-    } else if (m.byte == kRelease && held < 0) {
-      return Ending::Released;
-    } else {
-      return Ending::ProtocolError;  // unknown, 'h' without a descriptor, 'r' while holding
-    }
+bool send_reply(const char* bytes, size_t size, int fd) {
+  iovec iov{const_cast<char*>(bytes), size};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  if (fd >= 0) {
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
   }
+  ssize_t n;
+  do {
+    n = ::sendmsg(0, &msg, MSG_NOSIGNAL);
+  } while (n < 0 && errno == EINTR);
+  return n == static_cast<ssize_t>(size);
+}
+
+bool has_flag(const Order& o, char flag) { return std::memchr(o.flags, flag, 3) != nullptr; }
+
+enum class Next { Go, Gone, Broken, Killed, Released };
+
+/// Handles 'c': Broken when the order is malformed, Gone when the answer
+/// cannot be sent.
+Next consume(const Order& o, Job& job) {
+  const bool hold = has_flag(o, kFlagHold), cgroup = has_flag(o, kFlagCgroup);
+  if (job.consumer > 0 || job.held >= 0 || o.nfds != 4 + hold + cgroup) return Next::Broken;
+  job.held = hold ? o.fds[4] : -1;
+  job.cgroup = cgroup ? o.fds[4 + hold] : -1;
+  Started s = start_consumer(o.fds[0], o.fds[1], o.fds[2], o.fds[3], job.cgroup);
+  for (int i = 0; i < 4; ++i) ::close(o.fds[i]);
+  char reply[1 + sizeof(int)];
+  if (s.pid < 0) {  // no consumer: nothing to hold for it
+    if (job.held >= 0) ::close(job.held);
+    if (job.cgroup >= 0) ::close(job.cgroup);
+    job.held = job.cgroup = -1;
+    char failure[2 + sizeof(int)] = {kFailed, s.stage};
+    std::memcpy(failure + 2, &s.err, sizeof s.err);
+    return send_reply(failure, sizeof failure, -1) ? Next::Go : Next::Gone;
+  }
+  job.consumer = s.pid;
+  reply[0] = kStarted;
+  std::memcpy(reply + 1, &s.pid, sizeof s.pid);
+  bool sent = send_reply(reply, sizeof reply, s.pidfd);
+  ::close(s.pidfd);
+  return sent ? Next::Go : Next::Gone;
+}
+
+/// Handles 'd': the consumer ended and was reported.
+bool done(Job& job) {
+  if (job.consumer <= 0 || !job.reported) return false;
+  int st;
+  while (::waitpid(job.consumer, &st, 0) < 0 && errno == EINTR) {
+  }
+  if (job.held >= 0) ::close(job.held);
+  if (job.cgroup >= 0) ::close(job.cgroup);
+  job = Job{};
+  return true;
+}
+
+/// Carries out one order.
+Next obey(const Order& o, Job& job) {
+  if (o.kind == Order::Kind::Eof) return Next::Gone;
+  if (o.kind == Order::Kind::Malformed) return Next::Broken;
+  if (o.byte == kConsume) return consume(o, job);
+  if (o.nfds > 0 || o.flags[0] != 0) return Next::Broken;
+  switch (o.byte) {
+    case kEof:
+      if (job.held >= 0) ::close(job.held);  // the consumer may see EOF now
+      job.held = -1;
+      return Next::Go;
+    case kDone:
+      return done(job) ? Next::Go : Next::Broken;
+    case kKill:
+      return Next::Killed;
+    case kRelease:
+      return job.consumer <= 0 && job.held < 0 ? Next::Released : Next::Broken;
+    default:
+      return Next::Broken;
+  }
+}
+
+/// Tells the processor once the current consumer has ended (it stays
+/// unreaped), and reaps every other child that has. False when the
+/// processor cannot be told.
+bool on_children(int sigchld, Job& job) {
+  signalfd_siginfo si;
+  while (::read(sigchld, &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
+  }
+  reap_others(job.consumer);
+  if (job.consumer <= 0 || job.reported) return true;
+  siginfo_t info{};
+  if (::waitid(P_PID, static_cast<id_t>(job.consumer), &info, WEXITED | WNOHANG | WNOWAIT) != 0 ||
+      info.si_pid == 0)
+    return true;  // still running
+  job.reported = true;
+  return report_exit(info.si_code != CLD_EXITED, info.si_status);
+}
+
+/// Follows the processor's orders until it releases us, orders a kill,
+/// dies, or breaks the protocol.
+Next follow_orders(int sigchld, Job& job) {
+  pollfd p[2] = {{0, POLLIN, 0}, {sigchld, POLLIN, 0}};
+  for (;;) {
+    if (::poll(p, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      return Next::Gone;  // we cannot wait for it: as good as gone
+    }
+    if (p[1].revents && !on_children(sigchld, job)) return Next::Gone;
+    if (!p[0].revents) continue;
+    Next next = obey(receive(), job);
+    if (next != Next::Go) return next;
+  }
+}
+
+/// `safespool-guard --tether PPID FILE ARGV0 ARG...`: runs FILE, to be
+/// SIGKILLed when its parent (thread) ends.
+int tether(int argc, char** argv) {
+  if (argc < 5) {
+    say("usage: safespool-guard --tether PPID FILE ARGV0 [ARG...]\n");
+    return kExitUsage;
+  }
+  if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) return 1;
+  // The parent may have died before the tether held: we would run on.
+  if (::getppid() != static_cast<pid_t>(std::atol(argv[2]))) return 1;
+  ::execv(argv[3], argv + 4);
+  say("safespool-guard --tether: cannot run the program\n");
+  return 127;
 }
 
 }  // namespace
 
-int main(int argc, char**) {
+void say(const char* msg) {
+  // Best effort: stderr may be gone, and SIGPIPE is ignored.
+  ssize_t rc = ::write(2, msg, std::strlen(msg));
+  (void)rc;
+}
+
+bool report_exit(bool signaled, int value) {
+  char reply[2 + sizeof(int)] = {kExited, static_cast<char>(signaled)};
+  std::memcpy(reply + 2, &value, sizeof value);
+  return send_reply(reply, sizeof reply, -1);
+}
+
+}  // namespace guard
+
+int main(int argc, char** argv) {
+  using namespace guard;
+  if (argc > 1 && std::strcmp(argv[1], "--tether") == 0) return tether(argc, argv);
   if (!sane_start(argc)) return kExitUsage;
-  ignore_signals();
-  switch (follow_orders()) {
-    case Ending::Released:
+  int sigchld = set_up_signals();
+  if (sigchld < 0) {
+    say("safespool-guard: cannot watch its children\n");
+    return 1;
+  }
+  Job job;
+  switch (follow_orders(sigchld, job)) {
+    case Next::Released:
       return 0;
-    case Ending::ProcessorGone:
+    case Next::Killed:
+      kill_everything(job);
+      return kExitKilled;
+    case Next::Gone:
       say("safespool-guard: the processor is gone: killing its consumer\n");
       break;
-    case Ending::ProtocolError:
+    default:
       say("safespool-guard: unexpected message from the processor: killing its consumer\n");
       break;
   }
-  ::kill(0, SIGKILL);  // the whole group, ourselves included
-  return 1;            // not reached
+  kill_everything(job);
+  return 1;  // held copies close now, after every reader is dead
 }

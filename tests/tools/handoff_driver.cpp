@@ -13,9 +13,14 @@
 //                                       and writes DIR/done
 //   handoff_driver DIR file LINES       plain file of LINES lines as stdin;
 //                                       consumer reads a line every 50 ms
+//   handoff_driver DIR escape [orphan]  endless stream into
+//                                       tests/tools/session_escaper DIR
+//                                       [orphan], whose child leaves the
+//                                       consumer's group and writes
+//                                       DIR/escaper.eof should it see EOF
 //   handoff_driver DIR held JOBS        JOBS complete 1 MiB streams, each
-//                                       consumer appending its process group
-//                                       to DIR/pgrps, then a stream that
+//                                       consumer appending its parent (the
+//                                       guard) to DIR/parents, then a stream that
 //                                       never yields a byte, all through one
 //                                       Launcher (one guard): the last
 //                                       consumer waits with the guard
@@ -28,6 +33,7 @@
 #include <condition_variable>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <mutex>
 #include <string>
@@ -88,26 +94,40 @@ ConsumerSpec shell(const std::string& dir, const std::string& body, const std::s
 int run_held(const std::string& dir, int jobs) {
   Launcher launcher;
   HandoffOptions opts;
-  opts.launcher = &launcher;
   for (int i = 0; i < jobs; ++i) {
     opts.job_name = "handoff_driver held, job " + std::to_string(i + 1);
     Generator gen(1 << 20);
     PayloadSource payload;
     payload.stream = &gen;
-    auto c = sh("cd '" + dir + "' && cat > /dev/null && cut -d' ' -f5 /proc/$$/stat >> pgrps");
-    if (!run_consumer(c, std::move(payload), opts).success()) return 1;
+    auto c = sh("cd '" + dir + "' && cat > /dev/null && cut -d' ' -f4 /proc/$$/stat >> parents");
+    if (!run_consumer(launcher, c, std::move(payload), opts).success()) return 1;
   }
   opts.job_name = "handoff_driver held, last job";
   Generator gen(0, true);
   PayloadSource payload;
   payload.stream = &gen;
-  return run_consumer(shell(dir, "cat > /dev/null", ""), std::move(payload), opts).success() ? 0
-                                                                                             : 1;
+  auto c = shell(dir, "cat > /dev/null", "");
+  return run_consumer(launcher, c, std::move(payload), opts).success() ? 0 : 1;
+}
+
+int run_escape(const std::string& dir, bool orphan) {
+  HandoffOptions opts;
+  opts.job_name = "handoff_driver escape";
+  Generator gen(0);
+  PayloadSource payload;
+  payload.stream = &gen;
+  ConsumerSpec c = sh("");
+  // Built beside this program.
+  std::string self = std::filesystem::read_symlink("/proc/self/exe");
+  c.argv = {self.substr(0, self.rfind('/')) + "/session_escaper", dir};
+  if (orphan) c.argv.push_back("orphan");
+  return run_consumer(c, std::move(payload), opts).success() ? 0 : 1;
 }
 
 int run(const std::string& dir, const std::string& mode, const std::string& arg,
         const std::string& linger) {
   if (mode == "held") return run_held(dir, std::stoi(arg));
+  if (mode == "escape") return run_escape(dir, arg == "orphan");
   HandoffOptions opts;
   opts.job_name = "handoff_driver " + mode;
   PayloadSource payload;
@@ -131,11 +151,12 @@ int run(const std::string& dir, const std::string& mode, const std::string& arg,
 
 int main(int argc, char** argv) {
   std::string mode = argc > 2 ? argv[2] : "";
-  if ((mode != "stream" && mode != "file" && mode != "held") || (mode != "stream" && argc != 4) ||
-      argc > 5) {
+  bool known = mode == "stream" || mode == "file" || mode == "held" || mode == "escape";
+  bool optional_arg = mode == "stream" || mode == "escape";
+  if (!known || (!optional_arg && argc != 4) || argc > 5) {
     std::fprintf(stderr,
                  "usage: handoff_driver DIR stream [BYTES [SECONDS]] | DIR file LINES | "
-                 "DIR held JOBS\n");
+                 "DIR held JOBS | DIR escape [orphan]\n");
     return 2;
   }
   try {

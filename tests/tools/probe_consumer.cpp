@@ -15,9 +15,10 @@
 // Options:
 //   --out PATH        where the report goes
 //   --started PATH    create PATH once the start-up state is recorded
-//   --report          add fds=0,1,2 own_pgrp=0 pgrp=N pgrp_leader=COMM sigblk=HEX
-//                     sigign=HEX stdin=TARGET (pgrp_leader: the group leader's
-//                     /proc comm, "safespool-guard" under safespool)
+//   --report          add fds=0,1,2 own_pgrp=1 pgrp=N pgrp_leader=COMM parent=COMM
+//                     ppid=N sigblk=HEX sigign=HEX stdin=TARGET (pgrp_leader, parent:
+//                     /proc comm of the group leader and of the parent,
+//                     "safespool-guard" for the parent under safespool)
 //   --shrink-regrow N after N bytes shrink the pipe to one page (retrying
 //                     until it is empty enough), read 256 KiB, grow it back
 //   --exit-after N    stop after N bytes, report, exit with --status (3)
@@ -118,6 +119,10 @@ std::string process_report() {
   std::string leader;
   std::getline(std::ifstream("/proc/" + std::to_string(getpgrp()) + "/comm"), leader);
   out += " pgrp=" + std::to_string(getpgrp()) + " pgrp_leader=" + (leader.empty() ? "?" : leader);
+  std::string parent;
+  std::getline(std::ifstream("/proc/" + std::to_string(getppid()) + "/comm"), parent);
+  out += " parent=" + (parent.empty() ? std::string("?") : parent);
+  out += " ppid=" + std::to_string(getppid());
   out += " sigblk=" + status_field("SigBlk:") + " sigign=" + status_field("SigIgn:");
   return out + " stdin=" + (n > 0 ? std::string(target, n) : "?");
 }

@@ -17,6 +17,7 @@
 #include <fstream>
 #include <thread>
 
+#include "safespool/cgroup.hpp"
 #include "safespool/error.hpp"
 #include "safespool/handoff.hpp"
 #include "safespool/spawn.hpp"
@@ -49,6 +50,13 @@ pid_t pgrp_of(pid_t pid) {
   return pgrp;
 }
 
+pid_t parent_of(pid_t pid) {
+  int ppid = 0;
+  char state = 0;
+  std::sscanf(stat_tail(pid).c_str(), "%c %d", &state, &ppid);
+  return ppid;
+}
+
 /// Processes of group `pgid` that are alive (zombies do not count: they are
 /// reparented and not ours to reap).
 std::vector<pid_t> live_members(pid_t pgid) {
@@ -75,12 +83,26 @@ long long max_rchar(pid_t pgid) {
   return best;
 }
 
+/// Bytes `pid` has read so far (/proc/PID/io rchar; 0 when gone).
+long long rchar(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/io");
+  std::string key;
+  long long v = 0;
+  while (in >> key >> v)
+    if (key == "rchar:") return v;
+  return 0;
+}
+
 class GuardTest : public ::testing::Test {
  protected:
-  Child driver(std::vector<std::string> args) {
+  /// The driver, with `env` added to our environment.
+  Child driver(std::vector<std::string> args, std::vector<std::string> env = {}) {
     SpawnSpec s;
     s.argv = {kDriver, dir_.string()};
-    s.argv.insert(s.argv.end(), args.begin(), args.end());
+    for (auto& a : args)
+      if (!a.empty()) s.argv.push_back(a);
+    for (char** e = environ; *e; ++e) env.emplace_back(*e);
+    s.env = env;
     return spawn(s);
   }
   /// The consumer's pid once it has started (0 after 5 s).
@@ -99,11 +121,12 @@ class GuardTest : public ::testing::Test {
     std::this_thread::sleep_for(200ms);
     EXPECT_FALSE(fs::exists(dir_ / "marker")) << "the consumer took our death for EOF";
   }
-  /// The consumer's group: led by its guard, not the driver's.
+  /// The consumer's group: its own, not the driver's; its parent: its guard.
   pid_t guard_group(pid_t consumer, const Child& d) {
     pid_t pgid = pgrp_of(consumer);
+    EXPECT_EQ(pgid, consumer);
     EXPECT_NE(pgid, d.pgid());
-    std::string comm = slurp("/proc/" + std::to_string(pgid) + "/comm");
+    std::string comm = slurp("/proc/" + std::to_string(parent_of(consumer)) + "/comm");
     EXPECT_EQ(comm, "safespool-guard\n");
     return pgid;
   }
@@ -158,8 +181,8 @@ TEST_F(GuardTest, ProcessorKilledBetweenHoldAndFirstByteOfALaterJob) {
   pid_t consumer = consumer_pid();
   ASSERT_GT(consumer, 0) << "consumer never started";
   pid_t pgid = guard_group(consumer, d);
-  std::string p = std::to_string(pgid) + "\n";
-  EXPECT_EQ(slurp(dir_ / "pgrps"), p + p + p) << "the jobs did not share one guard";
+  std::string p = std::to_string(parent_of(consumer)) + "\n";
+  EXPECT_EQ(slurp(dir_ / "parents"), p + p + p) << "the jobs did not share one guard";
   std::this_thread::sleep_for(100ms);
   kill_driver_and_check(d, pgid);
 }
@@ -172,129 +195,36 @@ TEST_F(GuardTest, ProcessorKilledBetweenHoldAndFirstByteOfTheFirstJob) {
   kill_driver_and_check(d, pgid);
 }
 
-/// SIGSTOPs `pid` and waits until it is stopped.
-bool stop(pid_t pid) {
-  return ::kill(pid, SIGSTOP) == 0 && eventually([&] { return stat_tail(pid)[0] == 'T'; });
-}
-
-/// True when the read end `fd` reports EOF within `ms`.
-bool eof_within(int fd, int ms) {
-  pollfd p{fd, POLLIN, 0};
-  if (::poll(&p, 1, ms) != 1) return false;
-  char c;
-  return ::read(fd, &c, 1) == 0;
-}
-
-TEST_F(GuardTest, HeldCopyKeepsThePipeOpenFromTheMomentItIsSent) {
-  Guard g = Guard::start();
-  Pipe p = make_pipe();
-  // Stopped, the guard cannot receive: the copy stays in flight, in its
-  // socket's queue, as when we die right after sending it.
-  ASSERT_TRUE(stop(g.pgid()));
-  ASSERT_TRUE(g.hold(p.write.get()));
-  p.write.reset();
-  EXPECT_FALSE(eof_within(p.read.get(), 200)) << "a copy in flight did not keep the pipe open";
-  ASSERT_EQ(::kill(g.pgid(), SIGCONT), 0);
-  EXPECT_FALSE(eof_within(p.read.get(), 200)) << "the guard did not keep its copy";
-  ASSERT_TRUE(g.drop());
-  EXPECT_TRUE(eof_within(p.read.get(), 5000)) << "'e' did not close the guard's copy";
-  g.release();
-  EXPECT_EQ(g.reap().describe(), "exit status 0");
-}
-
-/// Sends one protocol message the way the processor does, or a broken one.
-bool send_message(int sock, const std::string& bytes, std::vector<int> fds) {
-  iovec iov{const_cast<char*>(bytes.data()), bytes.size()};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  std::vector<char> control(CMSG_SPACE(sizeof(int) * fds.size()));
-  if (!fds.empty()) {
-    msg.msg_control = control.data();
-    msg.msg_controllen = control.size();
-    cmsghdr* c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-    std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
-  }
-  return ::sendmsg(sock, &msg, MSG_NOSIGNAL) == static_cast<ssize_t>(bytes.size());
-}
-
-/// A guard started the way Guard::start() does it, but with the test
-/// holding the processor's end of the lifeline; its messages to stderr
-/// are discarded.
-Child raw_guard(Fd& ours) {
-  int sv[2];
-  EXPECT_EQ(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
-  ours = Fd(sv[0]);
-  Fd theirs(sv[1]), quiet(::open("/dev/null", O_WRONLY | O_CLOEXEC));
-  SpawnSpec gs;
-  gs.argv = {find_guard(guard_candidates())};
-  gs.stdin_fd = theirs.get();
-  gs.stderr_fd = quiet.get();
-  return spawn(gs);
-}
-
-TEST_F(GuardTest, ProcessorDeathWithTheHoldStillInFlightIsNoEof) {
-  Fd lifeline;
-  Child g = raw_guard(lifeline);
-  // The consumer: reads its pipe, and marks an EOF should it ever see one.
-  Pipe p = make_pipe();
-  SpawnSpec cs;
-  cs.argv = {"/bin/sh", "-c", "cat > /dev/null; echo eof > '" + (dir_ / "marker").string() + "'"};
-  cs.stdin_fd = p.read.get();
-  cs.pgroup = g.pid();
-  Child consumer = spawn(cs);
-  p.read.reset();
-  // The guard cannot receive yet; we send the hold and die at once: our
-  // write end and our end of the lifeline close.
-  ASSERT_TRUE(stop(g.pid()));
-  ASSERT_TRUE(send_message(lifeline.get(), "h", {p.write.get()}));
-  p.write.reset();
-  lifeline.reset();
-  std::this_thread::sleep_for(200ms);
-  EXPECT_FALSE(fs::exists(dir_ / "marker")) << "a copy in flight did not keep the pipe open";
-  ASSERT_EQ(::kill(g.pid(), SIGCONT), 0);
-  EXPECT_EQ(consumer.wait().describe(), "killed by signal 9 (Killed)");
-  EXPECT_EQ(g.wait().describe(), "killed by signal 9 (Killed)");
-  EXPECT_FALSE(fs::exists(dir_ / "marker")) << "the consumer took our death for EOF";
-}
-
-TEST_F(GuardTest, GuardKillsItsGroupOnAnyBrokenMessage) {
-  struct Case {
-    const char* name;
-    std::vector<std::pair<std::string, int>> messages;  // byte(s), fds attached
-  };
-  const std::vector<Case> cases = {
-      {"second hold", {{"h", 1}, {"h", 1}}},
-      {"release while holding", {{"h", 1}, {"r", 0}}},
-      {"unknown byte", {{"x", 0}}},
-      {"hold without a descriptor", {{"h", 0}}},
-      {"two descriptors", {{"h", 2}}},
-      {"descriptor with 'e'", {{"e", 1}}},
-      {"two bytes", {{"ee", 0}}},
-  };
-  for (const auto& c : cases) {
-    Fd ours;
-    Child g = raw_guard(ours);
-    SpawnSpec ms;
-    ms.argv = {"sleep", "100"};
-    ms.pgroup = g.pid();
-    Child member = spawn(ms);
-    Pipe p = make_pipe();
-    for (const auto& [bytes, nfds] : c.messages)
-      ASSERT_TRUE(send_message(ours.get(), bytes, std::vector<int>(nfds, p.write.get()))) << c.name;
-    EXPECT_EQ(member.wait().describe(), "killed by signal 9 (Killed)") << c.name;
-    EXPECT_EQ(g.wait().describe(), "killed by signal 9 (Killed)") << c.name;
+TEST_F(GuardTest, ProcessorKilledMidStreamTakesADescendantThatLeftTheGroup) {
+  std::string why;
+  std::vector<std::string> modes = {"SAFESPOOL_CGROUP=off"};       // the subreaper alone
+  if (CgroupDir::find(why)) modes.push_back("SAFESPOOL_CGROUP=");  // per-job cgroups
+  for (const auto& mode : modes) {
+    SCOPED_TRACE(mode);
+    fs::remove(dir_ / "escaper.pid");
+    Child d = driver({"escape"}, {mode});
+    ASSERT_TRUE(eventually([&] { return !slurp(dir_ / "escaper.pid").empty(); }))
+        << "the escaper never started";
+    pid_t escaper = std::stoi(slurp(dir_ / "escaper.pid"));
+    std::string cgroup = slurp("/proc/" + std::to_string(escaper) + "/cgroup");
+    EXPECT_EQ(cgroup.find("/safespool-") != std::string::npos, mode.back() == '=') << cgroup;
+    ASSERT_TRUE(eventually([&] { return rchar(escaper) > (8 << 20); })) << "no bytes flowed";
+    ASSERT_EQ(::kill(d.pid(), SIGKILL), 0);
+    d.wait();
+    EXPECT_TRUE(eventually([&] {
+      return stat_tail(escaper).empty() || stat_tail(escaper)[0] == 'Z';
+    })) << "a descendant in its own session outlived the processor";
+    std::this_thread::sleep_for(200ms);
+    EXPECT_FALSE(fs::exists(dir_ / "escaper.eof"))
+        << "it took our death for EOF: " << slurp(dir_ / "escaper.eof");
   }
 }
 
 TEST_F(GuardTest, GuardIgnoresGroupSigtermAndExitsZeroWhenReleased) {
   Guard g = Guard::start();
-  ::kill(-g.pgid(), SIGTERM);  // at once: the blocked-at-spawn window too
+  ::kill(-g.pid(), SIGTERM);  // at once: the blocked-at-spawn window too
   std::this_thread::sleep_for(200ms);
-  EXPECT_EQ(stat_tail(g.pgid()).substr(0, 1), "S") << "guard died of SIGTERM";
+  EXPECT_EQ(stat_tail(g.pid()).substr(0, 1), "S") << "guard died of SIGTERM";
   g.release();
   EXPECT_EQ(g.reap().describe(), "exit status 0");
 }

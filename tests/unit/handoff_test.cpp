@@ -135,6 +135,11 @@ class HandoffTest : public ::testing::Test {
   HandoffResult run_stream(const ConsumerSpec& c, MemReader& r) {
     PayloadSource p;
     p.stream = &r;
+    return run(c, std::move(p));
+  }
+  /// Through the test's launcher when it has one, else a guard of its own.
+  HandoffResult run(const ConsumerSpec& c, PayloadSource p) {
+    if (launcher_) return run_consumer(*launcher_, c, std::move(p), opts_);
     return run_consumer(c, std::move(p), opts_);
   }
   fs::path out() const { return dir_ / "out"; }
@@ -153,6 +158,7 @@ class HandoffTest : public ::testing::Test {
   test::TempDir tmp_{"handoff_test"};
   fs::path dir_ = tmp_.path;
   HandoffOptions opts_;
+  Launcher* launcher_ = nullptr;
 };
 
 TEST_F(HandoffTest, StreamPipeIsEmptyAndAlreadyMaxSizeWhenConsumerStarts) {
@@ -190,7 +196,7 @@ TEST_F(HandoffTest, PlainFileIsStdinPositionedAtThePayload) {
   p.file = Fd(::open((dir_ / "job").c_str(), O_RDONLY | O_CLOEXEC));
   ASSERT_EQ(::lseek(p.file.get(), static_cast<off_t>(header.size()), SEEK_SET),
             static_cast<off_t>(header.size()));
-  auto res = run_consumer(probe({"--report"}), std::move(p), opts_);
+  auto res = run(probe({"--report"}), std::move(p));
   std::string rep = report();
   EXPECT_TRUE(res.success()) << res.describe();
   EXPECT_EQ(res.bytes, data.size());
@@ -201,7 +207,7 @@ TEST_F(HandoffTest, PlainFileIsStdinPositionedAtThePayload) {
 }
 
 TEST_F(HandoffTest, NoPayloadGivesDevNull) {
-  auto res = run_consumer(probe({"--report"}), PayloadSource{}, opts_);
+  auto res = run(probe({"--report"}), PayloadSource{});
   std::string rep = report();
   EXPECT_TRUE(res.success()) << res.describe();
   EXPECT_EQ(field(rep, "stdin"), "/dev/null") << rep;
@@ -222,9 +228,9 @@ TEST_F(HandoffTest, ConsumerGetsFds012GuardsGroupDefaultSignalsEmptyMask) {
   std::string rep = report();
   EXPECT_TRUE(res.success()) << res.describe();
   EXPECT_EQ(field(rep, "fds"), "0,1,2") << rep;
-  // A group of its own run, led by its guard; never ours.
-  EXPECT_EQ(field(rep, "own_pgrp"), "0") << rep;
-  EXPECT_EQ(field(rep, "pgrp_leader"), "safespool-guard") << rep;
+  // A group of its own, never ours; its parent is its guard.
+  EXPECT_EQ(field(rep, "own_pgrp"), "1") << rep;
+  EXPECT_EQ(field(rep, "parent"), "safespool-guard") << rep;
   EXPECT_NE(field(rep, "pgrp"), std::to_string(getpgrp())) << rep;
   EXPECT_EQ(field(rep, "sigblk"), "0000000000000000") << rep;
   EXPECT_EQ(field(rep, "sigign"), "0000000000000000") << "SIGPIPE/SIGUSR2 ignored: " << rep;
@@ -254,21 +260,46 @@ TEST_F(HandoffTest, ConsumerExitingEarlyGivesItsStatusWithoutHanging) {
   EXPECT_EQ(field(report(), "bytes"), "65536");
 }
 
-TEST_F(HandoffTest, WhileRunningWorkHappensWhileTheConsumerRuns) {
-  // The consumer exits only once the callback has left its mark: had the
-  // callback run after the consumer ended, the timeout would end it.
+TEST_F(HandoffTest, CallerWorksWhileTheConsumerRunsAndItsPayloadFlows) {
+  // The consumer reads the start of its payload, then waits for the
+  // caller's mark: made between start and wait, the mark must find the
+  // payload already flowing and the consumer alive. (The end of the payload
+  // is the supervisor's to deliver, in wait().)
   MemReader r(random_bytes(1 << 20));
   opts_.timeout = 20000ms;
-  int calls = 0;
-  opts_.while_running = [&] {
-    ++calls;
-    std::ofstream(dir_ / "mark") << "x";
-  };
-  auto res = run_stream(shell("cat > /dev/null; while [ ! -e mark ]; do sleep 0.01; done"), r);
+  Launcher launcher;
+  PayloadSource p;
+  p.stream = &r;
+  ConsumerRun run = start_consumer(
+      launcher,
+      shell("head -c 1000 > /dev/null; touch read; while [ ! -e mark ]; do sleep 0.01; done; "
+            "cat > /dev/null"),
+      std::move(p), opts_);
+  EXPECT_TRUE(test::eventually([&] { return fs::exists(dir_ / "read"); }))
+      << "no payload before wait()";
+  std::ofstream(dir_ / "mark") << "x";
+  auto res = run.wait();
   EXPECT_EQ(res.kind, Kind::Exited) << res.describe();
   EXPECT_EQ(res.status, 0);
   EXPECT_EQ(res.bytes, 1u << 20);
-  EXPECT_EQ(calls, 1);
+}
+
+TEST_F(HandoffTest, RunDroppedBeforeWaitKillsTheConsumerBeforeEof) {
+  MemReader r(random_bytes(16 << 20));
+  Launcher launcher;
+  {
+    PayloadSource p;
+    p.stream = &r;
+    ConsumerRun run = start_consumer(
+        launcher, shell("trap '' TERM; echo $$ > pid; cat > /dev/null; echo eof > marker"),
+        std::move(p), opts_);
+    ASSERT_TRUE(test::eventually([&] { return !slurp(dir_ / "pid").empty(); }));
+  }
+  EXPECT_TRUE(gone(std::stoi(slurp(dir_ / "pid")))) << "an abandoned consumer survived";
+  std::this_thread::sleep_for(100ms);
+  EXPECT_FALSE(fs::exists(dir_ / "marker")) << "an abandoned consumer saw EOF";
+  int st;
+  EXPECT_LE(::waitpid(-1, &st, WNOHANG), 0) << "an unreaped child is left";
 }
 
 TEST_F(HandoffTest, TimeoutTerminatesConsumerAndItsGrandchildren) {
@@ -289,7 +320,7 @@ TEST_F(HandoffTest, TimeoutKillsGrandchildThatIgnoresSigterm) {
     MemReader r(random_bytes(16 << 20));
     PayloadSource p;
     if (stream) p.stream = &r;
-    auto res = run_consumer(sh, std::move(p), opts_);
+    auto res = run(sh, std::move(p));
     EXPECT_EQ(res.kind, Kind::TimedOut) << res.describe();
     EXPECT_LT(res.seconds, 5);
     EXPECT_TRUE(gone(std::stoi(slurp(dir_ / "gc"))))
@@ -330,14 +361,14 @@ TEST_F(HandoffTest, ExecFailureThrowsAndLeavesNoZombie) {
 
 TEST_F(HandoffTest, RunOfConsumersSharesOneGuardUntilAnAbortKillsIt) {
   Launcher launcher;
-  opts_.launcher = &launcher;
-  // The consumer's process group, as the probe saw it.
+  launcher_ = &launcher;
+  // The consumer's guard (its parent), as the probe saw it.
   auto group_of = [&](PayloadSource p) {
     fs::remove(out());
-    auto res = run_consumer(probe({"--report"}), std::move(p), opts_);
+    auto res = run(probe({"--report"}), std::move(p));
     EXPECT_TRUE(res.success()) << res.describe();
-    EXPECT_EQ(field(report(), "pgrp_leader"), "safespool-guard") << report();
-    return field(report(), "pgrp");
+    EXPECT_EQ(field(report(), "parent"), "safespool-guard") << report();
+    return field(report(), "ppid");
   };
   auto stream = [](MemReader& r) {
     PayloadSource p;
@@ -353,7 +384,7 @@ TEST_F(HandoffTest, RunOfConsumersSharesOneGuardUntilAnAbortKillsIt) {
   EXPECT_EQ(group_of(std::move(file)), first) << "a plain file got a new guard";
   EXPECT_EQ(group_of(PayloadSource{}), first) << "/dev/null got a new guard";
   // A command that cannot run leaves the guard holding nothing: were it
-  // still holding that pipe, the next hold would make it kill its group.
+  // still holding that pipe, the next consumer would make it kill all.
   ConsumerSpec missing = probe();
   missing.argv = {"safespool-no-such-command"};
   MemReader r2(random_bytes(1000));
@@ -365,10 +396,10 @@ TEST_F(HandoffTest, RunOfConsumersSharesOneGuardUntilAnAbortKillsIt) {
   }
   MemReader r3(random_bytes(300000));
   EXPECT_EQ(group_of(stream(r3)), first);
-  // An abort SIGKILLs the group, guard included: the next consumer gets a
-  // new guard, which the one after it shares.
+  // An abort kills the tree, and the guard exits after it: the next
+  // consumer gets a new guard, which the one after it shares.
   opts_.timeout = 300ms;
-  auto res = run_consumer(shell("sleep 100"), PayloadSource{}, opts_);
+  auto res = run(shell("sleep 100"), PayloadSource{});
   EXPECT_EQ(res.kind, Kind::TimedOut) << res.describe();
   EXPECT_EQ(launcher.guard_pid(), 0) << "the killed guard was not reaped";
   opts_.timeout.reset();
@@ -385,7 +416,7 @@ TEST_F(HandoffTest, RunOfConsumersSharesOneGuardUntilAnAbortKillsIt) {
 
 TEST_F(HandoffTest, ConsumerQuittingWithNoReaderLeftKeepsTheGuard) {
   Launcher launcher;
-  opts_.launcher = &launcher;
+  launcher_ = &launcher;
   // More than the pipe holds: the relay is still at work when they quit.
   MemReader r1(random_bytes(16 << 20)), r2(random_bytes(16 << 20));
   auto res = run_stream(shell("exit 3"), r1);
@@ -400,7 +431,7 @@ TEST_F(HandoffTest, ConsumerQuittingWithNoReaderLeftKeepsTheGuard) {
 
 TEST_F(HandoffTest, ConsumerQuittingWhileItsChildHoldsTheCutPayloadKillsTheGroup) {
   Launcher launcher;
-  opts_.launcher = &launcher;
+  launcher_ = &launcher;
   MemReader r(random_bytes(16 << 20));
   // The grandchild keeps stdin open and never reads: the payload is cut
   // short. (An asynchronous command's own stdin is /dev/null: hence fd 3.)
@@ -449,7 +480,8 @@ TEST(HandoffResultTest, Describe) {
 int interrupt_case(const std::string& script, int grace_ms, double max_seconds) {
   install_interrupt_fd();
   ConsumerSpec c;
-  c.argv = {"/bin/sh", "-c", script};
+  // $US: this process (the consumer's parent is its guard).
+  c.argv = {"/bin/sh", "-c", "US=" + std::to_string(::getpid()) + "; " + script};
   for (char** e = environ; *e; ++e) c.env.push_back(*e);
   HandoffOptions o;
   o.grace = std::chrono::milliseconds(grace_ms);
@@ -462,16 +494,15 @@ int interrupt_case(const std::string& script, int grace_ms, double max_seconds) 
 
 TEST(HandoffDeathTest, InterruptTerminatesConsumerGroup) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
-  EXPECT_EXIT(std::_Exit(interrupt_case("kill -TERM $PPID; sleep 100", 5000, 4)),
+  EXPECT_EXIT(std::_Exit(interrupt_case("kill -TERM $US; sleep 100", 5000, 4)),
               ::testing::ExitedWithCode(0), "");
 }
 
 TEST(HandoffDeathTest, SecondInterruptDuringGraceKillsAtOnce) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
-  EXPECT_EXIT(
-      std::_Exit(interrupt_case(
-          "trap '' TERM; kill -TERM $PPID; sleep 0.5; kill -INT $PPID; sleep 100", 30000, 5)),
-      ::testing::ExitedWithCode(0), "");
+  EXPECT_EXIT(std::_Exit(interrupt_case(
+                  "trap '' TERM; kill -TERM $US; sleep 0.5; kill -INT $US; sleep 100", 30000, 5)),
+              ::testing::ExitedWithCode(0), "");
 }
 
 }  // namespace
