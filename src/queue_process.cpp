@@ -255,6 +255,7 @@ void Pass::notify(HookEvent::Kind kind, Step& step, const JobOutcome& o) const {
   e.seq = step.job->meta().seq;
   e.exit_status = exit_status_of(o.handoff);
   e.reason = o.reason();
+  e.stderr_tail = o.handoff.stderr_tail;
   e.job_env = job_env(step.job->meta(), step.job->origin());
   hooks_.fire(e);
 }

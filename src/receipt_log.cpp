@@ -17,15 +17,6 @@
 namespace safespool {
 namespace {
 
-/// The consumer's stderr tail, once the hand-off records one.
-template <typename R>
-std::string stderr_tail_of(const R& r) {
-  if constexpr (requires { r.stderr_tail; })
-    return r.stderr_tail;
-  else
-    return {};
-}
-
 std::optional<int> exit_status_of(const HandoffResult& r) {
   if (r.kind == HandoffResult::Kind::Exited) return r.status;
   if (r.kind == HandoffResult::Kind::Signaled) return 128 + r.status;
@@ -111,7 +102,7 @@ void ReceiptLog::job_ended(Job& job, LedgerResult result, const JobOutcome& o,
   }
   r.exit_status = exit_status_of(o.handoff);
   r.reason = o.reason();
-  r.stderr_tail = stderr_tail_of(o.handoff);
+  r.stderr_tail = o.handoff.stderr_tail;
   r.note = take_note();
   for (const auto& x : replaced) {
     Receipt s = base(r.seq);

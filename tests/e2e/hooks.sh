@@ -62,9 +62,19 @@ cat >hookbin/record-env <<'SH'
 {
   echo "event=$SAFESPOOL_EVENT queue=$SAFESPOOL_QUEUE seq=$SAFESPOOL_SEQ exit=$SAFESPOOL_EXIT_STATUS fspl_seq=${FSPL_SEQ:-} param=${FSPL_PARAM_1:-}"
   echo "reason=$SAFESPOOL_REASON"
+  [ -z "$SAFESPOOL_STDERR_TAIL" ] || printf 'tail=%s\n' "$SAFESPOOL_STDERR_TAIL"
 } >>"$E2E_T/hook-env.log"
 SH
 chmod +x hookbin/record-env
+# A consumer that says why it fails on its stderr.
+cat >hookbin/complaining <<'SH'
+#!/bin/sh
+cat >/dev/null
+echo "cannot receive: out of space" >&2
+echo "pool/backup left as it was" >&2
+exit 3
+SH
+chmod +x hookbin/complaining
 hooks=(--hook-success "$hc" --hook-failure "$hc" --hook-blocked "$hc"
   --hook-success "$T/hookbin/record-env" --hook-failure "$T/hookbin/record-env"
   --hook-blocked "$T/hookbin/record-env")
@@ -79,12 +89,15 @@ expect_eq "what the success hook saw" \
   "event=success queue=$T/q seq=1 exit=0 fspl_seq=1 param=p1
 reason=" "$(cat hook-env.log)"
 printf 'two' | ss prepare -s "$T/seq" -i - | ss queue-write -q "$T/q"
-expect_rc 1 run-2 "$SAFESPOOL" queue-process -q "$T/q" "${hooks[@]}" "$T/bin/failing"
+expect_rc 1 run-2 "$SAFESPOOL" queue-process -q "$T/q" "${hooks[@]}" "$T/hookbin/complaining"
 expect_eq "then fail" "GET /check-uuid/start;POST /check-uuid;POST /check-uuid/fail;" "$(requests)"
-expect_match "the fail ping says why" ".*POST /check-uuid/fail 'queue $T/q: failure, job 2, exit status 3\\\\n.*" \
+expect_match "the fail ping says why, with the end of the consumer's stderr" \
+  ".*POST /check-uuid/fail [\"']queue $T/q: failure, job 2, exit status 3\\\\n.*cannot receive: out of space.*" \
   "$(tail -n 1 requests.log)"
 expect_match "what the failure hook saw" ".*event=failure queue=$T/q seq=2 exit=3 fspl_seq=2 .*" \
   "$(tr '\n' ' ' <hook-env.log)"
+expect_match "the failure hook saw the end of the consumer's stderr" \
+  ".*tail=cannot receive: out of space pool/backup left as it was.*" "$(tr '\n' ' ' <hook-env.log)"
 
 section "blocked: once per change of reason"
 ss queue-set-next -q "$T/q" 3

@@ -76,6 +76,8 @@ status --json >st1.json
 expect_eq "JSON: the failure's note" "the consumer's own words" \
   "$(jq -r '.packets[1].receipt.note' st1.json | head -n 1)"
 expect_eq "JSON: who received it" "$T/q" "$(jq -r '.packets[0].receipt.queue' st1.json)"
+expect_eq "JSON: the end of the consumer's stderr" "seq 2 cannot be received" \
+  "$(jq -r '.packets[1].receipt.stderr_tail' st1.json)"
 
 section "--require-signer: a receipt the receiver did not sign is not used"
 printf '{"version": 1, "queue": "x", "seq": 3, "sha256": "%s", "result": "success", "time": 1}' \
