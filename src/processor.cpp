@@ -109,39 +109,9 @@ JobOutcome settle_trust(Job& job, const JobContext& ctx, JobOutcome out) {
   return out;
 }
 
-JobOutcome run_consumer_of(Job& job, const JobOptions& opts, const JobContext& ctx,
-                           const std::function<void()>& before_wait) {
-  ConsumerSpec spec;
-  try {
-    spec = {consumer_argv(job.meta(), opts), consumer_env(job, ctx.extra_env), ctx.stdout_fd,
-            ctx.stderr_fd};
-  } catch (const FormatError& e) {
-    return judge(job, ctx, e);
-  }
-  try {
-    JobOutcome out;
-    ConsumerRun run =
-        start_consumer(ctx.launcher, spec, job.payload(opts.ignore_payload), opts.handoff);
-    if (before_wait) before_wait();  // while the consumer runs
-    out.handoff = run.wait();
-    return settle_trust(job, ctx, std::move(out));
-  } catch (const SysError& e) {
-    // An environment too large for exec is the packet's doing.
-    if (e.err() == E2BIG) return judge(job, ctx, FormatError(job.name() + ": " + e.what()));
-    throw Error(e.what(), kExitUnavailable);
-  }
-}
-
-}  // namespace
-
-std::string JobOutcome::reason() const {
-  if (success()) return "";
-  if (handoff.kind == Kind::Exited && !handoff.message.empty()) return handoff.message;
-  return handoff.describe();
-}
-
-JobOutcome run_job(Job& job, const JobOptions& opts, const JobContext& ctx,
-                   const std::function<void()>& before_wait) {
+// What is settled before a consumer starts: the policy's early refusal,
+// --verify-first, and jobs that run no consumer. nullopt: start it.
+std::optional<JobOutcome> before_consumer(Job& job, const JobOptions& opts, const JobContext& ctx) {
   const Meta& meta = job.meta();
   if (policed(ctx)) {
     try {
@@ -164,7 +134,52 @@ JobOutcome run_job(Job& job, const JobOptions& opts, const JobContext& ctx,
   }
   if (meta.kind == JobKind::Nop) return settle_trust(job, ctx, fixed(true, "NOP packet"));
   if (meta.kind == JobKind::Fail) return settle_trust(job, ctx, fixed(false, "Fail packet"));
-  return run_consumer_of(job, opts, ctx, before_wait);
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::string JobOutcome::reason() const {
+  if (success()) return "";
+  if (handoff.kind == Kind::Exited && !handoff.message.empty()) return handoff.message;
+  return handoff.describe();
+}
+
+JobRun start_job(Job& job, const JobOptions& opts, const JobContext& ctx) {
+  JobRun run(job, ctx);
+  if (auto early = before_consumer(job, opts, ctx)) {
+    run.done_ = std::move(*early);
+    return run;
+  }
+  try {
+    ConsumerSpec spec{consumer_argv(job.meta(), opts), consumer_env(job, ctx.extra_env),
+                      ctx.stdout_fd, ctx.stderr_fd};
+    run.run_.emplace(
+        start_consumer(ctx.launcher, spec, job.payload(opts.ignore_payload), opts.handoff));
+  } catch (const FormatError& e) {
+    run.done_ = judge(job, ctx, e);
+  } catch (const SysError& e) {
+    // An environment too large for exec is the packet's doing.
+    if (e.err() != E2BIG) throw Error(e.what(), kExitUnavailable);
+    run.done_ = judge(job, ctx, FormatError(job.name() + ": " + e.what()));
+  }
+  return run;
+}
+
+JobOutcome JobRun::wait() {
+  if (!run_) return std::move(done_);
+  JobOutcome out;
+  try {
+    out.handoff = run_->wait();
+  } catch (const SysError& e) {
+    throw Error(e.what(), kExitUnavailable);
+  }
+  run_.reset();
+  return settle_trust(job_, ctx_, std::move(out));
+}
+
+JobOutcome run_job(Job& job, const JobOptions& opts, const JobContext& ctx) {
+  return start_job(job, opts, ctx).wait();
 }
 
 }  // namespace safespool

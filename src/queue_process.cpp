@@ -120,9 +120,6 @@ JobOutcome Pass::run_one(Step& step, bool by_seq) {
   JobOptions jo = opts_.job;
   if (jo.spool_dir.empty()) jo.spool_dir = q_.jobs_dir();
   jo.handoff.job_name = "seq " + std::to_string(job.meta().seq) + " (" + step.filename + ")";
-  std::function<void()> before_wait;
-  if (by_seq && seq_->next() < UINT64_MAX)
-    before_wait = [this] { seq_->prepare(seq_->next() + 1); };
   write_ledger(step, LedgerResult::Started, nullptr);
   Fd out;
   if (opts_.output_to == OutputTo::SaveBoth) out = open_output(q_, step.filename);
@@ -132,7 +129,10 @@ JobOutcome Pass::run_one(Step& step, bool by_seq) {
                  out ? out.get() : 1,
                  out ? out.get() : 2,
                  receipts_.prepare_note()};
-  return run_job(job, jo, ctx, before_wait);
+  JobRun run = start_job(job, jo, ctx);
+  // While the consumer runs, the next seqfile is written (not yet renamed).
+  if (run.running() && by_seq && seq_->next() < UINT64_MAX) seq_->prepare(seq_->next() + 1);
+  return run.wait();
 }
 
 // What follows a job: the ledger, the hooks, and whether the queue moves

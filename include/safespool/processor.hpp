@@ -19,7 +19,6 @@
 #pragma once
 
 #include <cstdint>
-#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -96,16 +95,39 @@ struct JobContext {
   std::vector<std::string> extra_env = {};
 };
 
-/// Runs one opened job: NOP succeeds and Fail fails without running
-/// anything; a command runs with the payload as its stdin. A payload that
+/// A job under way: its consumer started and its payload flowing, or its
+/// outcome already known (NOP, Fail, a refusal, a payload that did not
+/// decode before anything started). The caller sequences the steps:
+/// start_job(), whatever it does while the consumer runs, wait(). The
+/// job and the context must outlive it.
+class JobRun {
+ public:
+  /// A consumer runs; wait() waits for it.
+  bool running() const { return run_.has_value(); }
+  /// How the job ended; once. Throws Error (exit 69) when the hand-off
+  /// itself fails.
+  JobOutcome wait();
+
+ private:
+  friend JobRun start_job(Job&, const JobOptions&, const JobContext&);
+  JobRun(Job& job, const JobContext& ctx) : job_(job), ctx_(ctx) {}
+  Job& job_;
+  const JobContext& ctx_;
+  std::optional<ConsumerRun> run_;
+  JobOutcome done_;
+};
+
+/// Starts one opened job: NOP succeeds and Fail fails without running
+/// anything; a command starts with the payload as its stdin. A payload that
 /// fails to decode is a failed job; under a policy, a packet that does not
 /// prove a trusted signer is rejected (an outcome, never an exception).
-/// `before_wait` runs once the consumer is started (the processor prepares
-/// the next seqfile meanwhile). Throws Error (exit 69) when the command
-/// cannot be started, FormatError for params/env of a trusted (or
-/// unpoliced) packet that cannot be passed to a process.
-JobOutcome run_job(Job& job, const JobOptions& opts, const JobContext& ctx,
-                   const std::function<void()>& before_wait = {});
+/// Throws Error (exit 69) when the command cannot be started, FormatError
+/// for params/env of a trusted (or unpoliced) packet that cannot be passed
+/// to a process.
+JobRun start_job(Job& job, const JobOptions& opts, const JobContext& ctx);
+
+/// start_job(...).wait().
+JobOutcome run_job(Job& job, const JobOptions& opts, const JobContext& ctx);
 
 /// One queue-process pass: lock, decide, run jobs in order until none can
 /// run. Returns and throws as process_queue() does.
