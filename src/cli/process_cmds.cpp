@@ -215,10 +215,30 @@ int run_stdin_process(const ProcessArgs& a) {
   return kExitJobFailed;
 }
 
-}  // namespace
+int run_stdin_info(const ProcessArgs& a) {
+  SignerPolicy policy = a.policy_flags.build();
+  Job job = Job::from_stdin(a.decode.finish());
+  std::optional<Verdict> v;
+  if (!policy.empty()) v = judge_stream(job.stream(), policy);
+  if (a.json) {
+    write_all(1, job_json(job.meta(), nullptr, v ? &*v : nullptr), "standard output");
+    return kExitOk;
+  }
+  print_env(job_env(job.meta(), nullptr));
+  if (v) print_env(signer_lines(*v));
+  return kExitOk;
+}
 
-void register_process(CLI::App& app, Action& action) {
-  auto a = std::make_shared<ProcessArgs>();
+int run_stdin_payload(const ProcessArgs& a) {
+  SignerPolicy policy = a.policy_flags.build();
+  DecodeOptions d = a.decode.finish();
+  Job job = Job::from_stdin(d);
+  if (!policy.empty()) job.require(policy, signer_key_ids(policy, d.gnupg_home));
+  copy_payload_to_stdout(job.stream());
+  return kExitOk;
+}
+
+void add_queue_process(CLI::App& app, Action& action, const std::shared_ptr<ProcessArgs>& a) {
   auto* qp = app.add_subcommand("queue-process", "Process a queue");
   qp->add_option("-q,--queuedir", a->queuedir, "Path to the queue directory")->required();
   add_job_flags(qp, *a);
@@ -237,6 +257,13 @@ void register_process(CLI::App& app, Action& action) {
   add_hook_flags(qp, *a);
   add_receipt_flags(qp, *a);
   qp->callback([&action, a] { action = [a] { return run_queue_process(*a); }; });
+}
+
+}  // namespace
+
+void register_process(CLI::App& app, Action& action) {
+  auto a = std::make_shared<ProcessArgs>();
+  add_queue_process(app, action, a);
 
   auto* sp =
       app.add_subcommand("stdin-process", "Process a command from a job packet read from stdin");
@@ -248,36 +275,13 @@ void register_process(CLI::App& app, Action& action) {
   a->decode.add_to(si);
   si->add_flag("--json", a->json, "Print one JSON document");
   a->policy_flags.add_to(si);
-  si->callback([&action, a] {
-    action = [a] {
-      SignerPolicy policy = a->policy_flags.build();
-      Job job = Job::from_stdin(a->decode.finish());
-      std::optional<Verdict> v;
-      if (!policy.empty()) v = judge_stream(job.stream(), policy);
-      if (a->json) {
-        write_all(1, job_json(job.meta(), nullptr, v ? &*v : nullptr), "standard output");
-        return kExitOk;
-      }
-      print_env(job_env(job.meta(), nullptr));
-      if (v) print_env(signer_lines(*v));
-      return kExitOk;
-    };
-  });
+  si->callback([&action, a] { action = [a] { return run_stdin_info(*a); }; });
 
   auto* pl =
       app.add_subcommand("stdin-payload", "Dumps the payload from the packet on stdin to stdout");
   a->decode.add_to(pl);
   a->policy_flags.add_to(pl);
-  pl->callback([&action, a] {
-    action = [a] {
-      SignerPolicy policy = a->policy_flags.build();
-      DecodeOptions d = a->decode.finish();
-      Job job = Job::from_stdin(d);
-      if (!policy.empty()) job.require(policy, signer_key_ids(policy, d.gnupg_home));
-      copy_payload_to_stdout(job.stream());
-      return kExitOk;
-    };
-  });
+  pl->callback([&action, a] { action = [a] { return run_stdin_payload(*a); }; });
 }
 
 }  // namespace safespool::cli

@@ -314,10 +314,8 @@ void add_job_cmd(CLI::App& app, Action& action, const char* name, const char* he
   sub->callback([&action, a, run] { action = [a, run] { return run(*a); }; });
 }
 
-}  // namespace
-
-void register_queue(CLI::App& app, Action& action) {
-  auto a = std::make_shared<QueueArgs>();
+// queue-init, queue-write, queue-get-next, queue-set-next.
+void add_admin_cmds(CLI::App& app, Action& action, const std::shared_ptr<QueueArgs>& a) {
   auto* init = add_queuedir(app.add_subcommand("queue-init", "Initialize a queue"), *a);
   init->add_flag("--append-only", a->append_only, "Create a write-only queue (no seqfile)");
   init->callback([&action, a] {
@@ -336,50 +334,6 @@ void register_queue(CLI::App& app, Action& action) {
       return kExitOk;
     };
   });
-
-  auto* ls = add_queuedir(
-      app.add_subcommand("queue-ls", "Gets information about the jobs in a queue"), *a);
-  a->decode.add_to(ls);
-  ls->add_flag("--json", a->json, "Print one JSON document");
-  a->policy_flags.add_to(ls);
-  ls->callback([&action, a] { action = [a] { return run_ls(*a); }; });
-
-  auto* st =
-      add_queuedir(app.add_subcommand("queue-status",
-                                      "Show what a queue is waiting for and whether it is healthy"),
-                   *a);
-  a->decode.add_to(st);
-  auto* json = st->add_flag("--json", a->json, "Print one JSON document");
-  a->policy_flags.add_to(st);
-  st->add_flag("--check", a->check,
-               "Print one line for a monitoring plugin (Nagios API) and exit 0-3")
-      ->excludes(json);
-  st->add_option("--warn-age", a->warn_age,
-                 "--check: WARNING when the oldest waiting packet arrived DUR ago (e.g. 6h)");
-  st->add_option("--crit-age", a->crit_age,
-                 "--check: CRITICAL when the oldest waiting packet arrived DUR ago (e.g. 2d)");
-  st->callback([&action, a] { action = [a] { return run_status(*a); }; });
-
-  auto* led = add_queuedir(
-      app.add_subcommand("queue-ledger", "Show the processed ledger: what ran, and how it ended"),
-      *a);
-  led->add_flag("--json", a->json, "Print one JSON document");
-  led->callback([&action, a] { action = [a] { return run_ledger(*a); }; });
-
-  auto* im = add_queuedir(
-      app.add_subcommand("queue-import",
-                         "Move (or copy) packets from transfer directories into a queue"),
-      *a);
-  a->decode.add_to(im);
-  im->add_flag("--copy", a->copy, "Leave the source files in place");
-  a->policy_flags.add_to(im);
-  im->add_option("SOURCE", a->sources, "Directories (their fspl-*.fspl files) or packet files")
-      ->required();
-  im->callback([&action, a] { action = [a] { return run_import(*a); }; });
-
-  add_job_cmd(app, action, "queue-info", "Show information about a specific job ID in a queue",
-              run_info);
-  add_job_cmd(app, action, "queue-payload", "Dump the payload of a job to stdout", run_payload);
 
   auto* get = add_queuedir(
       app.add_subcommand("queue-get-next", "Prints the next sequence number for the queue"), *a);
@@ -400,6 +354,63 @@ void register_queue(CLI::App& app, Action& action) {
       return kExitOk;
     };
   });
+}
+
+void add_status_cmd(CLI::App& app, Action& action, const std::shared_ptr<QueueArgs>& a) {
+  auto* st =
+      add_queuedir(app.add_subcommand("queue-status",
+                                      "Show what a queue is waiting for and whether it is healthy"),
+                   *a);
+  a->decode.add_to(st);
+  auto* json = st->add_flag("--json", a->json, "Print one JSON document");
+  a->policy_flags.add_to(st);
+  st->add_flag("--check", a->check,
+               "Print one line for a monitoring plugin (Nagios API) and exit 0-3")
+      ->excludes(json);
+  st->add_option("--warn-age", a->warn_age,
+                 "--check: WARNING when the oldest waiting packet arrived DUR ago (e.g. 6h)");
+  st->add_option("--crit-age", a->crit_age,
+                 "--check: CRITICAL when the oldest waiting packet arrived DUR ago (e.g. 2d)");
+  st->callback([&action, a] { action = [a] { return run_status(*a); }; });
+}
+
+// queue-ls, queue-ledger, queue-import.
+void add_reader_cmds(CLI::App& app, Action& action, const std::shared_ptr<QueueArgs>& a) {
+  auto* ls = add_queuedir(
+      app.add_subcommand("queue-ls", "Gets information about the jobs in a queue"), *a);
+  a->decode.add_to(ls);
+  ls->add_flag("--json", a->json, "Print one JSON document");
+  a->policy_flags.add_to(ls);
+  ls->callback([&action, a] { action = [a] { return run_ls(*a); }; });
+
+  auto* led = add_queuedir(
+      app.add_subcommand("queue-ledger", "Show the processed ledger: what ran, and how it ended"),
+      *a);
+  led->add_flag("--json", a->json, "Print one JSON document");
+  led->callback([&action, a] { action = [a] { return run_ledger(*a); }; });
+
+  auto* im = add_queuedir(
+      app.add_subcommand("queue-import",
+                         "Move (or copy) packets from transfer directories into a queue"),
+      *a);
+  a->decode.add_to(im);
+  im->add_flag("--copy", a->copy, "Leave the source files in place");
+  a->policy_flags.add_to(im);
+  im->add_option("SOURCE", a->sources, "Directories (their fspl-*.fspl files) or packet files")
+      ->required();
+  im->callback([&action, a] { action = [a] { return run_import(*a); }; });
+}
+
+}  // namespace
+
+void register_queue(CLI::App& app, Action& action) {
+  auto a = std::make_shared<QueueArgs>();
+  add_admin_cmds(app, action, a);
+  add_reader_cmds(app, action, a);
+  add_status_cmd(app, action, a);
+  add_job_cmd(app, action, "queue-info", "Show information about a specific job ID in a queue",
+              run_info);
+  add_job_cmd(app, action, "queue-payload", "Dump the payload of a job to stdout", run_payload);
 }
 
 }  // namespace safespool::cli
