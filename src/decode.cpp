@@ -23,6 +23,7 @@
 #include <cstring>
 
 #include "prefix_reader.hpp"
+#include "safespool/digest.hpp"
 #include "safespool/error.hpp"
 
 namespace safespool {
@@ -73,12 +74,18 @@ std::string hex_head(std::span<const std::byte> head) {
 /// signals.
 class FdReader : public Reader {
  public:
-  FdReader(Fd fd, std::string name) : fd_(std::move(fd)), name_(std::move(name)) {
+  FdReader(Fd fd, std::string name, FileDigest* digest)
+      : fd_(std::move(fd)), name_(std::move(name)) {
     struct stat st {};
     if (::fstat(fd_.get(), &st) != 0) throw_errno("cannot stat " + name_);
     if (!S_ISREG(st.st_mode)) {
       cancel_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
       if (!cancel_) throw_errno("cannot create eventfd for " + name_);
+    } else if (digest) {
+      off_t at = ::lseek(fd_.get(), 0, SEEK_CUR);
+      if (at < 0) throw_errno("cannot seek " + name_);
+      digest_ = digest;
+      at_ = static_cast<uint64_t>(at);
     }
   }
 
@@ -87,6 +94,10 @@ class FdReader : public Reader {
     for (;;) {
       if (cancel_) wait_readable();
       ssize_t n = ::read(fd_.get(), buf.data(), buf.size());
+      if (n > 0 && digest_) {
+        digest_->feed(at_, buf.first(static_cast<size_t>(n)));
+        at_ += static_cast<uint64_t>(n);
+      }
       if (n >= 0) return static_cast<size_t>(n);
       if (errno != EINTR && errno != EAGAIN) throw_errno("cannot read " + name_);
     }
@@ -125,6 +136,8 @@ class FdReader : public Reader {
   std::string name_;
   Fd cancel_;
   std::atomic<bool> cancelled_{false};
+  FileDigest* digest_ = nullptr;  ///< regular files: fed what read() returns
+  uint64_t at_ = 0;               ///< the offset of the next read()
 };
 
 /// Peeks a regular file without moving its offset.
@@ -185,9 +198,9 @@ std::unique_ptr<Reader> peel(std::unique_ptr<Reader> r, Encoding e, int depth,
 }
 
 /// --decode auto: peel stages off until the packet tag shows.
-Decoded open_auto(Fd file, const std::string& name, const DecodeOptions& opts) {
+Decoded open_auto(Fd file, const std::string& name, const DecodeOptions& opts, FileDigest* digest) {
   const int fd = file.get();
-  std::unique_ptr<Reader> r = make_fd_reader(std::move(file), name);
+  std::unique_ptr<Reader> r = make_fd_reader(std::move(file), name, digest);
   Encoding e;
   if (!is_regular(fd, name)) {
     // A pipe: the peeked bytes are consumed and kept in front of it.
@@ -295,20 +308,21 @@ const char* encoding_name(Encoding e) {
   return "unknown";
 }
 
-std::unique_ptr<Reader> make_fd_reader(Fd fd, std::string name) {
-  return std::make_unique<FdReader>(std::move(fd), std::move(name));
+std::unique_ptr<Reader> make_fd_reader(Fd fd, std::string name, FileDigest* digest) {
+  return std::make_unique<FdReader>(std::move(fd), std::move(name), digest);
 }
 
-Decoded open_decoded(Fd file, const std::string& name, const DecodeOptions& opts) {
+Decoded open_decoded(Fd file, const std::string& name, const DecodeOptions& opts,
+                     FileDigest* digest) {
   if (opts.external) return Decoded{make_external_reader(std::move(file), *opts.external, name)};
   switch (opts.mode) {
     case DecodeMode::Auto:
-      return open_auto(std::move(file), name, opts);
+      return open_auto(std::move(file), name, opts, digest);
     case DecodeMode::Zstd:
-      return Decoded{make_zstd_reader(make_fd_reader(std::move(file), name))};
+      return Decoded{make_zstd_reader(make_fd_reader(std::move(file), name, digest))};
     case DecodeMode::Gpg:
-      return Decoded{
-          make_gpg_reader(make_fd_reader(std::move(file), name), opts.gnupg_home, opts.unwrap)};
+      return Decoded{make_gpg_reader(make_fd_reader(std::move(file), name, digest), opts.gnupg_home,
+                                     opts.unwrap)};
     case DecodeMode::None:
       break;
   }
@@ -316,7 +330,7 @@ Decoded open_decoded(Fd file, const std::string& name, const DecodeOptions& opts
   // that another process writes into (see the hand-off invariant).
   const int fd = file.get();
   const bool regular = is_regular(fd, name);
-  return Decoded{make_fd_reader(std::move(file), name), regular ? fd : -1};
+  return Decoded{make_fd_reader(std::move(file), name, digest), regular ? fd : -1};
 }
 
 Decoded open_decoded(std::unique_ptr<Reader> stream, const std::string& name,

@@ -39,7 +39,8 @@ Job Job::open(const Queue& q, const std::string& filename, const DecodeOptions& 
   job.decode_ = decode;
   Fd file = q.open_job(filename);
   job.file_ = reopen(file.get(), job.name_);
-  job.dec_ = open_decoded(std::move(file), job.name_, decode);
+  job.digest_ = std::make_unique<FileDigest>();
+  job.dec_ = open_decoded(std::move(file), job.name_, decode, job.digest_.get());
   job.meta_ = read_header(*job.dec_.reader, job.name_);
   return job;
 }
@@ -65,7 +66,8 @@ Job Job::open_split(const Queue& q, uint64_t seq, std::vector<PartFile> parts,
 }
 
 Decoded Job::open_again(PartsReader** parts) const {
-  if (parts_.empty()) return open_decoded(reopen(file_.get(), name_), name_, decode_);
+  if (parts_.empty())
+    return open_decoded(reopen(file_.get(), name_), name_, decode_, digest_.get());
   auto reader = std::make_unique<PartsReader>(Queue(queuedir_), parts_, name_);
   if (parts) *parts = reader.get();
   return open_decoded(std::move(reader), name_, decode_);
@@ -130,7 +132,7 @@ PayloadSource Job::payload(bool ignore) {
 
 const std::string& Job::sha256() {
   if (sha256_.empty() && !parts_.empty()) sha256_ = parts_.front().part.job;
-  if (sha256_.empty() && file_) sha256_ = sha256_file(file_.get(), name_);
+  if (sha256_.empty() && file_) sha256_ = digest_->finish(file_.get(), name_);
   return sha256_;
 }
 

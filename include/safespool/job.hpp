@@ -81,8 +81,11 @@ class Job {
   PayloadSource payload(bool ignore);
 
   /// SHA-256 of the job file's bytes (computed once; "" for standard
-  /// input), or, for a split job, of its whole stream (the parts' payloads
-  /// in order, which the stream checks before its end). Throws SysError.
+  /// input): hashed as the decoding stages read them, the rest (what a
+  /// plain packet's consumer read itself, what nobody read) read when
+  /// asked. For a split job, the hash of its whole stream (the parts'
+  /// payloads in order, which the stream checks before its end). Throws
+  /// SysError.
   const std::string& sha256();
 
   /// A new decoded stream of the same packet from its start (to compare
@@ -113,6 +116,8 @@ class Job {
   Fd file_;                           ///< the job file, for hashing and verifying again (-1: stdin)
   Fd spooled_;                        ///< --verify-first: the verified payload
   TrustedStream* trusted_ = nullptr;  ///< within dec_.reader, under a policy
+  /// Fed the job file's bytes as the stages read them (job.cpp: sha256()).
+  std::unique_ptr<FileDigest> digest_;
   std::string sha256_;
   std::string queuedir_;                 ///< where the parts are (split jobs)
   std::vector<PartFile> parts_;          ///< split jobs: the parts, in order

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "safespool/digest.hpp"
+#include "safespool/job.hpp"
 #include "test_util.hpp"
 
 using namespace safespool;
@@ -56,6 +57,34 @@ TEST(Digest, AFileDigestFedInOrderIsTheFilesSha256) {
   EXPECT_EQ(whole.finish(fd.get(), "f"), sha256_hex(data));
   FileDigest none;
   EXPECT_EQ(none.finish(fd.get(), "f"), sha256_hex(data));
+}
+
+// The ledger's hash of a job is the hash of its file, however much of it
+// the stages read before it was asked for (they feed it as they read).
+TEST(Digest, AJobsHashIsItsFilesWhateverWasRead) {
+  test::TempQueue q;
+  Meta m;
+  m.seq = 1;
+  m.ctime_secs = 1700000000;
+  m.kind = JobKind::Command;
+  std::string payload(300000, 'x');
+  for (size_t i = 0; i < payload.size(); i += 7) payload[i] = static_cast<char>('a' + i % 26);
+  const std::string plain = (q.dir.path / "plain").string();
+  test::spit(plain, encode_header(m) + payload);
+  ASSERT_TRUE(test::run("zstd -q -c " + plain + " > " + q.job("fspl-1.fspl").string()));
+  ASSERT_TRUE(test::run("cp " + plain + " " + q.job("fspl-2.fspl").string()));
+  for (std::string name : {"fspl-1.fspl", "fspl-2.fspl"}) {
+    for (size_t read : {size_t(0), size_t(1000), payload.size()}) {
+      Job job = Job::open(q.queue(), name, DecodeOptions{});
+      PayloadSource src = job.payload(false);
+      std::vector<std::byte> buf(read);
+      size_t got = src.stream ? read_exact(*src.stream, buf)
+                              : static_cast<size_t>(::read(src.file.get(), buf.data(), read));
+      EXPECT_EQ(got, read);
+      Fd file(::open(q.job(name).c_str(), O_RDONLY | O_CLOEXEC));
+      EXPECT_EQ(job.sha256(), sha256_file(file.get(), name)) << name << " after " << read;
+    }
+  }
 }
 
 TEST(Ledger, RecordsRoundTripAndOddTextStaysOnOneLine) {
