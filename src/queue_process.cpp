@@ -318,4 +318,10 @@ int process_one_pass(const Queue& q, const ProcessOptions& opts, const SignerPol
   return Pass(q, opts, policy, hooks).run();
 }
 
+int process_queue(const Queue& q, const ProcessOptions& opts, const SignerPolicy& policy,
+                  const Hooks& hooks) {
+  if (opts.watch) return watch_queue(q, opts, policy, hooks);
+  return Pass(q, opts, policy, hooks).run();
+}
+
 }  // namespace safespool

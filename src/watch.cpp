@@ -80,9 +80,8 @@ int watched_pass(const Queue& q, const ProcessOptions& opts, const SignerPolicy&
 
 }  // namespace
 
-int process_queue(const Queue& q, const ProcessOptions& opts, const SignerPolicy& policy,
-                  const Hooks& hooks) {
-  if (!opts.watch) return process_one_pass(q, opts, policy, hooks);
+int watch_queue(const Queue& q, const ProcessOptions& opts, const SignerPolicy& policy,
+                const Hooks& hooks) {
   q.check_exists();
   Fd inotify = watch_jobs(q);
   bool ready = false;

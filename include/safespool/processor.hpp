@@ -144,4 +144,9 @@ int process_one_pass(const Queue& queue, const ProcessOptions& opts, const Signe
 int process_queue(const Queue& queue, const ProcessOptions& opts, const SignerPolicy& policy,
                   const Hooks& hooks);
 
+/// process_queue() with opts.watch (watch.cpp): a pass whenever jobs/
+/// changes and every rescan_seconds, until a signal.
+int watch_queue(const Queue& queue, const ProcessOptions& opts, const SignerPolicy& policy,
+                const Hooks& hooks);
+
 }  // namespace safespool
