@@ -48,7 +48,7 @@ ConsumerRun start_consumer(Launcher& launcher, const ConsumerSpec& consumer, Pay
   spec.env = consumer.env;
   spec.stdin_fd = in.fd;
   spec.stdout_fd = consumer.stdout_fd;
-  auto tail = std::make_unique<StderrTail>(consumer.stderr_fd);
+  auto tail = std::make_unique<StderrTail>(consumer.stderr_fd, opts.keep_stderr_tail);
   spec.stderr_fd = tail->consumer_fd();
   // With a pipe, the guard holds its copy of the write end before the
   // consumer exists.

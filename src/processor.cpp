@@ -167,6 +167,8 @@ JobRun start_job(Job& job, const JobOptions& opts, const JobContext& ctx) {
 }
 
 JobOutcome JobRun::wait() {
+  if (waited_) throw Error("job " + std::to_string(job_.meta().seq) + " was already waited for");
+  waited_ = true;
   if (!run_) return std::move(done_);
   JobOutcome out;
   try {

@@ -120,6 +120,8 @@ JobOutcome Pass::run_one(Step& step, bool by_seq) {
   JobOptions jo = opts_.job;
   if (jo.spool_dir.empty()) jo.spool_dir = q_.jobs_dir();
   jo.handoff.job_name = "seq " + std::to_string(job.meta().seq) + " (" + step.filename + ")";
+  jo.handoff.keep_stderr_tail = hooks_.has(HookEvent::Kind::Success) ||
+                                hooks_.has(HookEvent::Kind::Failure) || receipts_.enabled();
   write_ledger(step, LedgerResult::Started, nullptr);
   Fd out;
   if (opts_.output_to == OutputTo::SaveBoth) out = open_output(q_, step.filename);

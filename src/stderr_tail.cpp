@@ -82,19 +82,20 @@ std::string last_lines(std::string_view text, size_t lines, size_t bytes) {
   return out;
 }
 
-StderrTail::StderrTail(int dest) {
+StderrTail::StderrTail(int dest, bool tee) {
+  dest_ = dest;
   if (own_file(dest)) {
     // Opened anew for reading: the consumer's descriptor may be write-only.
     std::string self = "/proc/self/fd/" + std::to_string(dest);
     file_.reset(::open(self.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
     struct stat st {};
     if (file_ && ::fstat(file_.get(), &st) == 0) {
-      dest_ = dest;
       file_start_ = static_cast<uint64_t>(st.st_size);
       return;
     }
     file_.reset();
   }
+  if (!tee || ::isatty(dest)) return;  // passed through: no tail
   Pipe p = make_pipe();
   tee_ = std::make_shared<Tee>();
   tee_->in = std::move(p.read);

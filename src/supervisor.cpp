@@ -261,8 +261,11 @@ void ConsumerRun::Supervisor::watch_stall(const PayloadProgress& p) {
     last_bytes_ = p.bytes;
     last_moved_ = Clock::now();
   }
-  // Read to its end: the consumer may work on as long as it likes.
-  if (p.of && p.of->offset >= p.of->size) return;
+  // What is left would have fitted into the pipe a stream gets, where it
+  // would count as delivered: the consumer may work on as long as it likes
+  // (and one that maps its stdin moves no offset at all).
+  if (p.of && p.of->size - std::min(p.of->offset, p.of->size) <= target_pipe_size(opts_.pipe_size))
+    return;
   check_stall(Clock::now() - last_moved_, describe_file(p));
 }
 

@@ -66,6 +66,11 @@ struct HandoffOptions {
   bool progress = false;
   std::chrono::milliseconds log_progress_every{60000};
   std::string job_name;  ///< for log lines, e.g. "seq 42 (fspl-x.fspl)"
+  /// Keep the end of the consumer's stderr (HandoffResult::stderr_tail)
+  /// when it is not a file of its own: the consumer's stderr then goes
+  /// through a pipe of ours (src/stderr_tail.hpp). Off, or when our
+  /// stderr is a terminal, the consumer gets our stderr untouched.
+  bool keep_stderr_tail = false;
 };
 
 /// How one consumer run ended. An outcome, not an exception.
@@ -87,7 +92,8 @@ struct HandoffResult {
   int signal_received = 0;  ///< for Interrupted: which signal
   /// The end of what the consumer wrote to its stderr: its last 20 lines,
   /// at most 4 KiB, without the final newline, NUL bytes as '?'; ""
-  /// when it wrote nothing or ran no consumer. Its stderr still went where
+  /// when it wrote nothing, ran no consumer, or the tail was not kept
+  /// (HandoffOptions::keep_stderr_tail). Its stderr still went where
   /// it goes (for --output-to saveboth, a file holding stdout too, which is
   /// where the tail is read from).
   std::string stderr_tail;

@@ -104,8 +104,8 @@ class JobRun {
  public:
   /// A consumer runs; wait() waits for it.
   bool running() const { return run_.has_value(); }
-  /// How the job ended; once. Throws Error (exit 69) when the hand-off
-  /// itself fails.
+  /// How the job ended; once (a second call throws Error). Throws Error
+  /// (exit 69) when the hand-off itself fails.
   JobOutcome wait();
 
  private:
@@ -115,6 +115,7 @@ class JobRun {
   const JobContext& ctx_;
   std::optional<ConsumerRun> run_;
   JobOutcome done_;
+  bool waited_ = false;
 };
 
 /// Starts one opened job: NOP succeeds and Fail fails without running

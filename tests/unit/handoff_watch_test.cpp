@@ -6,8 +6,10 @@
 #include <gtest/gtest.h>
 #include <spdlog/sinks/ostream_sink.h>
 #include <spdlog/spdlog.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <sstream>
 #include <thread>
@@ -56,6 +58,7 @@ class HandoffWatchTest : public ::testing::Test {
 
 TEST_F(HandoffWatchTest, PlainPacketConsumerThatStopsReadingIsStalled) {
   opts_.stall_timeout = 1000ms;
+  opts_.pipe_size = 64 << 10;  // what a decoded payload's pipe would hold
   auto res = run_consumer(shell("head -c 1024 > /dev/null; sleep 30"), plain_file(4 << 20), opts_);
   EXPECT_EQ(res.kind, Kind::Stalled) << res.describe();
   EXPECT_EQ(res.message, "stalled: no payload byte moved for 1 s");
@@ -136,7 +139,20 @@ TEST(LastLines, TheEndWithinLimits) {
   EXPECT_EQ(last_lines(""), "");
 }
 
+// The rest fits into the pipe a decoded payload would get, where it would
+// count as delivered: a consumer that waits before reading is not stalled.
+TEST_F(HandoffWatchTest, PlainPacketRestThatFitsThePipeIsNotStalled) {
+  opts_.stall_timeout = 500ms;
+  opts_.pipe_size = 64 << 10;
+  auto res = run_consumer(shell("sleep 2; cat > /dev/null"), plain_file(60 << 10), opts_);
+  EXPECT_TRUE(res.success()) << res.describe();
+  res = run_consumer(shell("head -c 1000 > /dev/null; sleep 2; cat > /dev/null"),
+                     plain_file(100 << 10), opts_);
+  EXPECT_EQ(res.kind, Kind::Stalled) << "36 KiB more than the pipe holds: " << res.describe();
+}
+
 TEST_F(HandoffWatchTest, StderrTailComesBackAndStderrStillGoesWhereItGoes) {
+  opts_.keep_stderr_tail = true;
   Pipe dest = make_pipe();  // as our stderr would be: a pipe to a logger
   ConsumerSpec c = shell("for i in $(seq 1 30); do echo line $i >&2; done; exit 3");
   c.stderr_fd = dest.write.get();
@@ -153,6 +169,7 @@ TEST_F(HandoffWatchTest, StderrTailComesBackAndStderrStillGoesWhereItGoes) {
 }
 
 TEST_F(HandoffWatchTest, MegabytesOfStderrNeitherBlockNorGrowTheTail) {
+  opts_.keep_stderr_tail = true;
   Fd devnull(::open("/dev/null", O_WRONLY | O_CLOEXEC));
   ConsumerSpec c = shell("yes 'a long line of stderr' | head -n 3000000 >&2; echo last >&2");
   c.stderr_fd = devnull.get();
@@ -163,6 +180,31 @@ TEST_F(HandoffWatchTest, MegabytesOfStderrNeitherBlockNorGrowTheTail) {
   EXPECT_EQ(res.stderr_tail.substr(res.stderr_tail.rfind('\n') + 1), "last");
   std::fprintf(stderr, "69 MB of stderr through the tail in %.2f s\n",
                std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+}
+
+// Unless someone wants the tail, and never on a terminal, the consumer's
+// fd 2 is our stderr itself: programs that look at isatty(2) see the
+// terminal, and what the consumer leaves behind writes on after we exit.
+TEST_F(HandoffWatchTest, StderrIsPassedThroughUnlessTheTailIsWanted) {
+  Pipe dest = make_pipe();
+  struct stat ours {};
+  ASSERT_EQ(::fstat(dest.write.get(), &ours), 0);
+  ConsumerSpec c = shell("stat -L -c %i /proc/self/fd/2 > ino; echo said >&2");
+  c.stderr_fd = dest.write.get();
+  auto res = run_consumer(c, PayloadSource{}, opts_);
+  EXPECT_TRUE(res.success()) << res.describe();
+  EXPECT_EQ(slurp(dir_ / "ino"), std::to_string(ours.st_ino) + "\n");
+  EXPECT_EQ(res.stderr_tail, "");
+
+  Fd master(::posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC));
+  ASSERT_TRUE(master && ::grantpt(master.get()) == 0 && ::unlockpt(master.get()) == 0);
+  Fd tty(::open(::ptsname(master.get()), O_RDWR | O_NOCTTY | O_CLOEXEC));
+  ASSERT_TRUE(tty);
+  opts_.keep_stderr_tail = true;
+  c = shell("[ -t 2 ]");
+  c.stderr_fd = tty.get();
+  res = run_consumer(c, PayloadSource{}, opts_);
+  EXPECT_TRUE(res.success()) << "the consumer's stderr is no terminal: " << res.describe();
 }
 
 TEST_F(HandoffWatchTest, StderrTailOfAnOutputFileIsReadFromIt) {
