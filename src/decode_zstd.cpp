@@ -57,10 +57,10 @@ SpareDCtx& spare_dctx() {
   return *spare;
 }
 
-class ZstdReader : public Reader {
+class ZstdReader : public ReaderLayer {
  public:
   explicit ZstdReader(std::unique_ptr<Reader> inner)
-      : inner_(std::move(inner)),
+      : ReaderLayer(std::move(inner)),
         dctx_(spare_dctx().take()),
         in_size_(ZSTD_DStreamInSize()),
         in_buf_(new std::byte[in_size_]) {
@@ -95,14 +95,7 @@ class ZstdReader : public Reader {
     inner_->finish();
   }
 
-  void cancel() override { inner_->cancel(); }
   std::string describe() const override { return "zstd < " + inner_->describe(); }
-  std::string source() const override { return inner_->source(); }
-  std::vector<Signature> signatures() const override { return inner_->signatures(); }
-  std::optional<openpgp::Announcement> announcement() const override {
-    return inner_->announcement();
-  }
-  std::optional<SourcePosition> position() const override { return inner_->position(); }
 
  private:
   void refill() {
@@ -127,7 +120,6 @@ class ZstdReader : public Reader {
     throw FormatError(inner_->source() + ": zstd: " + why);
   }
 
-  std::unique_ptr<Reader> inner_;
   DCtxPtr dctx_;
   size_t in_size_;
   std::unique_ptr<std::byte[]> in_buf_;  ///< not zeroed: only what is read is touched

@@ -21,10 +21,10 @@ namespace safespool {
 /// Serves `prefix`, then whatever peek() took from `inner`, then the rest
 /// of `inner`. Everything else is `inner`'s: finish(), cancel() (still
 /// thread-safe), describe(), source(), signatures(), announcement().
-class PrefixReader : public Reader {
+class PrefixReader : public ReaderLayer {
  public:
   explicit PrefixReader(std::unique_ptr<Reader> inner, std::vector<std::byte> prefix = {})
-      : prefix_(std::move(prefix)), inner_(std::move(inner)) {}
+      : ReaderLayer(std::move(inner)), prefix_(std::move(prefix)) {}
 
   /// Reads ahead from the inner stream until at least `n` bytes wait in
   /// front (fewer only at its end) and returns all that wait. Only before
@@ -32,20 +32,10 @@ class PrefixReader : public Reader {
   std::span<const std::byte> peek(size_t n);
 
   size_t read(std::span<std::byte> buf) override;
-  void finish() override { inner_->finish(); }
-  void cancel() override { inner_->cancel(); }
-  std::string describe() const override { return inner_->describe(); }
-  std::string source() const override { return inner_->source(); }
-  std::vector<Signature> signatures() const override { return inner_->signatures(); }
-  std::optional<openpgp::Announcement> announcement() const override {
-    return inner_->announcement();
-  }
-  std::optional<SourcePosition> position() const override { return inner_->position(); }
 
  private:
   std::vector<std::byte> prefix_;
   size_t pos_ = 0;  ///< bytes of prefix_ already served
-  std::unique_ptr<Reader> inner_;
 };
 
 }  // namespace safespool

@@ -112,7 +112,7 @@ std::string too_large(const Reader& in, uint64_t bound, bool disk) {
 
 TrustedStream::TrustedStream(std::unique_ptr<Reader> inner, const SignerPolicy& policy,
                              std::string name)
-    : inner_(std::move(inner)), policy_(policy), name_(std::move(name)) {
+    : ReaderLayer(std::move(inner)), policy_(policy), name_(std::move(name)) {
   // The stage names come from the decoders' describe(): "OpenPGP < ...".
   if (inner_->describe().find("OpenPGP") == std::string::npos)
     throw FormatError(name_ +

@@ -84,6 +84,27 @@ class Reader {
   virtual std::optional<SourcePosition> position() const { return std::nullopt; }
 };
 
+/// A stage on top of another stream: what it does not override is the
+/// inner stream's (read, finish, cancel, describe, source, signatures,
+/// announcement, position), with the same thread-safety.
+class ReaderLayer : public Reader {
+ public:
+  explicit ReaderLayer(std::unique_ptr<Reader> inner) : inner_(std::move(inner)) {}
+  size_t read(std::span<std::byte> buf) override { return inner_->read(buf); }
+  void finish() override { inner_->finish(); }
+  void cancel() override { inner_->cancel(); }
+  std::string describe() const override { return inner_->describe(); }
+  std::string source() const override { return inner_->source(); }
+  std::vector<Signature> signatures() const override { return inner_->signatures(); }
+  std::optional<openpgp::Announcement> announcement() const override {
+    return inner_->announcement();
+  }
+  std::optional<SourcePosition> position() const override { return inner_->position(); }
+
+ protected:
+  std::unique_ptr<Reader> inner_;
+};
+
 /// Reads from `in` until `buf` is full or the stream ends; returns the
 /// number of bytes read (less than buf.size() only at the end). Throws
 /// what in.read() throws.

@@ -32,22 +32,13 @@ namespace safespool {
 
 /// A job's decoded stream under a signer policy: finish() also requires
 /// the policy to trust its signatures.
-class TrustedStream : public Reader {
+class TrustedStream : public ReaderLayer {
  public:
   /// Throws FormatError "NAME: not trusted: no OpenPGP signature ..." at
   /// once when `inner` has no OpenPGP layer.
   TrustedStream(std::unique_ptr<Reader> inner, const SignerPolicy& policy, std::string name);
 
-  size_t read(std::span<std::byte> buf) override { return inner_->read(buf); }
   void finish() override;
-  void cancel() override { inner_->cancel(); }
-  std::string describe() const override { return inner_->describe(); }
-  std::string source() const override { return inner_->source(); }
-  std::vector<Signature> signatures() const override { return inner_->signatures(); }
-  std::optional<openpgp::Announcement> announcement() const override {
-    return inner_->announcement();
-  }
-  std::optional<SourcePosition> position() const override { return inner_->position(); }
 
   /// After the header was read: throws FormatError "NAME: not trusted:
   /// ..." when the message announces no signature, or only issuers not in
@@ -59,7 +50,6 @@ class TrustedStream : public Reader {
   const Verdict& verdict() const { return verdict_; }
 
  private:
-  std::unique_ptr<Reader> inner_;
   const SignerPolicy& policy_;
   std::string name_;
   bool verified_ = false;
