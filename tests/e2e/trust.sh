@@ -162,11 +162,13 @@ fresh
 cp "$T/p1" "$T/q/jobs/fspl-1.fspl"
 # The decoder hands over the packet, then stalls for a minute before its
 # end: without the signal, --verify-first would wait for it.
-"$SAFESPOOL" queue-process -q "$T/q" --verify-first -d 'cat; sleep 60' "$T/bin/record" \
-  2>"$T/term.err" &
+rm -f "$T/decoding"
+"$SAFESPOOL" queue-process -q "$T/q" --verify-first -d "touch '$T/decoding'; cat; sleep 60" \
+  "$T/bin/record" 2>"$T/term.err" &
 pid=$!
 bg_started "$pid"
-sleep 1
+wait_for_file "$T/decoding" 20 || fail "the decoder did not start"
+sleep 0.3  # into the spooling
 kill -TERM "$pid"
 timeout 10 tail --pid="$pid" -f /dev/null
 expect_eq "stopped long before the decoder's end" "" "$(kill -0 "$pid" 2>/dev/null && echo running)"
@@ -256,7 +258,10 @@ mkfifo "$T/slow-stdin"
 writer=$!
 exec 7>"$T/slow-stdin"
 printf 'partial' >&7
-sleep 0.5
+for ((i = 0; i < 200; ++i)); do # until it has made its temporary file (10 s at most)
+  compgen -G "$T/q/jobs/tmp-*.tmp" >/dev/null && break
+  sleep 0.05
+done
 kill -KILL "$writer"
 wait "$writer" 2>/dev/null
 exec 7>&-
