@@ -57,11 +57,22 @@ ConsumerRun start_consumer(Launcher& launcher, const ConsumerSpec& consumer, Pay
   tail->started();
   spdlog::debug("{}: started consumer {} ({}) under guard {}", opts.job_name, c.pid,
                 consumer.argv[0], launcher.guard_pid());
-  Supervised what{launcher,        std::move(c),   nullptr,        std::move(payload.file),
-                  in.start_offset, payload.stream, std::move(tail)};
-  if (payload.stream)
-    what.relay = std::make_unique<Relay>(*payload.stream, std::move(in.pipe.write), opts.tick);
-  return supervise(std::move(what), opts);
+  try {
+    Supervised what{launcher,        std::move(c),   nullptr,        std::move(payload.file),
+                    in.start_offset, payload.stream, std::move(tail)};
+    if (payload.stream)
+      what.relay = std::make_unique<Relay>(*payload.stream, std::move(in.pipe.write), opts.tick);
+    return supervise(std::move(what), opts);
+  } catch (...) {
+    // Nobody watches the consumer: its tree goes now, not when the pass
+    // ends (the guard's copy of the write end kept its EOF away).
+    try {
+      launcher.kill_tree(in.pipe.write.get());
+    } catch (const std::exception& e) {
+      spdlog::error("{}: cannot kill the consumer's tree: {}", opts.job_name, e.what());
+    }
+    throw;
+  }
 }
 
 HandoffResult run_consumer(Launcher& launcher, const ConsumerSpec& consumer, PayloadSource payload,
