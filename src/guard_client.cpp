@@ -18,6 +18,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "fd_passing.hpp"
 #include "safespool/error.hpp"
 #include "safespool/guard.hpp"
 
@@ -167,26 +168,8 @@ bool Guard::stopped() const {
 bool Guard::send(char c, std::vector<int> fds, std::string flags) {
   if (!lifeline_) return false;
   std::string bytes = c + flags;
-  iovec iov{bytes.data(), bytes.size()};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  std::vector<char> control(CMSG_SPACE(sizeof(int) * fds.size()));
-  if (!fds.empty()) {
-    msg.msg_control = control.data();
-    msg.msg_controllen = control.size();
-    cmsghdr* cm = CMSG_FIRSTHDR(&msg);
-    cm->cmsg_level = SOL_SOCKET;
-    cm->cmsg_type = SCM_RIGHTS;
-    cm->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-    std::memcpy(CMSG_DATA(cm), fds.data(), sizeof(int) * fds.size());
-  }
-  ssize_t n;
-  do {
-    // EPIPE when the guard is gone; EAGAIN when it does not read (stopped).
-    n = ::sendmsg(lifeline_.get(), &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
-  } while (n < 0 && errno == EINTR);
-  return n == static_cast<ssize_t>(bytes.size());
+  // EPIPE when the guard is gone; EAGAIN when it does not read (stopped).
+  return send_with_fds(lifeline_.get(), bytes, fds, MSG_DONTWAIT);
 }
 
 Guard::Reply Guard::receive() {

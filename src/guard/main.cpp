@@ -74,6 +74,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "../fd_passing.hpp"
 #include "guard.hpp"
 
 namespace guard {
@@ -172,25 +173,8 @@ Order receive() {
 }
 
 bool send_reply(const char* bytes, size_t size, int fd) {
-  iovec iov{const_cast<char*>(bytes), size};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-  if (fd >= 0) {
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof control;
-    cmsghdr* c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
-  }
-  ssize_t n;
-  do {
-    n = ::sendmsg(0, &msg, MSG_NOSIGNAL);
-  } while (n < 0 && errno == EINTR);
-  return n == static_cast<ssize_t>(size);
+  std::span<const int> fds(&fd, fd >= 0 ? 1 : 0);
+  return safespool::send_with_fds(0, std::span(bytes, size), fds);
 }
 
 bool has_flag(const Order& o, char flag) { return std::memchr(o.flags, flag, 3) != nullptr; }

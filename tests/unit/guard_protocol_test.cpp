@@ -17,6 +17,7 @@
 #include <filesystem>
 #include <thread>
 
+#include "../../src/fd_passing.hpp"
 #include "safespool/error.hpp"
 #include "safespool/guard.hpp"
 #include "safespool/spawn.hpp"
@@ -51,21 +52,7 @@ Fd request(const std::vector<std::string>& argv) {
 
 /// Sends one message the way the processor does, or a broken one.
 bool send_message(int sock, const std::string& bytes, std::vector<int> fds) {
-  iovec iov{const_cast<char*>(bytes.data()), bytes.size()};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  std::vector<char> control(CMSG_SPACE(sizeof(int) * fds.size()));
-  if (!fds.empty()) {
-    msg.msg_control = control.data();
-    msg.msg_controllen = control.size();
-    cmsghdr* c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-    std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
-  }
-  return ::sendmsg(sock, &msg, MSG_NOSIGNAL) == static_cast<ssize_t>(bytes.size());
+  return send_with_fds(sock, bytes, fds);
 }
 
 /// One answer from the guard (kind 0: none within `ms`).
