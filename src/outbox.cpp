@@ -10,11 +10,13 @@
 
 #include <algorithm>
 #include <array>
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <string_view>
 
 #include "safespool/digest.hpp"
 #include "safespool/error.hpp"
@@ -33,11 +35,24 @@ std::vector<std::string> packet_names(const std::string& dir) {
   return names;
 }
 
-/// "fspl-SEQ-…": the seq prepare put in the name.
+/// Whether a UUID (8-4-4-4-12 hex digits) starts at `at` in `name`.
+bool uuid_at(const std::string& name, size_t at) {
+  static constexpr std::string_view kShape = "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx";
+  if (name.size() < at + kShape.size()) return false;
+  for (size_t i = 0; i < kShape.size(); ++i) {
+    char c = name[at + i];
+    if (kShape[i] == '-' ? c != '-' : !std::isxdigit(static_cast<unsigned char>(c))) return false;
+  }
+  return true;
+}
+
+/// "fspl-SEQ-UUID…": the seq prepare put in the name. Not in a name that
+/// is only a UUID, whose first group may be all digits (fspl gen-filename).
 std::optional<uint64_t> seq_from_name(const std::string& name) {
   size_t end = 5;
   while (end < name.size() && std::isdigit(static_cast<unsigned char>(name[end]))) ++end;
   if (end == 5 || end >= name.size() || name[end] != '-' || end - 5 > 19) return std::nullopt;
+  if (!uuid_at(name, end + 1)) return std::nullopt;
   return std::stoull(name.substr(5, end - 5));
 }
 
@@ -75,7 +90,6 @@ OutboxEntry identify(const std::string& dir, const std::string& name) {
   } else {
     e.sha256 = sha256_file(fd.get(), path);
   }
-  if (!e.seq) e.seq = seq_from_name(name);
   return e;
 }
 
@@ -139,6 +153,7 @@ OutboxReport outbox_status(const std::string& outbox, const std::string& receipt
         e.state = state_of(it->second.result);
         e.since = it->second.time;
       }
+      if (!e.seq) e.seq = seq_from_name(name);
       report.entries.push_back(std::move(e));
     } catch (const Error& err) {
       report.bad.push_back({name, err.what(), {}});

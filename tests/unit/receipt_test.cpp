@@ -113,3 +113,25 @@ TEST(Outbox, AckedFailedPendingAndOnlyAckedArePruned) {
   EXPECT_TRUE(outbox_status(outbox.str(), receipts.str(), {}, {}).waiting.empty())
       << "seq 3 ran: the waiting receipt is answered";
 }
+
+// An encoded packet's seq is not in a header we can read: its receipt says
+// it, else a name prepare made ("fspl-SEQ-UUID"), never the first group of
+// a UUID name that happens to be all digits.
+TEST(Outbox, AnEncodedPacketsSeqComesFromItsReceiptNotFromAUuid) {
+  test::TempDir outbox, receipts;
+  const std::string uuid_name = "fspl-85869889-20cf-48ed-9bf2-e8a17401a447.fspl";
+  const std::string seq_name = "fspl-7-20cf4889-20cf-48ed-9bf2-e8a17401a447.fspl";
+  test::spit(outbox / uuid_name, "encoded, as far as we can tell: one");
+  test::spit(outbox / seq_name, "encoded, as far as we can tell: two");
+  OutboxReport r = outbox_status(outbox.str(), receipts.str(), {}, {});
+  ASSERT_EQ(r.entries.size(), 2u);
+  EXPECT_EQ(r.entries[0].seq, std::optional<uint64_t>(7)) << r.entries[0].filename;
+  EXPECT_EQ(r.entries[1].seq, std::nullopt) << r.entries[1].filename;
+  write_receipt(receipts.str(),
+                receipt(1, sha256_hex("encoded, as far as we can tell: one"), "failure", 100), {});
+  r = outbox_status(outbox.str(), receipts.str(), {}, {});
+  ASSERT_EQ(r.entries.size(), 2u);
+  EXPECT_EQ(r.entries[0].filename, uuid_name);
+  EXPECT_EQ(r.entries[0].seq, std::optional<uint64_t>(1));
+  EXPECT_EQ(r.entries[0].state, "failed");
+}
