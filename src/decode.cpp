@@ -74,7 +74,7 @@ std::string hex_head(std::span<const std::byte> head) {
 /// signals.
 class FdReader : public Reader {
  public:
-  FdReader(Fd fd, std::string name, FileDigest* digest)
+  FdReader(Fd fd, std::string name, std::shared_ptr<FileDigest> digest)
       : fd_(std::move(fd)), name_(std::move(name)) {
     struct stat st {};
     if (::fstat(fd_.get(), &st) != 0) throw_errno("cannot stat " + name_);
@@ -84,7 +84,7 @@ class FdReader : public Reader {
     } else if (digest) {
       off_t at = ::lseek(fd_.get(), 0, SEEK_CUR);
       if (at < 0) throw_errno("cannot seek " + name_);
-      digest_ = digest;
+      digest_ = std::move(digest);
       at_ = static_cast<uint64_t>(at);
     }
   }
@@ -136,8 +136,8 @@ class FdReader : public Reader {
   std::string name_;
   Fd cancel_;
   std::atomic<bool> cancelled_{false};
-  FileDigest* digest_ = nullptr;  ///< regular files: fed what read() returns
-  uint64_t at_ = 0;               ///< the offset of the next read()
+  std::shared_ptr<FileDigest> digest_;  ///< regular files: fed what read() returns
+  uint64_t at_ = 0;                     ///< the offset of the next read()
 };
 
 /// Peeks a regular file without moving its offset.
@@ -198,7 +198,8 @@ std::unique_ptr<Reader> peel(std::unique_ptr<Reader> r, Encoding e, int depth,
 }
 
 /// --decode auto: peel stages off until the packet tag shows.
-Decoded open_auto(Fd file, const std::string& name, const DecodeOptions& opts, FileDigest* digest) {
+Decoded open_auto(Fd file, const std::string& name, const DecodeOptions& opts,
+                  std::shared_ptr<FileDigest> digest) {
   const int fd = file.get();
   std::unique_ptr<Reader> r = make_fd_reader(std::move(file), name, digest);
   Encoding e;
@@ -308,12 +309,13 @@ const char* encoding_name(Encoding e) {
   return "unknown";
 }
 
-std::unique_ptr<Reader> make_fd_reader(Fd fd, std::string name, FileDigest* digest) {
-  return std::make_unique<FdReader>(std::move(fd), std::move(name), digest);
+std::unique_ptr<Reader> make_fd_reader(Fd fd, std::string name,
+                                       std::shared_ptr<FileDigest> digest) {
+  return std::make_unique<FdReader>(std::move(fd), std::move(name), std::move(digest));
 }
 
 Decoded open_decoded(Fd file, const std::string& name, const DecodeOptions& opts,
-                     FileDigest* digest) {
+                     std::shared_ptr<FileDigest> digest) {
   if (opts.external) return Decoded{make_external_reader(std::move(file), *opts.external, name)};
   switch (opts.mode) {
     case DecodeMode::Auto:

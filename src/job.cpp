@@ -39,8 +39,8 @@ Job Job::open(const Queue& q, const std::string& filename, const DecodeOptions& 
   job.decode_ = decode;
   Fd file = q.open_job(filename);
   job.file_ = reopen(file.get(), job.name_);
-  job.digest_ = std::make_unique<FileDigest>();
-  job.dec_ = open_decoded(std::move(file), job.name_, decode, job.digest_.get());
+  job.digest_ = std::make_shared<FileDigest>();
+  job.dec_ = open_decoded(std::move(file), job.name_, decode, job.digest_);
   job.meta_ = read_header(*job.dec_.reader, job.name_);
   return job;
 }
@@ -66,8 +66,7 @@ Job Job::open_split(const Queue& q, uint64_t seq, std::vector<PartFile> parts,
 }
 
 Decoded Job::open_again(PartsReader** parts) const {
-  if (parts_.empty())
-    return open_decoded(reopen(file_.get(), name_), name_, decode_, digest_.get());
+  if (parts_.empty()) return open_decoded(reopen(file_.get(), name_), name_, decode_, digest_);
   auto reader = std::make_unique<PartsReader>(Queue(queuedir_), parts_, name_);
   if (parts) *parts = reader.get();
   return open_decoded(std::move(reader), name_, decode_);

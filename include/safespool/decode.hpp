@@ -165,10 +165,10 @@ struct Decoded {
 /// Throws FormatError "NAME: not a packet (first bytes: 1f 8b 08 ...); if
 /// it is encoded, try --decoder" when auto-detection finds nothing it knows.
 /// With `digest`, the bytes the stages read from the file are fed to it
-/// as they pass (it must outlive the stream): the packet's hash without a
+/// as they pass (the stream shares it): the packet's hash without a
 /// second read of what the job reads anyway.
 Decoded open_decoded(Fd file, const std::string& name, const DecodeOptions& opts,
-                     FileDigest* digest = nullptr);
+                     std::shared_ptr<FileDigest> digest = nullptr);
 
 /// open_decoded() for a stream that is not a file (the payloads of a
 /// split job's parts, in order): the stages `opts` asks for on top of
@@ -178,7 +178,8 @@ Decoded open_decoded(std::unique_ptr<Reader> stream, const std::string& name,
                      const DecodeOptions& opts);
 
 /// Individual stages, for tests and for explicit stacks.
-std::unique_ptr<Reader> make_fd_reader(Fd fd, std::string name, FileDigest* digest = nullptr);
+std::unique_ptr<Reader> make_fd_reader(Fd fd, std::string name,
+                                       std::shared_ptr<FileDigest> digest = nullptr);
 std::unique_ptr<Reader> make_zstd_reader(std::unique_ptr<Reader> inner);
 std::unique_ptr<Reader> make_gpg_reader(std::unique_ptr<Reader> inner,
                                         const std::optional<std::string>& gnupg_home,

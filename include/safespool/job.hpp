@@ -116,8 +116,10 @@ class Job {
   Fd file_;                           ///< the job file, for hashing and verifying again (-1: stdin)
   Fd spooled_;                        ///< --verify-first: the verified payload
   TrustedStream* trusted_ = nullptr;  ///< within dec_.reader, under a policy
-  /// Fed the job file's bytes as the stages read them (job.cpp: sha256()).
-  std::unique_ptr<FileDigest> digest_;
+  /// Fed the job file's bytes as the stages read them (job.cpp: sha256());
+  /// shared with the readers, whose threads (GPGME's) may outlive a Job's
+  /// other members while it is destroyed or assigned.
+  std::shared_ptr<FileDigest> digest_;
   std::string sha256_;
   std::string queuedir_;                 ///< where the parts are (split jobs)
   std::vector<PartFile> parts_;          ///< split jobs: the parts, in order
