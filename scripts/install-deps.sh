@@ -24,6 +24,7 @@ readonly kPackages=(
   python3                # packet generators in tests/e2e and bench
   python3-jsonschema     # tests/e2e/json_schema.sh
   jq                     # examples/zfs/resume.sh, tests/e2e/zfs_resume.sh, split.sh
+  procps                 # pgrep: tests/e2e/scan_kill_gpg.sh
 )
 
 if [[ "${SAFESPOOL_SKIP_DEPS:-0}" == 1 ]]; then

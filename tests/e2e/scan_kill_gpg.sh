@@ -19,12 +19,7 @@ Q=$T/q
 ss queue-init -q "$Q"
 
 # The batch gpg processes of this test: their command line names our TMPDIR.
-batch_gpgs() {
-  local f
-  for f in /proc/[0-9]*/cmdline; do
-    tr '\0' ' ' <"$f" 2>/dev/null | grep -q -- "--decrypt-files .*$TMPDIR/" && basename "${f%/cmdline}"
-  done
-}
+batch_gpgs() { pgrep -f -- "--decrypt-files .*$TMPDIR/" || true; }
 cold_scan() { rm -f "$Q/.safespool-index"; }
 
 section "prepare $N small encrypted packets"
@@ -45,8 +40,16 @@ for k in $(seq 1 "$KILLS"); do
   cold_scan
   "$SAFESPOOL" -l error queue-ls -q "$Q" >/dev/null 2>&1 &
   pid=$!
-  ms=$(( (RANDOM * 32768 + RANDOM) % (window + 1) ))
-  sleep "$(printf '%d.%03d' $(( ms / 1000 )) $(( ms % 1000 )))"
+  if ((k % 2)); then # at a random moment of the scan
+    ms=$(( (RANDOM * 32768 + RANDOM) % (window + 1) ))
+    sleep "$(printf '%d.%03d' $(( ms / 1000 )) $(( ms % 1000 )))"
+  else # as soon as its batch gpg runs (5 s at most), which chance may miss
+    for ((t = 0; t < 500; ++t)); do
+      [[ -n "$(batch_gpgs)" ]] && break
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.01
+    done
+  fi
   [[ -n "$(batch_gpgs)" ]] && during_gpg=$((during_gpg + 1))
   kill -9 "$pid" 2>/dev/null
   wait "$pid" 2>/dev/null
