@@ -2,6 +2,7 @@
 #include "safespool/fd.hpp"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -51,6 +52,16 @@ void write_all(int fd, std::span<const std::byte> buf, const std::string& what) 
 
 void write_all(int fd, const std::string& s, const std::string& what) {
   write_all(fd, std::as_bytes(std::span(s.data(), s.size())), what);
+}
+
+Fd open_regular_file(const std::string& path) {
+  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY));
+  if (!fd) throw_errno("cannot open " + path);
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode))
+    throw Error(path + ": not a regular file", kExitDataErr);
+  ::fcntl(fd.get(), F_SETFL, ::fcntl(fd.get(), F_GETFL) & ~O_NONBLOCK);
+  return fd;
 }
 
 }  // namespace safespool

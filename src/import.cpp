@@ -22,16 +22,6 @@
 namespace safespool {
 namespace {
 
-Fd open_source(const std::string& path) {
-  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY));
-  if (!fd) throw_errno("cannot open " + path);
-  struct stat st;
-  if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode))
-    throw Error(path + ": not a regular file", kExitDataErr);
-  ::fcntl(fd.get(), F_SETFL, ::fcntl(fd.get(), F_GETFL) & ~O_NONBLOCK);
-  return fd;
-}
-
 // The packet files of `sources`; names a directory holds that are not
 // job names go to `ignored`.
 std::vector<std::string> list_sources(const std::vector<std::string>& sources,
@@ -99,7 +89,7 @@ class Import {
 // signer. A part of a split job announces nothing by itself: its job is
 // judged once its parts are together in the queue.
 Meta Import::header(const std::string& src) {
-  Decoded dec = open_decoded(open_source(src), src, opts_.decode);
+  Decoded dec = open_decoded(open_regular_file(src), src, opts_.decode);
   Meta meta = read_header(*dec.reader, src);
   if (!opts_.policy.empty() && !meta.part) {
     TrustedStream trusted(std::move(dec.reader), opts_.policy, src);
@@ -113,7 +103,8 @@ bool Import::in_jobs(uint64_t seq, const std::string& src) const {
   for (const auto& j : present_) {
     if (j.meta.seq != seq) continue;
     try {
-      if (same_bytes(open_source(src), q_.open_job(j.filename), src + " and jobs/" + j.filename))
+      if (same_bytes(open_regular_file(src), q_.open_job(j.filename),
+                     src + " and jobs/" + j.filename))
         return true;
     } catch (const Error& e) {
       spdlog::debug("{}", e.what());
@@ -127,7 +118,7 @@ bool Import::in_jobs(uint64_t seq, const std::string& src) const {
 bool Import::processed(const std::string& src, const Meta& meta) {
   if (!view_) view_ = ledger_.read();
   if (meta.part) return view_->processed(meta.part->job);
-  Fd fd = open_source(src);
+  Fd fd = open_regular_file(src);
   return view_->processed(sha256_file(fd.get(), src));
 }
 
@@ -157,7 +148,7 @@ void Import::one(const std::string& src) {
                            {}});
     return;
   } else {
-    Fd in = open_source(src);
+    Fd in = open_regular_file(src);
     std::string name = q_.write(in.get(), src);
     Meta meta;
     meta.seq = seq;

@@ -36,16 +36,6 @@ std::string text_of(const nlohmann::json& j, const char* key) {
   return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
 }
 
-Fd open_regular(const std::string& path) {
-  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY));
-  if (!fd) throw_errno("cannot open " + path);
-  struct stat st;
-  if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode))
-    throw Error(path + ": not a regular file", kExitDataErr);
-  ::fcntl(fd.get(), F_SETFL, ::fcntl(fd.get(), F_GETFL) & ~O_NONBLOCK);
-  return fd;
-}
-
 // The rest of `in` (a receipt's JSON), bounded, then the stream's verdict.
 std::string read_document(Reader& in, const std::string& what) {
   std::string doc;
@@ -59,7 +49,7 @@ std::string read_document(Reader& in, const std::string& what) {
 }
 
 Receipt read_one(const std::string& path, const DecodeOptions& decode, const SignerPolicy& policy) {
-  Decoded d = open_decoded(open_regular(path), path, decode);
+  Decoded d = open_decoded(open_regular_file(path), path, decode);
   std::unique_ptr<Reader> in = std::move(d.reader);
   if (!policy.empty()) in = std::make_unique<TrustedStream>(std::move(in), policy, path);
   Meta meta = read_header(*in, path);

@@ -49,6 +49,13 @@ struct Pipe {
 /// Creates a close-on-exec pipe; throws SysError.
 Pipe make_pipe();
 
+/// Opens `path` for reading when it is a regular file (not following a
+/// symlink, never blocking on a FIFO), blocking reads after that. Throws
+/// SysError when it cannot be opened, Error (exit 65) "PATH: not a
+/// regular file" otherwise: files that arrive from elsewhere (a stick, a
+/// receipts directory) are read only through it.
+Fd open_regular_file(const std::string& path);
+
 /// Reads until `buf` is full or EOF; retries EINTR. Returns bytes read.
 /// With `at`, reads from that offset with pread() and leaves the file
 /// offset where it was. Throws SysError naming `what` on failure.
