@@ -86,8 +86,6 @@ std::string start_failure(const SpawnSpec& spec, char stage) {
       return "cannot put '" + name + "' into its cgroup";
     case 'r':
       return "cannot hand '" + name + "' to safespool-guard";
-    case 'w':
-      return "cannot watch '" + name + "' (pidfd_open)";
     default:
       return "cannot run '" + name + "'";
   }

@@ -7,15 +7,20 @@
 //   u32 argc, u32 envc (native byte order), then argc + envc + 1
 //   NUL-terminated strings: the file to execute, argv[0..argc), env[0..envc)
 //
-// The guard forks; the child leads a new process group, joins the job's
-// cgroup when there is one, takes fds 0-2, closes every other fd but the
-// error pipe, resets every signal to its default with an empty mask, and
-// execs. A failure before or at exec comes back through a close-on-exec
-// pipe as a stage and an errno (the skalibs way): never as a fake exit
-// status. Only async-signal-safe calls happen between fork and exec; the
-// guard is single-threaded anyway.
+// The guard starts it the way posix_spawn does, plus what posix_spawn
+// cannot do (join a cgroup): a child that shares our memory and runs on a
+// stack of its own while we wait (clone with CLONE_VM | CLONE_VFORK), so
+// nothing of ours is copied, and that hands us its pidfd (CLONE_PIDFD).
+// The child leads a new process group, joins the job's cgroup when there is
+// one, takes fds 0-2, closes every other fd, resets every signal to its
+// default with an empty mask, and execs. A failure before or at exec comes
+// back in our memory as a stage and an errno, never as a fake exit status.
+// Between clone and exec the child makes raw system calls only: no libc
+// state, and no sanitizer's interceptor, is touched in the memory we share.
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -89,56 +94,64 @@ bool read_request(int fd, Request& r) {
   return true;
 }
 
+/// What the child needs, and where it says why it failed: our memory,
+/// which it shares until it execs or exits.
+struct Launch {
+  const Request* request;
+  int fds[3];
+  int cgroup_procs;
+  volatile char stage = 0;
+  volatile int err = 0;
+};
+
+/// The kernel's struct sigaction with every field zero: SIG_DFL, no flags,
+/// an empty mask, whatever the architecture's layout. Sigsets are 64 bits
+/// for the kernel on every architecture but MIPS.
+constexpr unsigned long kKernelSigsetBytes = 8;
+const uint64_t kDefaultAction[4] = {};
+
+// The child's stack: while it runs we are suspended, so one serves every
+// start. Its lowest page stays inaccessible, so an overflow faults.
+constexpr size_t kChildStackBytes = 64 << 10;
+constexpr size_t kStackGuardBytes = 4096;
+
+char* child_stack_top() {
+  static char* top = nullptr;
+  if (top) return top;
+  void* base = ::mmap(nullptr, kChildStackBytes, PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+  if (base == MAP_FAILED) return nullptr;
+  ::mprotect(base, kStackGuardBytes, PROT_NONE);
+  top = static_cast<char*>(base) + kChildStackBytes;
+  return top;
+}
+
 /// In the child: says why it failed and exits.
-[[noreturn]] void child_failed(int report, char stage) {
-  char msg[1 + sizeof(int)];
-  int err = errno;
-  msg[0] = stage;
-  std::memcpy(msg + 1, &err, sizeof err);
-  ssize_t rc = ::write(report, msg, sizeof msg);
-  (void)rc;
-  ::_exit(127);
+__attribute__((no_sanitize("address", "thread"))) [[noreturn]] void child_failed(Launch* l,
+                                                                                 char stage) {
+  l->err = errno;
+  l->stage = stage;
+  for (;;) ::syscall(SYS_exit, 127);
 }
 
-/// In the child, after fork: becomes the consumer.
-[[noreturn]] void become_consumer(const Request& r, int fds[3], int cgroup_procs, int report) {
-  if (::setpgid(0, 0) != 0) child_failed(report, kStageExec);
-  if (cgroup_procs >= 0 && ::write(cgroup_procs, "0", 1) != 1) child_failed(report, kStageCgroup);
+/// In the child, in our memory: becomes the consumer.
+__attribute__((no_sanitize("address", "thread"))) int become_consumer(void* arg) {
+  Launch* l = static_cast<Launch*>(arg);
+  if (::syscall(SYS_setpgid, 0, 0) != 0) child_failed(l, kStageExec);
+  if (l->cgroup_procs >= 0 && ::syscall(SYS_write, l->cgroup_procs, "0", 1) != 1)
+    child_failed(l, kStageCgroup);
   for (int i = 0; i < 3; ++i) {
-    if (::dup2(fds[i], i) < 0) child_failed(report, kStageExec);
+    // Ours are 3 and up (0-2 are the guard's own), so dup3 never sees i, i.
+    if (::syscall(SYS_dup3, l->fds[i], i, 0) < 0) child_failed(l, kStageExec);
   }
-  // Every fd but 0-2 and the report pipe (close-on-exec) goes.
-  if (report > 3) ::close_range(3, static_cast<unsigned>(report) - 1, 0);
-  ::close_range(static_cast<unsigned>(report) + 1, ~0U, 0);
-  for (int sig = 1; sig < NSIG; ++sig) ::signal(sig, SIG_DFL);  // some refuse: harmless
-  sigset_t none;
-  sigemptyset(&none);
-  ::sigprocmask(SIG_SETMASK, &none, nullptr);
-  ::execve(r.path, r.argv, r.envp);
-  child_failed(report, kStageExec);
-}
-
-/// Waits for the child's exec (the report pipe closes) or its failure.
-Started await_exec(pid_t pid, int report) {
-  char msg[1 + sizeof(int)];
-  ssize_t n;
-  do {
-    n = ::read(report, msg, sizeof msg);
-  } while (n < 0 && errno == EINTR);
-  Started s;
-  if (n == 0) {
-    s.pid = pid;
-    return s;
-  }
-  s.stage = n == static_cast<ssize_t>(sizeof msg) ? msg[0] : kStageExec;
-  if (n == static_cast<ssize_t>(sizeof msg))
-    std::memcpy(&s.err, msg + 1, sizeof s.err);
-  else
-    s.err = n < 0 ? errno : EIO;
-  int st;
-  while (::waitpid(pid, &st, 0) < 0 && errno == EINTR) {
-  }
-  return s;
+  ::syscall(SYS_close_range, 3U, ~0U, 0U);
+  for (int sig = 1; sig < NSIG; ++sig)  // SIGKILL and SIGSTOP refuse: harmless
+    ::syscall(SYS_rt_sigaction, sig, kDefaultAction, nullptr, kKernelSigsetBytes);
+  const uint64_t none = 0;
+  ::syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, nullptr, kKernelSigsetBytes);
+  const Request& r = *l->request;
+  ::syscall(SYS_execve, r.path, r.argv, r.envp);
+  child_failed(l, kStageExec);
 }
 
 Started failed(char stage) {
@@ -153,35 +166,29 @@ Started failed(char stage) {
 Started start_consumer(int request, int in, int out, int err, int cgroup) {
   Request r;
   if (!read_request(request, r)) return failed(kStageRequest);
-  int cgroup_procs = -1;
+  char* stack = child_stack_top();
+  if (!stack) return failed(kStageExec);
+  Launch l{&r, {in, out, err}, -1};
   if (cgroup >= 0) {
-    cgroup_procs = ::openat(cgroup, "cgroup.procs", O_WRONLY | O_CLOEXEC);
-    if (cgroup_procs < 0) return failed(kStageCgroup);
+    l.cgroup_procs = ::openat(cgroup, "cgroup.procs", O_WRONLY | O_CLOEXEC);
+    if (l.cgroup_procs < 0) return failed(kStageCgroup);
   }
-  int report[2];
-  if (::pipe2(report, O_CLOEXEC) != 0) {
-    Started s = failed(kStageExec);
-    if (cgroup_procs >= 0) ::close(cgroup_procs);
+  int pidfd = -1;
+  pid_t pid =
+      ::clone(become_consumer, stack, CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD, &l, &pidfd);
+  Started s = pid < 0 ? failed(kStageExec) : Started{};
+  if (l.cgroup_procs >= 0) ::close(l.cgroup_procs);
+  if (pid < 0) return s;
+  if (l.stage == 0) {  // it has exec'd: we run again only after its exec or exit
+    s.pid = pid;
+    s.pidfd = pidfd;
     return s;
   }
-  int fds[3] = {in, out, err};
-  pid_t pid = ::fork();
-  if (pid == 0) become_consumer(r, fds, cgroup_procs, report[1]);
-  Started s = pid < 0 ? failed(kStageExec) : Started{};
-  ::close(report[1]);
-  if (cgroup_procs >= 0) ::close(cgroup_procs);
-  if (pid > 0) s = await_exec(pid, report[0]);
-  ::close(report[0]);
-  if (s.pid > 0) {
-    s.pidfd = static_cast<int>(::syscall(SYS_pidfd_open, s.pid, 0));
-    if (s.pidfd < 0) {
-      Started f = failed(kStageWatch);
-      ::kill(-s.pid, SIGKILL);
-      int st;
-      while (::waitpid(s.pid, &st, 0) < 0 && errno == EINTR) {
-      }
-      return f;
-    }
+  s.stage = l.stage;
+  s.err = l.err;
+  ::close(pidfd);
+  int st;
+  while (::waitpid(pid, &st, 0) < 0 && errno == EINTR) {
   }
   return s;
 }

@@ -23,8 +23,7 @@ constexpr char kExited = 'x';   ///< + signaled (1 byte) + status or signal (4 b
 /// Where a start failed, in a kFailed reply.
 constexpr char kStageRequest = 'r';  ///< the request could not be read
 constexpr char kStageCgroup = 'g';   ///< joining the job's cgroup failed
-constexpr char kStageExec = 'x';     ///< execve failed (or fork, pipe)
-constexpr char kStageWatch = 'w';    ///< pidfd_open failed
+constexpr char kStageExec = 'x';     ///< execve failed (or clone)
 
 /// The consumer being run, and what the guard holds for it.
 struct Job {
@@ -45,7 +44,7 @@ struct Started {
   int err = 0;
 };
 
-/// Forks and execs the consumer described by `request` (a file: see
+/// Starts (clone, exec) the consumer described by `request` (a file: see
 /// consumer.cpp) with `in`, `out`, `err` as its fds 0-2, in a new process
 /// group it leads, in the cgroup `cgroup` (-1: ours). Closes none of the
 /// given fds.
