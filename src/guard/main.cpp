@@ -24,7 +24,7 @@
 //   the program, argv and environment: consumer.cpp), the consumer's
 //   stdin, stdout and stderr, then — flag 'h' — a copy of its pipe's write
 //   end to hold, then — flag 'g' — its cgroup v2 directory. Only when no
-//   consumer is current. We fork and exec it (its own process group, fds
+//   consumer is current. We start it (its own process group, fds
 //   0-2, default signals, empty mask, in the cgroup) and answer 's' + pid
 //   with a pidfd of it, or 'f' + stage + errno (then we hold nothing of it).
 //   A descriptor in flight stays open, so the processor's death right after
@@ -248,14 +248,17 @@ bool on_children(int sigchld, Job& job) {
   signalfd_siginfo si;
   while (::read(sigchld, &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
   }
-  reap_others(job.consumer);
-  if (job.consumer <= 0 || job.reported) return true;
+  // The processor waits for the consumer's end: it is told first.
+  bool told = true;
   siginfo_t info{};
-  if (::waitid(P_PID, static_cast<id_t>(job.consumer), &info, WEXITED | WNOHANG | WNOWAIT) != 0 ||
-      info.si_pid == 0)
-    return true;  // still running
-  job.reported = true;
-  return report_exit(info.si_code != CLD_EXITED, info.si_status);
+  if (job.consumer > 0 && !job.reported &&
+      ::waitid(P_PID, static_cast<id_t>(job.consumer), &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+      info.si_pid != 0) {
+    job.reported = true;
+    told = report_exit(info.si_code != CLD_EXITED, info.si_status);
+  }
+  reap_others(job.consumer);
+  return told;
 }
 
 /// Follows the processor's orders until it releases us, orders a kill,
