@@ -2,11 +2,13 @@
 #include "safespool/digest.hpp"
 
 #include <openssl/evp.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cerrno>
-#include <vector>
+#include <memory>
 
 #include "safespool/error.hpp"
 
@@ -17,8 +19,21 @@ struct Sha256::State {
   ~State() { EVP_MD_CTX_free(ctx); }
 };
 
+namespace {
+
+/// SHA-256, looked up once: EVP_sha256() makes every EVP_DigestInit_ex
+/// look the algorithm up among OpenSSL's providers again, which costs more
+/// than hashing a small packet.
+const EVP_MD* sha256_md() {
+  static EVP_MD* md = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+  return md;
+}
+
+}  // namespace
+
 Sha256::Sha256() : state_(std::make_unique<State>()) {
-  if (!state_->ctx || EVP_DigestInit_ex(state_->ctx, EVP_sha256(), nullptr) != 1)
+  const EVP_MD* md = sha256_md();
+  if (!state_->ctx || !md || EVP_DigestInit_ex(state_->ctx, md, nullptr) != 1)
     throw Error("cannot start a SHA-256 digest");
 }
 
@@ -52,15 +67,24 @@ std::string Sha256::hex() {
 
 namespace {
 
-// Hashes the file from `at` to its end into `h`.
+constexpr size_t kMaxReadBytes = 1 << 20;
+
+// Hashes the file from `at` to its end into `h`. The buffer is as large as
+// what is left (often nothing: the payload was hashed as it was read), at
+// most 1 MiB, and not cleared: a packet's cost must not be a megabyte's.
 void hash_rest(Sha256& h, int fd, uint64_t at, const std::string& what) {
-  std::vector<std::byte> buf(1 << 20);
+  struct stat st {};
+  uint64_t left = ::fstat(fd, &st) == 0 && static_cast<uint64_t>(st.st_size) > at
+                      ? static_cast<uint64_t>(st.st_size) - at
+                      : 0;
+  size_t size = static_cast<size_t>(std::clamp<uint64_t>(left, 4096, kMaxReadBytes));
+  auto buf = std::make_unique_for_overwrite<std::byte[]>(size);
   for (;;) {
-    ssize_t n = ::pread(fd, buf.data(), buf.size(), static_cast<off_t>(at));
+    ssize_t n = ::pread(fd, buf.get(), size, static_cast<off_t>(at));
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) throw_errno("cannot read " + what);
     if (n == 0) return;
-    h.update(std::span(buf).first(static_cast<size_t>(n)));
+    h.update(std::span(buf.get(), static_cast<size_t>(n)));
     at += static_cast<uint64_t>(n);
   }
 }
