@@ -106,6 +106,20 @@ bool JobCgroup::kill() const {
   return k && ::write(k.get(), "1", 1) == 1;
 }
 
+std::optional<bool> JobCgroup::populated() const {
+  if (!dir_) return std::nullopt;
+  Fd events(::openat(dir_.get(), "cgroup.events", O_RDONLY | O_CLOEXEC));
+  char buf[256];
+  ssize_t n = events ? ::read(events.get(), buf, sizeof buf - 1) : -1;
+  if (n <= 0) return std::nullopt;
+  std::string_view text(buf, static_cast<size_t>(n));
+  for (std::string_view line : split(text, '\n')) {
+    if (line == "populated 0") return false;
+    if (line == "populated 1") return true;
+  }
+  return std::nullopt;
+}
+
 bool JobCgroup::remove() {
   if (!dir_) return true;
   if (::rmdir(path_.c_str()) != 0 && errno != ENOENT) return false;

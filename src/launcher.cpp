@@ -116,10 +116,17 @@ Consumer Launcher::start_once(const SpawnSpec& spec, int write_end) {
   }
 }
 
-/// The job's cgroup, in cgroup mode; a run that cannot make one goes on
-/// without (the subreaper still finds the tree).
+/// The job's cgroup, in cgroup mode: the last job's when that ended clean
+/// and left the cgroup empty (which saves a mkdir and an rmdir per job),
+/// else a new one; a run that cannot make one goes on without (the
+/// subreaper still finds the tree).
 void Launcher::make_job_cgroup() {
   if (!cgroups_) return;
+  if (spare_) {
+    job_cgroup_ = std::move(spare_);
+    spare_.reset();
+    return;
+  }
   try {
     job_cgroup_ = cgroups_->make_job();
   } catch (const SysError& e) {
@@ -175,13 +182,20 @@ void Launcher::consumer_ended(bool clean) {
   if (!in_job_) return;
   in_job_ = false;
   consumer_ = 0;
-  if (guard_ && clean && guard_->done()) return drop_cgroup();  // ready for the next one
+  if (guard_ && clean && guard_->done()) {  // ready for the next one
+    if (job_cgroup_ && job_cgroup_->populated() == false) {
+      spare_ = std::move(job_cgroup_);
+      job_cgroup_.reset();
+    }
+    return drop_cgroup();
+  }
   if (guard_) forget(false, 0, "did not take 'd'");
   drop_cgroup();
 }
 
 void Launcher::release() {
   if (in_job_) kill_tree(-1);
+  spare_.reset();
   drop_cgroup();
   if (!guard_) return;
   guard_->release();

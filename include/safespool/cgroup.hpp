@@ -7,8 +7,10 @@
 // does, and writing "1" to its cgroup.kill (Linux 5.14) SIGKILLs all of
 // them at once. So where our own cgroup v2 directory is writable — root
 // on a machine whose cgroup2 hierarchy is ours, or a systemd unit with
-// Delegate=yes — each consumer starts in a fresh child cgroup of it,
-// "safespool-PID-N" (PID: the processor's), removed when it is empty.
+// Delegate=yes — each consumer starts in a child cgroup of it,
+// "safespool-PID-N" (PID: the processor's) that holds no other process:
+// a new one, or the last job's when that job ended and left it empty. It
+// is removed at the end of the run, or once it is empty.
 //
 // Our directory is found, never assumed: the cgroup2 mount from
 // /proc/self/mountinfo (/sys/fs/cgroup on a unified layout,
@@ -47,6 +49,9 @@ class JobCgroup {
   bool kill() const;
   /// Removes it; false while processes are in it (EBUSY). Idempotent.
   bool remove();
+  /// Whether a process is in it or below (cgroup.events); nullopt when
+  /// that cannot be read.
+  std::optional<bool> populated() const;
 
  private:
   std::string path_;

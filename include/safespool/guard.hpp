@@ -223,6 +223,7 @@ class Launcher {
   std::optional<CgroupDir> cgroups_;  ///< set: per-job cgroups
   std::optional<JobCgroup> job_cgroup_;
   std::vector<JobCgroup> lingering_;  ///< not empty when their job ended
+  std::optional<JobCgroup> spare_;    ///< empty after a clean job: the next one's
   pid_t consumer_ = 0;                ///< the current consumer's pid (its group), 0: none
   bool in_job_ = false;               ///< a consumer was started and has not ended yet
   CommandPaths paths_;

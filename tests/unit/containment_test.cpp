@@ -150,23 +150,58 @@ TEST_F(ContainmentTest, ConsumerQuittingWhileAnEscapedChildHoldsTheCutPayloadKil
   }
 }
 
-TEST_F(ContainmentTest, ConsumersRunInAJobCgroupThatIsRemovedAfterTheJob) {
+/// The cgroup v2 path a consumer that ran `cat /proc/self/cgroup > FILE`
+/// found itself in.
+std::string cgroup_of(const fs::path& file) {
+  std::string cg = slurp(file);
+  auto at = cg.find("0::");
+  if (at == std::string::npos) return "";
+  return cg.substr(at + 3, cg.find('\n', at) - at - 3);
+}
+
+TEST_F(ContainmentTest, CleanJobsShareAJobCgroupThatIsRemovedWhenTheRunEnds) {
+  std::string why;
+  auto dir = CgroupDir::find(why);
+  if (!dir) GTEST_SKIP() << why;
+  std::string first, second;
+  {
+    Launcher launcher(Containment::Cgroup);
+    for (const char* name : {"cg1", "cg2"}) {
+      ConsumerSpec c;
+      c.argv = {"/bin/sh", "-c", "cat /proc/self/cgroup > '" + (dir_ / name).string() + "'"};
+      for (char** e = environ; *e; ++e) c.env.push_back(*e);
+      auto res = run_consumer(launcher, c, PayloadSource{}, opts_);
+      EXPECT_TRUE(res.success()) << res.describe();
+    }
+    first = cgroup_of(dir_ / "cg1");
+    second = cgroup_of(dir_ / "cg2");
+    EXPECT_NE(first.find("/safespool-" + std::to_string(::getpid()) + "-"), std::string::npos)
+        << first;
+    EXPECT_EQ(first, second) << "an empty job cgroup serves the next job";
+  }
+  std::string job = dir->path() + first.substr(first.rfind('/'));
+  EXPECT_FALSE(fs::exists(job)) << "the job's cgroup was left behind: " << job;
+}
+
+TEST_F(ContainmentTest, AJobThatLeavesAProcessBehindDoesNotPassItsCgroupOn) {
   std::string why;
   auto dir = CgroupDir::find(why);
   if (!dir) GTEST_SKIP() << why;
   Launcher launcher(Containment::Cgroup);
   ConsumerSpec c;
-  c.argv = {"/bin/sh", "-c", "cat /proc/self/cgroup > '" + (dir_ / "cg").string() + "'"};
+  c.argv = {"/bin/sh", "-c",
+            "cat /proc/self/cgroup > '" + (dir_ / "cg1").string() +
+                "'; sleep 30 </dev/null >/dev/null 2>&1 & echo $! > '" +
+                (dir_ / "left.pid").string() + "'"};
   for (char** e = environ; *e; ++e) c.env.push_back(*e);
-  auto res = run_consumer(launcher, c, PayloadSource{}, opts_);
-  EXPECT_TRUE(res.success()) << res.describe();
-  std::string cg = slurp(dir_ / "cg");
-  auto at = cg.find("0::");
-  ASSERT_NE(at, std::string::npos) << cg;
-  std::string path = cg.substr(at + 3, cg.find('\n', at) - at - 3);
-  EXPECT_NE(path.find("/safespool-" + std::to_string(::getpid()) + "-"), std::string::npos) << path;
-  std::string job = dir->path() + path.substr(path.rfind('/'));
-  EXPECT_FALSE(fs::exists(job)) << "the job's cgroup was left behind: " << job;
+  EXPECT_TRUE(run_consumer(launcher, c, PayloadSource{}, opts_).success());
+  pid_t left = std::atoi(slurp(dir_ / "left.pid").c_str());
+  ASSERT_GT(left, 0);
+  c.argv = {"/bin/sh", "-c", "cat /proc/self/cgroup > '" + (dir_ / "cg2").string() + "'"};
+  EXPECT_TRUE(run_consumer(launcher, c, PayloadSource{}, opts_).success());
+  EXPECT_NE(cgroup_of(dir_ / "cg1"), cgroup_of(dir_ / "cg2"))
+      << "the next job joined a cgroup with a process of the last one in it";
+  ::kill(left, SIGKILL);
 }
 
 TEST_F(ContainmentTest, SubreaperModeMakesNoCgroup) {
