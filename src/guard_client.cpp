@@ -226,6 +226,7 @@ Consumer Guard::consume(const ConsumeOrder& order, int bound_ms, bool* cgroup_fa
   if (order.cgroup >= 0) fds.push_back(order.cgroup), flags += 'g';
   if (!send('c', fds, flags))
     throw GuardLost("safespool-guard " + std::to_string(pid()) + " did not take the consumer");
+  if (order.meanwhile && *order.meanwhile) std::exchange(*order.meanwhile, nullptr)();
   Reply r = await_reply(bound_ms);
   if (r.kind == 's' && r.bytes.size() == sizeof(int) && r.fd) {
     Consumer c;

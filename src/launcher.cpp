@@ -92,13 +92,15 @@ Consumer Launcher::start(SpawnSpec spec, int write_end) {
 /// One start, with one more try after a guard that was lost meanwhile and
 /// without a cgroup when the consumer could not join one.
 Consumer Launcher::start_once(const SpawnSpec& spec, int write_end) {
+  std::function<void()> meanwhile = std::exchange(meanwhile_, nullptr);
   for (int attempt = 1;; ++attempt) {
     Guard& guard = ready_guard();
     make_job_cgroup();
     bool cgroup_failed = false;
     try {
-      Consumer c = guard.consume({spec, write_end, job_cgroup_ ? job_cgroup_->fd() : -1},
-                                 kStartBoundMs, &cgroup_failed);
+      Consumer c =
+          guard.consume({spec, write_end, job_cgroup_ ? job_cgroup_->fd() : -1, &meanwhile},
+                        kStartBoundMs, &cgroup_failed);
       consumer_ = c.pid;
       in_job_ = true;
       return c;

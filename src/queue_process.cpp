@@ -131,9 +131,13 @@ JobOutcome Pass::run_one(Step& step, bool by_seq) {
                  out ? out.get() : 1,
                  out ? out.get() : 2,
                  receipts_.prepare_note()};
+  // While the guard starts the consumer and it runs, the next seqfile is
+  // written (not yet renamed).
+  const bool ahead = by_seq && seq_->next() < UINT64_MAX;
+  if (ahead) launcher_.meanwhile([this] { seq_->prepare(seq_->next() + 1); });
   JobRun run = start_job(job, jo, ctx);
-  // While the consumer runs, the next seqfile is written (not yet renamed).
-  if (run.running() && by_seq && seq_->next() < UINT64_MAX) seq_->prepare(seq_->next() + 1);
+  launcher_.meanwhile(nullptr);  // not taken when no consumer was started
+  if (run.running() && ahead && !seq_->prepared(seq_->next() + 1)) seq_->prepare(seq_->next() + 1);
   return run.wait();
 }
 

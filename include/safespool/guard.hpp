@@ -30,6 +30,7 @@
 #include <signal.h>
 #include <sys/types.h>
 
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -69,6 +70,9 @@ struct ConsumeOrder {
   const SpawnSpec& spec;
   int hold = -1;
   int cgroup = -1;
+  /// Run (and cleared) once the order is sent, while the guard starts
+  /// the consumer.
+  std::function<void()>* meanwhile = nullptr;
 };
 
 /// One running guard and the lifeline to it. Move-only. Sends never block
@@ -179,6 +183,11 @@ class Launcher {
   /// guard can be found or started, SysError when the command cannot be
   /// started (no consumer ran; the guard holds nothing).
   Consumer start(SpawnSpec spec, int write_end);
+  /// Work for the next start() to do while the guard starts the consumer
+  /// (it must not throw): then our waiting for the guard and the guard's
+  /// work overlap. Dropped when that start fails before the guard has the
+  /// order.
+  void meanwhile(std::function<void()> work) { meanwhile_ = std::move(work); }
   /// The current guard's lifeline and pidfd, for the supervisor's loop.
   int guard_lifeline() const { return guard_ ? guard_->lifeline() : -1; }
   int guard_pidfd() const { return guard_ ? guard_->pidfd() : -1; }
@@ -224,6 +233,7 @@ class Launcher {
   std::optional<JobCgroup> job_cgroup_;
   std::vector<JobCgroup> lingering_;  ///< not empty when their job ended
   std::optional<JobCgroup> spare_;    ///< empty after a clean job: the next one's
+  std::function<void()> meanwhile_;   ///< for the next start()
   pid_t consumer_ = 0;                ///< the current consumer's pid (its group), 0: none
   bool in_job_ = false;               ///< a consumer was started and has not ended yet
   CommandPaths paths_;

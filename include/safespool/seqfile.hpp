@@ -11,7 +11,7 @@
 // directory. A crash leaves either the old or the new number, never a torn
 // one. The processor writes and fsyncs PATH.temp while a job runs
 // (prepare), so that only the rename and the directory fsync wait for it
-// to end.
+// to end; the processor starts that while the consumer is being started.
 #pragma once
 
 #include <cstdint>
@@ -47,6 +47,8 @@ class SeqFile {
   /// changes PATH until then; a failure here only logs (set() does all
   /// the work again), and an unused PATH.temp is removed with the lock.
   void prepare(uint64_t value) noexcept;
+  /// Whether PATH.temp holding `value` was prepared and not used yet.
+  bool prepared(uint64_t value) const { return prepared_ && prepared_value_ == value; }
 
   SeqFile(SeqFile&&) = default;
   SeqFile& operator=(SeqFile&&) = default;

@@ -229,6 +229,20 @@ TEST_F(GuardTest, GuardIgnoresGroupSigtermAndExitsZeroWhenReleased) {
   EXPECT_EQ(g.reap().describe(), "exit status 0");
 }
 
+TEST_F(GuardTest, MeanwhileWorkRunsOnceForTheNextStartOnly) {
+  Launcher launcher;
+  int ran = 0;
+  launcher.meanwhile([&] { ++ran; });
+  ConsumerSpec c;
+  c.argv = {"/bin/sh", "-c", "echo ran >> '" + (dir_ / "ran").string() + "'"};
+  for (char** e = environ; *e; ++e) c.env.push_back(*e);
+  EXPECT_TRUE(run_consumer(launcher, c, PayloadSource{}, HandoffOptions{}).success());
+  EXPECT_EQ(ran, 1);
+  EXPECT_TRUE(run_consumer(launcher, c, PayloadSource{}, HandoffOptions{}).success());
+  EXPECT_EQ(ran, 1) << "the work was done again for a later consumer";
+  EXPECT_EQ(slurp(dir_ / "ran"), "ran\nran\n");
+}
+
 TEST_F(GuardTest, GuardRefusesToRunOutsideAGroupItLeads) {
   // In a group of its own (sh leads it), so a broken check hurts nobody else.
   std::string guard = find_guard(guard_candidates());
