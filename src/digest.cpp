@@ -9,6 +9,7 @@
 #include <cctype>
 #include <cerrno>
 #include <memory>
+#include <system_error>
 
 #include "safespool/error.hpp"
 
@@ -97,17 +98,95 @@ std::string sha256_file(int fd, const std::string& what) {
   return h.hex();
 }
 
+namespace {
+
+/// Fed bytes up to this are hashed at once, by the feeder.
+constexpr uint64_t kHashInPlaceBytes = 1 << 20;
+/// Copies that may wait for the worker.
+constexpr size_t kMaxQueuedBytes = 1 << 20;
+
+}  // namespace
+
+FileDigest::~FileDigest() { stop_worker(); }
+
 void FileDigest::feed(uint64_t offset, std::span<const std::byte> data) {
-  std::lock_guard lock(mu_);
-  if (done_ || offset != at_) return;
-  sha_.update(data);
+  std::unique_lock lock(mu_);
+  if (done_ || offset != at_ || data.empty()) return;
+  if (!worker_.joinable() && (no_worker_ || at_ + data.size() <= kHashInPlaceBytes)) {
+    at_ += data.size();
+    sha_.update(data);
+    return;
+  }
+  if (!worker_.joinable()) {
+    try {
+      worker_ = std::thread([this] { hash_queued(); });
+    } catch (const std::system_error&) {
+      no_worker_ = true;
+      at_ += data.size();
+      sha_.update(data);
+      return;
+    }
+  }
+  changed_.wait(lock, [&] { return queued_ < kMaxQueuedBytes || failed_; });
+  // Another feeder may have taken this turn while we waited.
+  if (failed_ || done_ || offset != at_) return;  // a failure: finish() says it
   at_ += data.size();
+  std::vector<std::byte> copy;
+  if (!spare_.empty()) {
+    copy = std::move(spare_.back());
+    spare_.pop_back();
+  }
+  copy.assign(data.begin(), data.end());
+  queue_.push_back(std::move(copy));
+  queued_ += data.size();
+  changed_.notify_all();
+}
+
+/// The worker: hashes the copies in the order they came, until stopped
+/// with nothing left.
+void FileDigest::hash_queued() {
+  std::unique_lock lock(mu_);
+  for (;;) {
+    changed_.wait(lock, [&] { return !queue_.empty() || stopping_; });
+    if (queue_.empty()) return;
+    std::vector<std::byte> block = std::move(queue_.front());
+    queue_.pop_front();
+    lock.unlock();
+    std::exception_ptr error;
+    try {
+      sha_.update(block);
+    } catch (...) {
+      error = std::current_exception();
+    }
+    lock.lock();
+    queued_ -= block.size();
+    spare_.push_back(std::move(block));
+    changed_.notify_all();
+    if (error) {
+      failed_ = error;
+      return;
+    }
+  }
+}
+
+void FileDigest::stop_worker() {
+  if (!worker_.joinable()) return;
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  changed_.notify_all();
+  worker_.join();
 }
 
 std::string FileDigest::finish(int fd, const std::string& what) {
-  std::lock_guard lock(mu_);
-  if (done_) throw Error("the digest of " + what + " was already taken");
-  done_ = true;
+  {
+    std::lock_guard lock(mu_);
+    if (done_) throw Error("the digest of " + what + " was already taken");
+    done_ = true;  // feed() takes nothing more
+  }
+  stop_worker();  // everything queued is hashed
+  if (failed_) std::rethrow_exception(failed_);
   hash_rest(sha_, fd, at_, what);
   return sha_.hex();
 }

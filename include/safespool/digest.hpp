@@ -8,13 +8,18 @@
 // sender can compute the same value with `sha256sum` on its copy.
 #pragma once
 
+#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
+#include <deque>
+#include <exception>
 #include <memory>
 #include <mutex>
 #include <span>
 #include <string>
 #include <string_view>
+#include <thread>
+#include <vector>
 
 namespace safespool {
 
@@ -43,8 +48,18 @@ class Sha256 {
 /// plain packet, which its consumer reads from the file itself). So a job
 /// file is hashed as it is read, not read again after the job. Thread-safe:
 /// the decode stage may run on a worker thread.
+///
+/// Past its first MiB, what is fed is copied and hashed on a thread of its
+/// own, so that hashing a large packet (about 1.2 GB/s here) does not slow
+/// the decoding and the hand-off that feed it; at most 1 MiB waits there,
+/// and a feeder that finds it full waits. A small packet starts no thread.
 class FileDigest {
  public:
+  FileDigest() = default;
+  ~FileDigest();
+  FileDigest(const FileDigest&) = delete;
+  FileDigest& operator=(const FileDigest&) = delete;
+
   /// Takes the bytes read at `offset`, when they continue what was hashed
   /// (anything else, and anything after finish(), is ignored).
   void feed(uint64_t offset, std::span<const std::byte> data);
@@ -53,10 +68,21 @@ class FileDigest {
   std::string finish(int fd, const std::string& what);
 
  private:
+  void hash_queued();
+  void stop_worker();
+
   std::mutex mu_;
-  Sha256 sha_;
+  std::condition_variable changed_;
+  Sha256 sha_;  ///< the worker's alone while it runs
   uint64_t at_ = 0;
   bool done_ = false;
+  std::thread worker_;
+  bool no_worker_ = false;  ///< it could not be started: hash in feed()
+  bool stopping_ = false;
+  std::deque<std::vector<std::byte>> queue_;  ///< copies waiting for the worker
+  std::vector<std::vector<std::byte>> spare_;  ///< hashed copies, to reuse
+  size_t queued_ = 0;
+  std::exception_ptr failed_;
 };
 
 /// SHA-256 of the whole file open at `fd` (read with pread, so its offset
