@@ -115,12 +115,12 @@ namespace {
 constexpr std::string_view kTempPrefix = "tmp-";
 constexpr std::string_view kTempSuffix = ".tmp";
 
+}  // namespace
+
 bool is_temp_name(std::string_view name) {
   return name.size() > kTempPrefix.size() + kTempSuffix.size() && name.starts_with(kTempPrefix) &&
          name.ends_with(kTempSuffix);
 }
-
-}  // namespace
 
 std::string Queue::write(int in_fd, const std::string& what) const {
   check_exists();
@@ -137,27 +137,39 @@ std::string Queue::write(int in_fd, const std::string& what) const {
   return name;
 }
 
+namespace {
+
+/// Whether jobs/NAME (in `jobs`) is a temporary file no writer holds and
+/// that was not written to for `min_age_seconds`.
+bool abandoned(int jobs, const char* name, int64_t min_age_seconds) {
+  Fd fd(::openat(jobs, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK));
+  struct stat st;
+  if (!fd || ::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) return false;
+  if (::time(nullptr) - st.st_mtim.tv_sec < min_age_seconds) return false;  // a writer keeps it fresh
+  return ::flock(fd.get(), LOCK_EX | LOCK_NB) == 0;
+}
+
+}  // namespace
+
 std::vector<std::string> Queue::abandoned_temp_files(int64_t min_age_seconds) const {
   std::vector<std::string> out;
   std::unique_ptr<DIR, int (*)(DIR*)> d(::opendir(jobs_dir().c_str()), ::closedir);
   if (!d) return out;
-  int64_t now = ::time(nullptr);
   while (dirent* e = ::readdir(d.get())) {
-    if (!is_temp_name(e->d_name)) continue;
-    Fd fd(::openat(::dirfd(d.get()), e->d_name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK));
-    struct stat st;
-    if (!fd || ::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
-    if (now - st.st_mtim.tv_sec < min_age_seconds) continue;  // a writer keeps it fresh
-    if (::flock(fd.get(), LOCK_EX | LOCK_NB) == 0) out.emplace_back(e->d_name);
+    if (is_temp_name(e->d_name) && abandoned(::dirfd(d.get()), e->d_name, min_age_seconds))
+      out.emplace_back(e->d_name);
   }
   return out;
 }
 
-void Queue::remove_abandoned_temp_files() const {
+void Queue::remove_abandoned_temp_files(const std::vector<std::string>& names) const {
+  if (names.empty()) return;
+  Fd jobs(::open(jobs_dir().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   // Old enough that the writer had time to lock it after creating it.
-  for (const auto& name : abandoned_temp_files(60)) {
+  for (const auto& name : names) {
+    if (!jobs || !is_temp_name(name) || !abandoned(jobs.get(), name.c_str(), 60)) continue;
     spdlog::info("removing jobs/{}, left by a queue-write or queue-import that died", name);
-    if (::unlink(job_path(name).c_str()) != 0 && errno != ENOENT)
+    if (::unlinkat(jobs.get(), name.c_str(), 0) != 0 && errno != ENOENT)
       spdlog::warn("cannot remove jobs/{}: {}", name, std::strerror(errno));
   }
 }

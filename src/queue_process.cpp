@@ -81,7 +81,6 @@ int Pass::run() {
   q_.check_exists();
   seq_ = SeqFile::open_waiting(q_.seqfile_path(), false, opts_.lock_wait_seconds);
   if (!seq_) throw QueueBusy(q_.dir());
-  q_.remove_abandoned_temp_files();
   if (!policy_.empty()) key_ids_ = signer_key_ids(policy_, opts_.decode.gnupg_home);
   DecisionRules rules{policy_, key_ids_, true, opts_.never_delete,
                       opts_.on_error == OnError::Delete};

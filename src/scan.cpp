@@ -161,7 +161,10 @@ void Scan::list() {
     errno = 0;
     dirent* e = ::readdir(dir_.get());
     if (!e) break;
-    if (is_job_name(e->d_name)) take(e->d_name, e->d_ino);
+    if (is_job_name(e->d_name))
+      take(e->d_name, e->d_ino);
+    else if (is_temp_name(e->d_name))
+      out_.temp_files.emplace_back(e->d_name);
   }
   if (errno != 0) throw_errno("cannot list " + q_.jobs_dir());
 }
@@ -335,7 +338,9 @@ void Scan::save_index() {
   if (!update_) return;
   spdlog::debug("scan of {}: {} header(s) from the index, {} read, {} unreadable", q_.jobs_dir(),
                 update_->kept(), update_->learnt(), out_.skipped.size());
-  update_->complete_listing(out_.skipped.empty());
+  // Not while a temporary file is there: the next scan must see it, to
+  // remove it once it is abandoned.
+  update_->complete_listing(out_.skipped.empty() && out_.temp_files.empty());
   try {
     update_->save();
   } catch (const Error& err) {

@@ -90,6 +90,10 @@ struct ScanResult {
   std::vector<SkippedFile> skipped;  ///< unreadable, not a packet, not a regular file
   /// Jobs at or above the scan's `seq_below` bound: counted, not listed.
   size_t beyond = 0;
+  /// The temporary files (tmp-NAME.tmp) readdir() gave. A scan that took
+  /// its listing from the header index gives none, and that is the truth:
+  /// an index never claims to list a jobs/ that held one.
+  std::vector<std::string> temp_files;
   /// Logs the skipped files once at warn level (count and first one) and
   /// each at debug level.
   void warn_skipped(const std::string& queuedir) const;
@@ -97,6 +101,9 @@ struct ScanResult {
 
 /// True for names of the form fspl-*.fspl.
 bool is_job_name(std::string_view name);
+/// True for the temporary names of files being written into jobs/
+/// (tmp-*.tmp).
+bool is_temp_name(std::string_view name);
 
 /// A random (v4) UUID, lower-case hyphenated.
 std::string gen_uuid();
@@ -145,8 +152,9 @@ class Queue {
   /// Temporary files in jobs/ that no writer holds (their queue-write or
   /// queue-import died), not written to for `min_age_seconds`.
   std::vector<std::string> abandoned_temp_files(int64_t min_age_seconds) const;
-  /// Removes abandoned temporary files older than a minute; logs each.
-  void remove_abandoned_temp_files() const;
+  /// Removes those among `names` (a scan's temp_files) that are abandoned
+  /// and older than a minute; logs each.
+  void remove_abandoned_temp_files(const std::vector<std::string>& names) const;
 
  private:
   std::string dir_;

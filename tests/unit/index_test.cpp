@@ -319,6 +319,45 @@ TEST(HeaderIndex, AnUnchangedDirectoryIsListedFromTheIndexAndEveryChangeIsSeen) 
   EXPECT_EQ(seqs(ScanFor::Processing).at(name_of(3)), 6u);
 }
 
+// A temporary file in jobs/ (a queue-write or queue-import that died) is
+// seen by every scan — an index never stands in for readdir() while one is
+// there — and the processor's pass removes it once it is old and unheld,
+// from the names its own scan gave: no second listing of jobs/.
+TEST(HeaderIndex, ATemporaryFileInJobsIsSeenByEveryScanUntilRemoved) {
+  TempQueue t;
+  for (int i = 1; i <= 3; ++i) spit(t.job(name_of(i)), packet(i));
+  const fs::path dead = t.job("tmp-dead.tmp"), live = t.job("tmp-live.tmp");
+  spit(dead, "partial");
+  spit(live, "partial");
+  auto an_hour_ago = fs::file_time_type::clock::now() - std::chrono::hours(1);
+  fs::last_write_time(dead, an_hour_ago);
+  fs::last_write_time(live, an_hour_ago);
+  Fd lock(::open(live.c_str(), O_RDONLY | O_CLOEXEC));
+  ASSERT_EQ(::flock(lock.get(), LOCK_EX), 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  using Names = std::vector<std::string>;
+  auto temp_files = [&](ScanFor purpose) {
+    Names names = t.queue().scan(DecodeOptions{}, purpose).temp_files;
+    std::sort(names.begin(), names.end());
+    return names;
+  };
+  EXPECT_EQ(temp_files(ScanFor::Listing), (Names{"tmp-dead.tmp", "tmp-live.tmp"}));
+  EXPECT_TRUE(fs::exists(t.index()));
+  EXPECT_EQ(temp_files(ScanFor::Processing), (Names{"tmp-dead.tmp", "tmp-live.tmp"}))
+      << "jobs/ is unchanged, and yet the index must not stand in for it";
+  t.queue().remove_abandoned_temp_files(temp_files(ScanFor::Processing));
+  EXPECT_FALSE(fs::exists(dead));
+  EXPECT_TRUE(fs::exists(live));  // a live writer's
+  t.queue().remove_abandoned_temp_files({"../nextseq", "fspl-1.fspl"});  // not temp names
+  EXPECT_TRUE(fs::exists(t.path / "nextseq"));
+  EXPECT_TRUE(fs::exists(t.job(name_of(1))));
+  lock.reset();
+  fs::remove(live);
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(temp_files(ScanFor::Listing), Names{});
+  EXPECT_EQ(temp_files(ScanFor::Processing), Names{});
+}
+
 TEST(HeaderIndex, RemovedFilesAreNotListed) {
   TempQueue t;
   for (int i = 1; i <= 3; ++i) spit(t.job(name_of(i)), packet(i));
