@@ -145,7 +145,8 @@ bool abandoned(int jobs, const char* name, int64_t min_age_seconds) {
   Fd fd(::openat(jobs, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK));
   struct stat st;
   if (!fd || ::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) return false;
-  if (::time(nullptr) - st.st_mtim.tv_sec < min_age_seconds) return false;  // a writer keeps it fresh
+  // A writer keeps it fresh.
+  if (::time(nullptr) - st.st_mtim.tv_sec < min_age_seconds) return false;
   return ::flock(fd.get(), LOCK_EX | LOCK_NB) == 0;
 }
 

@@ -79,7 +79,7 @@ class FileDigest {
   std::thread worker_;
   bool no_worker_ = false;  ///< it could not be started: hash in feed()
   bool stopping_ = false;
-  std::deque<std::vector<std::byte>> queue_;  ///< copies waiting for the worker
+  std::deque<std::vector<std::byte>> queue_;   ///< copies waiting for the worker
   std::vector<std::vector<std::byte>> spare_;  ///< hashed copies, to reuse
   size_t queued_ = 0;
   std::exception_ptr failed_;

@@ -347,7 +347,7 @@ TEST(HeaderIndex, ATemporaryFileInJobsIsSeenByEveryScanUntilRemoved) {
       << "jobs/ is unchanged, and yet the index must not stand in for it";
   t.queue().remove_abandoned_temp_files(temp_files(ScanFor::Processing));
   EXPECT_FALSE(fs::exists(dead));
-  EXPECT_TRUE(fs::exists(live));  // a live writer's
+  EXPECT_TRUE(fs::exists(live));                                         // a live writer's
   t.queue().remove_abandoned_temp_files({"../nextseq", "fspl-1.fspl"});  // not temp names
   EXPECT_TRUE(fs::exists(t.path / "nextseq"));
   EXPECT_TRUE(fs::exists(t.job(name_of(1))));
