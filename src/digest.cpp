@@ -103,7 +103,7 @@ namespace {
 /// Fed bytes up to this are hashed at once, by the feeder.
 constexpr uint64_t kHashInPlaceBytes = 1 << 20;
 /// Copies that may wait for the worker.
-constexpr size_t kMaxQueuedBytes = 1 << 20;
+constexpr size_t kMaxQueuedBytes = 512 << 10;
 
 }  // namespace
 
