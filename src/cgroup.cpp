@@ -108,9 +108,10 @@ bool JobCgroup::kill() const {
 
 std::optional<bool> JobCgroup::populated() const {
   if (!dir_) return std::nullopt;
-  Fd events(::openat(dir_.get(), "cgroup.events", O_RDONLY | O_CLOEXEC));
+  // Opened once: a reused cgroup is asked after every job.
+  if (!events_) events_.reset(::openat(dir_.get(), "cgroup.events", O_RDONLY | O_CLOEXEC));
   char buf[256];
-  ssize_t n = events ? ::read(events.get(), buf, sizeof buf - 1) : -1;
+  ssize_t n = events_ ? ::pread(events_.get(), buf, sizeof buf - 1, 0) : -1;
   if (n <= 0) return std::nullopt;
   std::string_view text(buf, static_cast<size_t>(n));
   for (std::string_view line : split(text, '\n')) {
@@ -122,6 +123,7 @@ std::optional<bool> JobCgroup::populated() const {
 
 bool JobCgroup::remove() {
   if (!dir_) return true;
+  events_.reset();
   if (::rmdir(path_.c_str()) != 0 && errno != ENOENT) return false;
   dir_.reset();
   return true;

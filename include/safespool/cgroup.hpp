@@ -56,6 +56,7 @@ class JobCgroup {
  private:
   std::string path_;
   Fd dir_;
+  mutable Fd events_;  ///< its cgroup.events, once asked
 };
 
 /// Where the per-job cgroups of this process are made.
