@@ -19,6 +19,9 @@
 // back in our memory as a stage and an errno, never as a fake exit status.
 // Between clone and exec the child makes raw system calls only: no libc
 // state, and no sanitizer's interceptor, is touched in the memory we share.
+// (ThreadSanitizer intercepts glibc's clone() itself and does its fork
+// bookkeeping in the child, in that memory: harmless for a guard with a
+// single thread, suspended meanwhile; the clone3 path is not intercepted.)
 #include <fcntl.h>
 #include <linux/sched.h>
 #include <sched.h>
@@ -107,11 +110,24 @@ struct Launch {
   volatile int err = 0;
 };
 
-/// The kernel's struct sigaction with every field zero: SIG_DFL, no flags,
-/// an empty mask, whatever the architecture's layout. Sigsets are 64 bits
-/// for the kernel on every architecture but MIPS.
-constexpr unsigned long kKernelSigsetBytes = 8;
-const uint64_t kDefaultAction[4] = {};
+/// The kernel's sigset: 64 signals, 128 on MIPS (glibc's _NSIG is one
+/// more than the kernel's).
+constexpr unsigned long kKernelSigsetBytes = (_NSIG - 1) / 8;
+/// The kernel's struct sigaction with every field zero, whatever the
+/// architecture's layout: SIG_DFL, no flags, an empty mask.
+const uint64_t kDefaultAction[8] = {};
+const uint64_t kEmptySigset[kKernelSigsetBytes / 8] = {};
+static_assert(sizeof kDefaultAction >= 3 * sizeof(void*) + kKernelSigsetBytes);
+
+/// rt_sigaction(sig, SIG_DFL), raw: SPARC's takes the restorer before the
+/// sigset's size.
+__attribute__((no_sanitize("address", "thread"))) long reset_signal(int sig) {
+#if defined(__sparc__)
+  return ::syscall(SYS_rt_sigaction, sig, kDefaultAction, nullptr, nullptr, kKernelSigsetBytes);
+#else
+  return ::syscall(SYS_rt_sigaction, sig, kDefaultAction, nullptr, kKernelSigsetBytes);
+#endif
+}
 
 // The child's stack: while it runs we are suspended, so one serves every
 // start. Its lowest page stays inaccessible, so an overflow faults.
@@ -148,10 +164,11 @@ __attribute__((no_sanitize("address", "thread"))) int become_consumer(void* arg)
     if (::syscall(SYS_dup3, l->fds[i], i, 0) < 0) child_failed(l, kStageExec);
   }
   ::syscall(SYS_close_range, 3U, ~0U, 0U);
-  for (int sig = 1; sig < NSIG; ++sig)  // SIGKILL and SIGSTOP refuse: harmless
-    ::syscall(SYS_rt_sigaction, sig, kDefaultAction, nullptr, kKernelSigsetBytes);
-  const uint64_t none = 0;
-  ::syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, nullptr, kKernelSigsetBytes);
+  for (int sig = 1; sig < NSIG; ++sig) {
+    if (sig != SIGKILL && sig != SIGSTOP && reset_signal(sig) != 0) child_failed(l, kStageExec);
+  }
+  if (::syscall(SYS_rt_sigprocmask, SIG_SETMASK, kEmptySigset, nullptr, kKernelSigsetBytes) != 0)
+    child_failed(l, kStageExec);
   const Request& r = *l->request;
   ::syscall(SYS_execve, r.path, r.argv, r.envp);
   child_failed(l, kStageExec);
