@@ -9,6 +9,7 @@
 #include <cctype>
 #include <cerrno>
 #include <memory>
+#include <new>
 #include <system_error>
 
 #include "safespool/error.hpp"
@@ -112,9 +113,11 @@ FileDigest::~FileDigest() { stop_worker(); }
 void FileDigest::feed(uint64_t offset, std::span<const std::byte> data) {
   std::unique_lock lock(mu_);
   if (done_ || offset != at_ || data.empty()) return;
+  // at_ moves only once the bytes are hashed or queued: after a failure
+  // here, finish() reads them from the file instead of leaving a hole.
   if (!worker_.joinable() && (no_worker_ || at_ + data.size() <= kHashInPlaceBytes)) {
-    at_ += data.size();
     sha_.update(data);
+    at_ += data.size();
     return;
   }
   if (!worker_.joinable()) {
@@ -122,15 +125,14 @@ void FileDigest::feed(uint64_t offset, std::span<const std::byte> data) {
       worker_ = std::thread([this] { hash_queued(); });
     } catch (const std::system_error&) {
       no_worker_ = true;
-      at_ += data.size();
       sha_.update(data);
+      at_ += data.size();
       return;
     }
   }
   changed_.wait(lock, [&] { return queued_ < kMaxQueuedBytes || failed_; });
   // Another feeder may have taken this turn while we waited.
   if (failed_ || done_ || offset != at_) return;  // a failure: finish() says it
-  at_ += data.size();
   std::vector<std::byte> copy;
   if (!spare_.empty()) {
     copy = std::move(spare_.back());
@@ -138,6 +140,7 @@ void FileDigest::feed(uint64_t offset, std::span<const std::byte> data) {
   }
   copy.assign(data.begin(), data.end());
   queue_.push_back(std::move(copy));
+  at_ += data.size();
   queued_ += data.size();
   changed_.notify_all();
 }
@@ -160,7 +163,11 @@ void FileDigest::hash_queued() {
     }
     lock.lock();
     queued_ -= block.size();
-    spare_.push_back(std::move(block));
+    try {
+      spare_.push_back(std::move(block));
+    } catch (const std::bad_alloc&) {
+      // Not kept for reuse: the next feed allocates.
+    }
     changed_.notify_all();
     if (error) {
       failed_ = error;
