@@ -105,8 +105,9 @@ Consumer Launcher::start_once(const SpawnSpec& spec, int write_end) {
       in_job_ = true;
       return c;
     } catch (const GuardLost& e) {
-      drop_cgroup();
-      kill_tree(-1);  // it may have started the consumer before it was lost
+      // It may have started the consumer before it was lost: the job's
+      // cgroup and the pipe find that consumer, so they go after it.
+      kill_tree(write_end);
       if (attempt > 1) throw Error(std::string(e.what()) + " twice", kExitUnavailable);
       spdlog::warn("{}; starting a new one", e.what());
     } catch (const SysError& e) {
