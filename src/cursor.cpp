@@ -14,8 +14,7 @@ namespace safespool {
 namespace {
 
 /// How many sequence numbers ahead of nextseq one scan lists: a queue of
-/// 100,000 packets need not be sorted to run the next one. A pass limited
-/// by --maxjobs lists no more than it may run.
+/// 100,000 packets need not be sorted to run the next one.
 constexpr uint64_t kSeqWindow = 4096;
 
 Step stop(int exit_code, std::optional<Blocked> blocked = std::nullopt) {
@@ -46,11 +45,9 @@ class SeqCursor : public JobCursor {
 
 void SeqCursor::scan(ScanFor purpose) {
   uint64_t next = seq_.next();
-  uint64_t window = std::clamp<uint64_t>(ctx_.opts.maxjobs.value_or(kSeqWindow), 1, kSeqWindow);
-  seq_below_ = next < UINT64_MAX - window ? next + window : UINT64_MAX;
+  seq_below_ = next < UINT64_MAX - kSeqWindow ? next + kSeqWindow : UINT64_MAX;
   plan_ = ctx_.queue.scan(ctx_.opts.decode, purpose, seq_below_);
   plan_->warn_skipped(ctx_.queue.dir());
-  ctx_.queue.remove_abandoned_temp_files(plan_->temp_files);
   sort_by_seq(plan_->jobs);
   listed_ = purpose != ScanFor::Processing;
   StaleRules stale{ctx_.opts.never_delete, ctx_.opts.delete_stale};
@@ -144,7 +141,6 @@ Job TimeCursor::open_by_name(const std::string& filename) const {
 Step TimeCursor::next() {
   if (!order_) {
     ScanResult scan = ctx_.queue.scan(ctx_.opts.decode, ScanFor::Listing);
-    ctx_.queue.remove_abandoned_temp_files(scan.temp_files);
     scan.warn_skipped(ctx_.queue.dir());
     order_ = std::move(scan.jobs);
     std::stable_sort(order_->begin(), order_->end(), [](const JobEntry& a, const JobEntry& b) {
