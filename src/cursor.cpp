@@ -14,7 +14,9 @@ namespace safespool {
 namespace {
 
 /// How many sequence numbers ahead of nextseq one scan lists: a queue of
-/// 100,000 packets need not be sorted to run the next one.
+/// 100,000 packets need not be sorted to run the next one. A pass limited
+/// by --maxjobs starts with no more than it may run, and widens to this
+/// before it calls nextseq missing.
 constexpr uint64_t kSeqWindow = 4096;
 
 Step stop(int exit_code, std::optional<Blocked> blocked = std::nullopt) {
@@ -26,7 +28,10 @@ Step stop(int exit_code, std::optional<Blocked> blocked = std::nullopt) {
 
 class SeqCursor : public JobCursor {
  public:
-  SeqCursor(const CursorContext& ctx, const SeqFile& seq) : ctx_(ctx), seq_(seq) {}
+  SeqCursor(const CursorContext& ctx, const SeqFile& seq)
+      : ctx_(ctx),
+        seq_(seq),
+        window_(std::clamp<uint64_t>(ctx.opts.maxjobs.value_or(kSeqWindow), 1, kSeqWindow)) {}
   Step next() override;
   bool by_seq() const override { return true; }
 
@@ -39,15 +44,17 @@ class SeqCursor : public JobCursor {
   const SeqFile& seq_;
   std::optional<ScanResult> plan_;  ///< sorted by seq, below seq_below_
   uint64_t seq_below_ = UINT64_MAX;
+  uint64_t window_ = kSeqWindow;
   bool listed_ = false;  ///< the plan compared every file's identity
   int rescans_ = 0;
 };
 
 void SeqCursor::scan(ScanFor purpose) {
   uint64_t next = seq_.next();
-  seq_below_ = next < UINT64_MAX - kSeqWindow ? next + kSeqWindow : UINT64_MAX;
+  seq_below_ = next < UINT64_MAX - window_ ? next + window_ : UINT64_MAX;
   plan_ = ctx_.queue.scan(ctx_.opts.decode, purpose, seq_below_);
   plan_->warn_skipped(ctx_.queue.dir());
+  ctx_.queue.remove_abandoned_temp_files(plan_->temp_files);
   sort_by_seq(plan_->jobs);
   listed_ = purpose != ScanFor::Processing;
   StaleRules stale{ctx_.opts.never_delete, ctx_.opts.delete_stale};
@@ -69,7 +76,9 @@ std::span<const JobEntry> SeqCursor::candidates(uint64_t seq) const {
 // there behind an old entry).
 Step SeqCursor::missing(uint64_t seq, const std::vector<std::string>& parts) {
   if (!listed_ && plan_->beyond > 0) {
-    scan(ScanFor::Listing);
+    bool narrow = window_ < kSeqWindow;
+    window_ = kSeqWindow;
+    scan(narrow ? ScanFor::Processing : ScanFor::Listing);
     return next();
   }
   if (auto b = why_missing(ctx_.queue, seq, plan_->skipped, ctx_.ledger)) {
@@ -141,6 +150,7 @@ Job TimeCursor::open_by_name(const std::string& filename) const {
 Step TimeCursor::next() {
   if (!order_) {
     ScanResult scan = ctx_.queue.scan(ctx_.opts.decode, ScanFor::Listing);
+    ctx_.queue.remove_abandoned_temp_files(scan.temp_files);
     scan.warn_skipped(ctx_.queue.dir());
     order_ = std::move(scan.jobs);
     std::stable_sort(order_->begin(), order_->end(), [](const JobEntry& a, const JobEntry& b) {

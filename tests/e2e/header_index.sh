@@ -59,6 +59,20 @@ ss queue-process -q q "$T/bin/record"
 expect_eq "all three ran in order" "1 2 3" "$(sed 's/^seq=\([0-9]*\).*/\1/' "$LOG" | tr '\n' ' ' | sed 's/ $//')"
 expect_eq "nextseq advanced" 4 "$(cat q/nextseq)"
 
+section "-n 1 still finds nextseq in a file the index puts far ahead"
+# The processor's first scan with -n 1 trusts only seq 1's files fully;
+# before it calls seq 1 missing it compares the others too.
+ss queue-init -q q1
+cp p2.pkt q1/jobs/fspl-2.fspl
+cp p4.pkt q1/jobs/fspl-x.fspl # seq 4: beyond a window of one seq
+sleep 0.1
+ss queue-ls -q q1 >/dev/null
+cat p1.pkt >q1/jobs/fspl-x.fspl # now seq 1, same inode
+: >"$LOG"
+ss queue-process -q q1 -n 1 "$T/bin/record"
+expect_eq "seq 1 ran, from the rewritten file" "1" "$(sed 's/^seq=\([0-9]*\).*/\1/' "$LOG")"
+expect_eq "nextseq advanced" 2 "$(cat q1/nextseq)"
+
 section "fspl works on a queue with an index"
 for n in 1 2; do echo "f$n" | fs prepare -s fseq -i - >"f$n.pkt"; done
 fs queue-init -q fq
