@@ -168,7 +168,9 @@ void Queue::remove_abandoned_temp_files(const std::vector<std::string>& names) c
   Fd jobs(::open(jobs_dir().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   // Old enough that the writer had time to lock it after creating it.
   for (const auto& name : names) {
-    if (!jobs || !is_temp_name(name) || !abandoned(jobs.get(), name.c_str(), 60)) continue;
+    if (!jobs || !is_temp_name(name) || name.find('/') != std::string::npos ||
+        !abandoned(jobs.get(), name.c_str(), 60))
+      continue;
     spdlog::info("removing jobs/{}, left by a queue-write or queue-import that died", name);
     if (::unlinkat(jobs.get(), name.c_str(), 0) != 0 && errno != ENOENT)
       spdlog::warn("cannot remove jobs/{}: {}", name, std::strerror(errno));

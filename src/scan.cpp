@@ -163,8 +163,8 @@ void Scan::list() {
     if (!e) break;
     if (is_job_name(e->d_name))
       take(e->d_name, e->d_ino);
-    else if (is_temp_name(e->d_name))
-      out_.temp_files.emplace_back(e->d_name);
+    else if (is_temp_name(e->d_name) && (e->d_type == DT_REG || e->d_type == DT_UNKNOWN))
+      out_.temp_files.emplace_back(e->d_name);  // a writer's; nothing else can be abandoned
   }
   if (errno != 0) throw_errno("cannot list " + q_.jobs_dir());
 }

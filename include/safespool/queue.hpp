@@ -90,7 +90,9 @@ struct ScanResult {
   std::vector<SkippedFile> skipped;  ///< unreadable, not a packet, not a regular file
   /// Jobs at or above the scan's `seq_below` bound: counted, not listed.
   size_t beyond = 0;
-  /// The temporary files (tmp-NAME.tmp) readdir() gave. A scan that took
+  /// The temporary files (tmp-NAME.tmp, regular files) readdir() gave. A
+  /// directory or a link with such a name is no writer's and is left
+  /// alone, and does not keep the index from listing jobs/. A scan that took
   /// its listing from the header index gives none, and that is the truth:
   /// an index never claims to list a jobs/ that held one.
   std::vector<std::string> temp_files;

@@ -347,15 +347,17 @@ TEST(HeaderIndex, ATemporaryFileInJobsIsSeenByEveryScanUntilRemoved) {
       << "jobs/ is unchanged, and yet the index must not stand in for it";
   t.queue().remove_abandoned_temp_files(temp_files(ScanFor::Processing));
   EXPECT_FALSE(fs::exists(dead));
-  EXPECT_TRUE(fs::exists(live));                                         // a live writer's
-  t.queue().remove_abandoned_temp_files({"../nextseq", "fspl-1.fspl"});  // not temp names
+  EXPECT_TRUE(fs::exists(live));  // a live writer's
+  t.queue().remove_abandoned_temp_files({"../nextseq", "fspl-1.fspl", "tmp-../../nextseq.tmp"});
   EXPECT_TRUE(fs::exists(t.path / "nextseq"));
   EXPECT_TRUE(fs::exists(t.job(name_of(1))));
   lock.reset();
   fs::remove(live);
+  fs::create_directory(t.job("tmp-dir.tmp"));  // not a writer's: neither counted nor removed
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
   EXPECT_EQ(temp_files(ScanFor::Listing), Names{});
   EXPECT_EQ(temp_files(ScanFor::Processing), Names{});
+  EXPECT_TRUE(fs::is_directory(t.job("tmp-dir.tmp")));
 }
 
 TEST(HeaderIndex, RemovedFilesAreNotListed) {
