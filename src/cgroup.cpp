@@ -106,24 +106,44 @@ bool JobCgroup::kill() const {
   return k && ::write(k.get(), "1", 1) == 1;
 }
 
-std::optional<bool> JobCgroup::populated() const {
-  if (!dir_) return std::nullopt;
-  // Opened once: a reused cgroup is asked after every job.
-  if (!events_) events_.reset(::openat(dir_.get(), "cgroup.events", O_RDONLY | O_CLOEXEC));
-  char buf[256];
-  ssize_t n = events_ ? ::pread(events_.get(), buf, sizeof buf - 1, 0) : -1;
-  if (n <= 0) return std::nullopt;
-  std::string_view text(buf, static_cast<size_t>(n));
-  for (std::string_view line : split(text, '\n')) {
-    if (line == "populated 0") return false;
-    if (line == "populated 1") return true;
+namespace {
+
+constexpr const char* kReuseFiles[] = {"cgroup.events", "cgroup.stat", "cgroup.subtree_control",
+                                       "cgroup.controllers"};
+
+/// The text of a small cgroup file through `fd`, opened from `dir` as
+/// `name` when not yet; nullopt when it cannot be read.
+std::optional<std::string> read_cgroup_file(int dir, const char* name, Fd& fd) {
+  if (!fd) fd.reset(::openat(dir, name, O_RDONLY | O_CLOEXEC));
+  char buf[512];
+  ssize_t n = fd ? ::pread(fd.get(), buf, sizeof buf, 0) : -1;
+  if (n < 0 || n == static_cast<ssize_t>(sizeof buf)) return std::nullopt;
+  return std::string(buf, static_cast<size_t>(n));
+}
+
+bool has_line(const std::string& text, std::string_view line) {
+  for (std::string_view l : split(text, '\n'))
+    if (l == line) return true;
+  return false;
+}
+
+}  // namespace
+
+bool JobCgroup::reusable() const {
+  if (!dir_) return false;
+  std::optional<std::string> text[4];
+  for (int i = 0; i < 4; ++i) {
+    text[i] = read_cgroup_file(dir_.get(), kReuseFiles[i], files_[i]);
+    if (!text[i]) return false;
   }
-  return std::nullopt;
+  auto blank = [](const std::string& s) { return s.find_first_not_of(" \n") == std::string::npos; };
+  return has_line(*text[0], "populated 0") && has_line(*text[0], "frozen 0") &&
+         has_line(*text[1], "nr_descendants 0") && blank(*text[2]) && blank(*text[3]);
 }
 
 bool JobCgroup::remove() {
   if (!dir_) return true;
-  events_.reset();
+  for (Fd& f : files_) f.reset();
   if (::rmdir(path_.c_str()) != 0 && errno != ENOENT) return false;
   dir_.reset();
   return true;

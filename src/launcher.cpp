@@ -93,9 +93,9 @@ Consumer Launcher::start(SpawnSpec spec, int write_end) {
 /// without a cgroup when the consumer could not join one.
 Consumer Launcher::start_once(const SpawnSpec& spec, int write_end) {
   std::function<void()> meanwhile = std::exchange(meanwhile_, nullptr);
-  for (int attempt = 1;; ++attempt) {
+  for (int lost = 0;;) {
     Guard& guard = ready_guard();
-    make_job_cgroup();
+    bool reused = make_job_cgroup();
     bool cgroup_failed = false;
     try {
       Consumer c =
@@ -108,11 +108,15 @@ Consumer Launcher::start_once(const SpawnSpec& spec, int write_end) {
       // It may have started the consumer before it was lost: the job's
       // cgroup and the pipe find that consumer, so they go after it.
       kill_tree(write_end);
-      if (attempt > 1) throw Error(std::string(e.what()) + " twice", kExitUnavailable);
+      if (++lost > 1) throw Error(std::string(e.what()) + " twice", kExitUnavailable);
       spdlog::warn("{}; starting a new one", e.what());
     } catch (const SysError& e) {
       drop_cgroup();
       if (!cgroup_failed) throw;
+      if (reused) {  // whatever the last job left in it, a new one has not
+        spdlog::debug("{}; trying a new cgroup", e.what());
+        continue;
+      }
       spdlog::warn("{}; consumers of this run go without per-job cgroups", e.what());
       cgroups_.reset();
     }
@@ -123,12 +127,12 @@ Consumer Launcher::start_once(const SpawnSpec& spec, int write_end) {
 /// and left the cgroup empty (which saves a mkdir and an rmdir per job),
 /// else a new one; a run that cannot make one goes on without (the
 /// subreaper still finds the tree).
-void Launcher::make_job_cgroup() {
-  if (!cgroups_) return;
+bool Launcher::make_job_cgroup() {
+  if (!cgroups_) return false;
   if (spare_) {
     job_cgroup_ = std::move(spare_);
     spare_.reset();
-    return;
+    return true;
   }
   try {
     job_cgroup_ = cgroups_->make_job();
@@ -136,6 +140,7 @@ void Launcher::make_job_cgroup() {
     spdlog::warn("{}; consumers of this run go without per-job cgroups", e.what());
     cgroups_.reset();
   }
+  return false;
 }
 
 Guard& Launcher::ready_guard() {
@@ -186,7 +191,7 @@ void Launcher::consumer_ended(bool clean) {
   in_job_ = false;
   consumer_ = 0;
   if (guard_ && clean && guard_->done()) {  // ready for the next one
-    if (job_cgroup_ && job_cgroup_->populated() == false) {
+    if (job_cgroup_ && job_cgroup_->reusable()) {
       spare_ = std::move(job_cgroup_);
       job_cgroup_.reset();
     }

@@ -49,14 +49,20 @@ class JobCgroup {
   bool kill() const;
   /// Removes it; false while processes are in it (EBUSY). Idempotent.
   bool remove();
-  /// Whether a process is in it or below (cgroup.events); nullopt when
-  /// that cannot be read.
-  std::optional<bool> populated() const;
+  /// Whether it can serve another job as if it were new: no process in
+  /// it or below and not frozen (cgroup.events), no cgroup below
+  /// (cgroup.stat), no controller enabled for children
+  /// (cgroup.subtree_control), and none available to it
+  /// (cgroup.controllers), so no limit a job may have set (memory.max, ...)
+  /// exists. False when any of that cannot be read.
+  bool reusable() const;
 
  private:
   std::string path_;
   Fd dir_;
-  mutable Fd events_;  ///< its cgroup.events, once asked
+  /// Its cgroup.events, .stat, .subtree_control and .controllers, opened
+  /// when first asked: a reused cgroup is asked after every job.
+  mutable Fd files_[4];
 };
 
 /// Where the per-job cgroups of this process are made.

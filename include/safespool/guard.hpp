@@ -225,7 +225,8 @@ class Launcher {
   Guard& ready_guard();
   Consumer start_once(const SpawnSpec& spec, int write_end);
   void forget(bool expected, int bound_ms, const char* why);
-  void make_job_cgroup();
+  /// True when it is the last job's, reused.
+  bool make_job_cgroup();
   void drop_cgroup();
 
   std::optional<Guard> guard_;

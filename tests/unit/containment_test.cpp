@@ -204,6 +204,28 @@ TEST_F(ContainmentTest, AJobThatLeavesAProcessBehindDoesNotPassItsCgroupOn) {
   ::kill(left, SIGKILL);
 }
 
+TEST_F(ContainmentTest, AJobThatMadeACgroupBelowItsOwnDoesNotPassItOn) {
+  std::string why;
+  auto dir = CgroupDir::find(why);
+  if (!dir) GTEST_SKIP() << why;
+  Launcher launcher(Containment::Cgroup);
+  ConsumerSpec c;
+  c.argv = {"/bin/sh", "-c",
+            "cat /proc/self/cgroup > '" + (dir_ / "cg1").string() +
+                "'; b=$(sed -n 's|^0::.*/||p' /proc/self/cgroup); mkdir '" + dir->path() +
+                "'/$b/below"};
+  for (char** e = environ; *e; ++e) c.env.push_back(*e);
+  auto first = run_consumer(launcher, c, PayloadSource{}, opts_);
+  EXPECT_TRUE(first.success()) << first.describe();
+  std::string cg1 = cgroup_of(dir_ / "cg1");
+  std::string job = dir->path() + cg1.substr(cg1.rfind('/'));
+  ASSERT_TRUE(fs::is_directory(job + "/below")) << "the consumer could not make its cgroup";
+  c.argv = {"/bin/sh", "-c", "cat /proc/self/cgroup > '" + (dir_ / "cg2").string() + "'"};
+  EXPECT_TRUE(run_consumer(launcher, c, PayloadSource{}, opts_).success());
+  EXPECT_NE(cg1, cgroup_of(dir_ / "cg2")) << "the next job joined a cgroup with a cgroup below";
+  ::rmdir((job + "/below").c_str());
+}
+
 TEST_F(ContainmentTest, SubreaperModeMakesNoCgroup) {
   Launcher launcher(Containment::Subreaper);
   EXPECT_EQ(launcher.mode(), Containment::Subreaper);
