@@ -46,7 +46,8 @@ FileReplacement::FileReplacement(FileReplacement&& o) noexcept
       opts_(std::move(o.opts_)),
       fd_(std::move(o.fd_)),
       synced_(o.synced_),
-      done_(std::exchange(o.done_, true)) {}
+      done_(std::exchange(o.done_, true)),
+      exchanged_(o.exchanged_) {}
 
 FileReplacement& FileReplacement::operator=(FileReplacement&& o) noexcept {
   if (this == &o) return *this;
@@ -57,6 +58,7 @@ FileReplacement& FileReplacement::operator=(FileReplacement&& o) noexcept {
   fd_ = std::move(o.fd_);
   synced_ = o.synced_;
   done_ = std::exchange(o.done_, true);
+  exchanged_ = o.exchanged_;
   return *this;
 }
 
@@ -81,7 +83,9 @@ void FileReplacement::commit() {
   try {
     sync();
     fd_.reset();
-    if (::rename(temp_.c_str(), path_.c_str()) != 0)
+    exchanged_ = opts_.exchange && ::renameat2(AT_FDCWD, temp_.c_str(), AT_FDCWD, path_.c_str(),
+                                               RENAME_EXCHANGE) == 0;
+    if (!exchanged_ && ::rename(temp_.c_str(), path_.c_str()) != 0)
       throw_errno("cannot rename " + temp_ + " to " + path_);
   } catch (...) {
     ::unlink(temp_.c_str());

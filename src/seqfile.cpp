@@ -80,8 +80,9 @@ void SeqFile::load(bool create) {
 }
 
 // PATH.temp is the name fspl uses too; both write it only under the lock.
-FileReplacement SeqFile::write_temp(uint64_t value) const {
-  FileReplacement f(path_, {Durability::Durable, 0666, path_ + ".temp", dir_.get()});
+FileReplacement SeqFile::write_temp(uint64_t value) {
+  FileReplacement f(path_, {Durability::Durable, 0666, path_ + ".temp", dir_.get(), true});
+  left_temp_.path.clear();  // taken over: f removes it unless committed
   f.write(std::to_string(value) + "\n");
   f.sync();
   return f;
@@ -106,6 +107,7 @@ void SeqFile::set(uint64_t value) {
   std::optional<FileReplacement> temp = std::move(prepared_);
   prepared_.reset();
   temp->commit();
+  if (temp->exchanged()) left_temp_.path = path_ + ".temp";
   next_ = value;
 }
 

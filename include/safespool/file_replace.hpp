@@ -41,6 +41,11 @@ struct ReplaceOptions {
   /// An open descriptor of the directory, fsynced after the rename
   /// (Durable); -1: opened by name. Not owned.
   int dir_fd = -1;
+  /// commit() swaps the two files (renameat2 RENAME_EXCHANGE) where the
+  /// file system can: the old version stays under the (fixed) temporary
+  /// name, for the caller to reuse or remove, instead of being freed while
+  /// the next replacement allocates a new inode. Elsewhere a rename.
+  bool exchange = false;
 };
 
 /// A new version of a file, being written under a temporary name. Move-only.
@@ -65,6 +70,8 @@ class FileReplacement {
   /// directory when Durable). Throws SysError; the temporary file is
   /// removed on failure.
   void commit();
+  /// After commit(): the old version is left under the temporary name.
+  bool exchanged() const { return exchanged_; }
 
  private:
   std::string path_, temp_;
@@ -72,6 +79,7 @@ class FileReplacement {
   Fd fd_;
   bool synced_ = false;
   bool done_ = false;
+  bool exchanged_ = false;
 };
 
 /// Replaces `path` with `content` in one call.

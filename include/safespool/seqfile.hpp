@@ -9,14 +9,19 @@
 //
 // Updates are durable: write PATH.temp, fsync, rename over PATH, fsync the
 // directory. A crash leaves either the old or the new number, never a torn
-// one. The processor writes and fsyncs PATH.temp while a job runs
+// one. Where the file system can, the rename is an exchange
+// (RENAME_EXCHANGE): PATH.temp then holds the old number until the next
+// update rewrites it, so no inode is created and freed per update. The processor writes and fsyncs PATH.temp while a job runs
 // (prepare), so that only the rename and the directory fsync wait for it
 // to end; the processor starts that while the consumer is being started.
 #pragma once
 
+#include <unistd.h>
+
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 
 #include "safespool/fd.hpp"
 #include "safespool/file_replace.hpp"
@@ -59,7 +64,21 @@ class SeqFile {
   SeqFile(std::string path, Fd lock, Fd dir)
       : path_(std::move(path)), lock_(std::move(lock)), dir_(std::move(dir)) {}
   void load(bool create);
-  FileReplacement write_temp(uint64_t value) const;
+  FileReplacement write_temp(uint64_t value);
+
+  /// A file to remove when the SeqFile goes, unless taken over first.
+  struct LeftFile {
+    std::string path;
+    LeftFile() = default;
+    LeftFile(LeftFile&& o) noexcept : path(std::exchange(o.path, {})) {}
+    LeftFile& operator=(LeftFile&& o) noexcept {
+      std::swap(path, o.path);
+      return *this;
+    }
+    ~LeftFile() {
+      if (!path.empty()) ::unlink(path.c_str());
+    }
+  };
 
   std::string path_;
   Fd lock_;
@@ -69,6 +88,11 @@ class SeqFile {
   /// Removed, if never committed, when the SeqFile goes (before the lock).
   std::optional<FileReplacement> prepared_;
   uint64_t prepared_value_ = 0;
+  /// PATH.temp holding the previous number after a set() that exchanged
+  /// the files: its inode is the next prepare()'s (no inode is allocated
+  /// and freed per job: on ext4 without a journal, allocating one scans
+  /// every recently deleted inode), and it is removed with the lock.
+  LeftFile left_temp_;
 };
 
 }  // namespace safespool

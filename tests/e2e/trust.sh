@@ -201,13 +201,16 @@ touch "$E2E_T/ran"
 SH
 chmod +x "$T/bin/once"
 rm -f "$T/ran"
-# Find which rename moves nextseq in a copy of the queue, then kill the
-# processor exactly there.
+# Find which rename moves nextseq in a copy of the queue (renameat2 where
+# it is an exchange, rename elsewhere), then kill the processor exactly
+# there.
 cp -a "$T/q" "$T/q-dry"
-strace -f -qq -e signal=none -e trace=rename -o "$T/renames" "$SAFESPOOL" queue-process -q "$T/q-dry" true
-n=$(grep 'rename(' "$T/renames" | grep -n 'nextseq"' | head -1 | cut -d: -f1)
+strace -f -qq -e signal=none -e trace=rename,renameat2 -o "$T/renames" \
+  "$SAFESPOOL" queue-process -q "$T/q-dry" true
+call=$(grep -m1 -oE '(rename|renameat2)\(.*nextseq"' "$T/renames" | cut -d'(' -f1)
+n=$(grep -E " $call\(" "$T/renames" | grep -n 'nextseq"' | head -1 | cut -d: -f1)
 [[ -n $n ]] || fail "no rename of nextseq seen"
-strace -f -qq -e signal=none -o /dev/null -e trace=rename -e "inject=rename:signal=SIGKILL:when=$n" \
+strace -f -qq -e signal=none -o /dev/null -e "trace=$call" -e "inject=$call:signal=SIGKILL:when=$n" \
   "$SAFESPOOL" queue-process -q "$T/q" "$T/bin/once" 2>/dev/null
 expect_eq "killed at the rename: job 1 ran, nextseq still 1" "yes 1" \
   "$([[ -e $T/ran ]] && echo yes) $(cat "$T/q/nextseq")"
