@@ -11,9 +11,10 @@
 // directory. A crash leaves either the old or the new number, never a torn
 // one. Where the file system can, the rename is an exchange
 // (RENAME_EXCHANGE): PATH.temp then holds the old number until the next
-// update rewrites it, so no inode is created and freed per update. The processor writes and fsyncs PATH.temp while a job runs
-// (prepare), so that only the rename and the directory fsync wait for it
-// to end; the processor starts that while the consumer is being started.
+// update rewrites it, so no inode is created and freed per update. The
+// processor writes and fsyncs PATH.temp while a job runs (prepare), so
+// that only the rename and the directory fsync wait for it to end; it
+// starts that while the consumer is being started.
 #pragma once
 
 #include <unistd.h>
