@@ -225,7 +225,8 @@ Consumer Guard::consume(const ConsumeOrder& order, int bound_ms, bool* cgroup_fa
   if (order.hold >= 0) fds.push_back(order.hold), flags += 'h';
   if (order.cgroup >= 0) fds.push_back(order.cgroup), flags += 'g';
   if (!send('c', fds, flags))
-    throw GuardLost("safespool-guard " + std::to_string(pid()) + " did not take the consumer");
+    throw GuardLost("safespool-guard " + std::to_string(pid()) + " did not take the consumer",
+                    false);
   if (order.meanwhile && *order.meanwhile) std::exchange(*order.meanwhile, nullptr)();
   Reply r = await_reply(bound_ms);
   if (r.kind == 's' && r.bytes.size() == sizeof(int) && r.fd) {
@@ -240,8 +241,8 @@ Consumer Guard::consume(const ConsumeOrder& order, int bound_ms, bool* cgroup_fa
     if (cgroup_failed) *cgroup_failed = r.bytes[0] == 'g';
     throw SysError(start_failure(order.spec, r.bytes[0]), err);
   }
-  throw GuardLost("safespool-guard " + std::to_string(pid()) +
-                  " gave no answer about the consumer");
+  throw GuardLost("safespool-guard " + std::to_string(pid()) + " gave no answer about the consumer",
+                  true);
 }
 
 /// The next reply, waiting up to `bound_ms` while the guard lives and is

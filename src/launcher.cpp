@@ -106,8 +106,15 @@ Consumer Launcher::start_once(const SpawnSpec& spec, int write_end) {
       return c;
     } catch (const GuardLost& e) {
       // It may have started the consumer before it was lost: the job's
-      // cgroup and the pipe find that consumer, so they go after it.
-      kill_tree(write_end);
+      // cgroup, the pipe or the job file it reads find that consumer.
+      kill_tree(write_end >= 0 ? write_end : spec.stdin_fd);
+      // Not again with the same descriptors: a consumer that read part of
+      // a job file moved the offset a second one would start from.
+      if (e.delivered)
+        throw Error(std::string(e.what()) +
+                        "; what of the consumer it may have started could be found was killed, "
+                        "and the job is not started again in this run",
+                    kExitUnavailable);
       if (++lost > 1) throw Error(std::string(e.what()) + " twice", kExitUnavailable);
       spdlog::warn("{}; starting a new one", e.what());
     } catch (const SysError& e) {
@@ -176,7 +183,7 @@ std::optional<ExitStatus> Launcher::kill_tree(int write_end) {
   if (!by_guard) {
     // Lost, stopped or too slow: its orphans may be out of its reach.
     if (guard_) kill_children_of(guard_->pid(), kStoppedGuardRounds);
-    kill_pipe_holders(write_end);
+    kill_holders(write_end);
     if (guard_) guard_->kill();
   }
   if (guard_) forget(by_guard, 2000, by_guard ? "killed the tree" : "could not kill the tree");

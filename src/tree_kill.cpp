@@ -33,22 +33,31 @@ std::vector<std::string> numeric_entries(const std::string& path) {
   return out;
 }
 
-/// Whether process `pid` has a descriptor whose link reads `link`.
-bool holds(const std::string& pid, const std::string& link) {
+/// An open file, as the kernel knows it.
+struct OpenFile {
+  dev_t dev;
+  ino_t ino;
+  bool stdin_only;  ///< a job file: only a holder's fd 0 counts
+};
+
+/// Whether process `pid` holds `f` (through /proc/PID/fd, which stat()
+/// follows to the open file itself: a pipe or a regular file alike).
+bool holds(const std::string& pid, const OpenFile& f) {
   const std::string dir = "/proc/" + pid + "/fd/";
-  char buf[64];
-  for (const auto& fd : numeric_entries(dir)) {
-    ssize_t n = ::readlink((dir + fd).c_str(), buf, sizeof buf);
-    if (n == static_cast<ssize_t>(link.size()) && link.compare(0, link.size(), buf, n) == 0)
+  const std::vector<std::string> fds =
+      f.stdin_only ? std::vector<std::string>{"0"} : numeric_entries(dir);
+  for (const auto& fd : fds) {
+    struct stat st {};
+    if (::stat((dir + fd).c_str(), &st) == 0 && st.st_dev == f.dev && st.st_ino == f.ino)
       return true;
   }
   return false;
 }
 
-/// SIGKILL through a pidfd, once the process is confirmed to hold `link`.
-void kill_holder(const std::string& pid, const std::string& link) {
+/// SIGKILL through a pidfd, once the process is confirmed to hold `f`.
+void kill_holder(const std::string& pid, const OpenFile& f) {
   Fd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, std::atoi(pid.c_str()), 0)));
-  if (pidfd && holds(pid, link)) ::syscall(SYS_pidfd_send_signal, pidfd.get(), SIGKILL, nullptr, 0);
+  if (pidfd && holds(pid, f)) ::syscall(SYS_pidfd_send_signal, pidfd.get(), SIGKILL, nullptr, 0);
 }
 
 /// The state letter of `pid` ('Z': a zombie; 0: gone).
@@ -61,13 +70,13 @@ char state_of(pid_t pid) {
 
 }  // namespace
 
-void kill_pipe_holders(int write_end) {
+void kill_holders(int fd) {
   struct stat st {};
-  if (write_end < 0 || ::fstat(write_end, &st) != 0 || !S_ISFIFO(st.st_mode)) return;
-  const std::string link = "pipe:[" + std::to_string(st.st_ino) + "]";
+  if (fd < 0 || ::fstat(fd, &st) != 0 || !(S_ISFIFO(st.st_mode) || S_ISREG(st.st_mode))) return;
+  const OpenFile f{st.st_dev, st.st_ino, S_ISREG(st.st_mode)};
   const std::string self = std::to_string(::getpid());
   for (const auto& pid : numeric_entries("/proc")) {
-    if (pid != self && holds(pid, link)) kill_holder(pid, link);
+    if (pid != self && holds(pid, f)) kill_holder(pid, f);
   }
 }
 

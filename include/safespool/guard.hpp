@@ -150,7 +150,9 @@ class Guard {
 
 /// The guard did not answer, or died, while a consumer was being started.
 struct GuardLost : Error {
-  using Error::Error;
+  GuardLost(const std::string& what, bool delivered) : Error(what), delivered(delivered) {}
+  /// The start order had been sent: the consumer may run.
+  bool delivered;
 };
 
 /// How the processes of a consumer's tree are found when it must die,
