@@ -35,6 +35,13 @@ FileReplacement::FileReplacement(std::string path, ReplaceOptions opts)
     : path_(std::move(path)), opts_(std::move(opts)) {
   const bool fixed = !opts_.temp_name.empty();
   temp_ = fixed ? opts_.temp_name : path_ + ".tmp-" + gen_uuid();
+  // A fixed name may be a file another user left (or the old version an
+  // exchange left, made by another user): a new one is made, as a rename
+  // would have, rather than one we may not write or should not own.
+  struct stat st {};
+  if (fixed && ::lstat(temp_.c_str(), &st) == 0 &&
+      (st.st_uid != ::geteuid() || !S_ISREG(st.st_mode)))
+    ::unlink(temp_.c_str());
   int flags = O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW | (fixed ? O_TRUNC : O_EXCL);
   fd_.reset(::open(temp_.c_str(), flags, opts_.mode));
   if (!fd_) throw_errno("cannot create " + temp_);

@@ -98,6 +98,26 @@ TEST(SeqFile, APreparedValueChangesNothingUntilSetAndIsNeverLeftBehind) {
   EXPECT_EQ(slurp(path), "5\n");
 }
 
+// nextseq.temp left by another user (fspl run as root, say): a new file
+// is made, as a rename would have, not one we may not write or own.
+TEST(SeqFile, ATemporaryFileOfAnotherUserIsReplacedNotReused) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to make a file of another user";
+  TempDir d;
+  std::string path = d.path / "seq";
+  auto sf = SeqFile::try_open(path, true);
+  ASSERT_TRUE(sf);
+  spit(path + ".temp", "9\n");
+  ASSERT_EQ(::chown((path + ".temp").c_str(), 65534, 65534), 0);
+  sf->prepare(2);
+  struct stat st;
+  ASSERT_EQ(::stat((path + ".temp").c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, 0u) << "the other user's file was reused";
+  sf->set(2);
+  ASSERT_EQ(::stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, 0u);
+  EXPECT_EQ(slurp(path), "2\n");
+}
+
 TEST(SeqFile, LockExcludesAnotherOpenAndFlockUsers) {
   TempDir d;
   std::string path = d.path / "seq";
