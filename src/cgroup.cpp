@@ -115,7 +115,7 @@ constexpr const char* kReuseFiles[] = {"cgroup.events", "cgroup.stat", "cgroup.s
 /// `name` when not yet; nullopt when it cannot be read.
 std::optional<std::string> read_cgroup_file(int dir, const char* name, Fd& fd) {
   if (!fd) fd.reset(::openat(dir, name, O_RDONLY | O_CLOEXEC));
-  char buf[512];
+  char buf[4096];  // cgroup.stat grows with every controller the kernel has
   ssize_t n = fd ? ::pread(fd.get(), buf, sizeof buf, 0) : -1;
   if (n < 0 || n == static_cast<ssize_t>(sizeof buf)) return std::nullopt;
   return std::string(buf, static_cast<size_t>(n));

@@ -22,18 +22,23 @@ run_jobs() {
   shift
   ss queue-init -q "q.$mode"
   for n in 1 2 3; do cp "p$n.pkt" "q.$mode/jobs/fspl-$n.fspl"; done
-  CGLOG=$T/cg.$mode timeout -k 5 "$E2E_TIMEOUT" strace -f -qq -y -o "$T/trace.$mode" \
+  # LeakSanitizer cannot run under ptrace: a sanitizer build would abort.
+  ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0 \
+    CGLOG=$T/cg.$mode timeout -k 5 "$E2E_TIMEOUT" strace -f -qq -y -o "$T/trace.$mode" \
     -e trace=clone3,write "$@" "$SAFESPOOL" -l debug queue-process -q "q.$mode" "${consumer[@]}" \
     2>"$T/$mode.err"
   RC=$?
 }
 
 export CGLOG
+command -v strace >/dev/null || fail "strace is needed (scripts/install-deps.sh installs it)"
 run_jobs clone3
-if ! grep -q 'consumers run in per-job cgroups' "$T/clone3.err"; then
+if grep -q 'no per-job cgroups: ' "$T/clone3.err"; then
   echo "no per-job cgroups here: $(grep -o 'no per-job cgroups: .*' "$T/clone3.err" | head -1)"
   e2e_finish
 fi
+grep -q 'consumers run in per-job cgroups' "$T/clone3.err" ||
+  { fail "the run did not say how consumers are contained (exit $RC)"; show_err clone3; }
 
 section "the guard starts each consumer in its cgroup (clone3 with CLONE_INTO_CGROUP)"
 expect_eq "all three jobs ran" "0 3" "$RC $(wc -l <cg.clone3)"
@@ -48,6 +53,6 @@ expect_eq "all three jobs ran" "0 3" "$RC $(wc -l <cg.fallback)"
 expect_match "in a job cgroup" "0::.*/safespool-[0-9]+-[0-9]+" "$(head -1 cg.fallback)"
 expect_eq "one cgroup for the three clean jobs" 1 "$(sort -u cg.fallback | wc -l)"
 expect_eq "each wrote itself into cgroup.procs" 3 \
-  "$(grep -cE 'write\([0-9]+</sys/fs/cgroup/.*/cgroup\.procs>, "0", 1\) = 1' trace.fallback)"
+  "$(grep -cE 'write\([0-9]+</sys/fs/cgroup/.*/cgroup\.procs>, "0", 1' trace.fallback)"
 
 e2e_finish
