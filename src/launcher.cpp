@@ -89,8 +89,9 @@ Consumer Launcher::start(SpawnSpec spec, int write_end) {
   return paths_.run(std::move(spec), [&](const SpawnSpec& s) { return start_once(s, write_end); });
 }
 
-/// One start, with one more try after a guard that was lost meanwhile and
-/// without a cgroup when the consumer could not join one.
+/// One start, with one more try after a guard that was lost before it took
+/// the order, with a new cgroup when a reused one refused the consumer, and
+/// without a cgroup when a new one did.
 Consumer Launcher::start_once(const SpawnSpec& spec, int write_end) {
   std::function<void()> meanwhile = std::exchange(meanwhile_, nullptr);
   for (int lost = 0;;) {
@@ -131,9 +132,9 @@ Consumer Launcher::start_once(const SpawnSpec& spec, int write_end) {
 }
 
 /// The job's cgroup, in cgroup mode: the last job's when that ended clean
-/// and left the cgroup empty (which saves a mkdir and an rmdir per job),
-/// else a new one; a run that cannot make one goes on without (the
-/// subreaper still finds the tree).
+/// and left it as a new one would be (JobCgroup::reusable(); a mkdir and
+/// an rmdir less per job), else a new one; a run that cannot make one goes
+/// on without (the subreaper still finds the tree). True when reused.
 bool Launcher::make_job_cgroup() {
   if (!cgroups_) return false;
   if (spare_) {
