@@ -182,8 +182,10 @@ class Launcher {
   /// Starts `spec` under the guard, in a process group of its own (and
   /// the job's cgroup). With `write_end` >= 0, the consumer pipe's write
   /// end, the guard holds a copy first. Throws Error (exit 69) when no
-  /// guard can be found or started, SysError when the command cannot be
-  /// started (no consumer ran; the guard holds nothing).
+  /// guard can be found or started, or one was lost after it took the
+  /// order (what could be found of the consumer was killed); SysError when
+  /// the command cannot be started (no consumer ran; the guard holds
+  /// nothing).
   Consumer start(SpawnSpec spec, int write_end);
   /// Work for the next start() to do while the guard starts the consumer
   /// (it must not throw): then our waiting for the guard and the guard's
