@@ -89,15 +89,28 @@ class ContainmentTest : public ::testing::Test {
     opts_.timeout = 20000ms;  // a bound for a run that would hang
     opts_.job_name = ::testing::UnitTest::GetInstance()->current_test_info()->name();
   }
+  /// A consumer running `argv` with our environment.
+  static ConsumerSpec consumer(std::vector<std::string> argv) {
+    ConsumerSpec c;
+    c.argv = std::move(argv);
+    for (char** e = environ; *e; ++e) c.env.push_back(*e);
+    return c;
+  }
+  /// A consumer that first notes its cgroup in dir_/`note` (see
+  /// cgroup_of()), then runs the shell words `then`.
+  ConsumerSpec noting_cgroup(const char* note, const std::string& then = "") {
+    return consumer({"/bin/sh", "-c",
+                     "cat /proc/self/cgroup > '" + (dir_ / note).string() + "'" +
+                         (then.empty() ? "" : "; " + then)});
+  }
   /// tests/tools/session_escaper in a fresh directory: its child leaves
   /// the consumer's group and holds stdin.
   ConsumerSpec escaper(bool orphan) {
     fs::remove_all(dir_ / "run");
     fs::create_directory(dir_ / "run");
-    ConsumerSpec c;
-    c.argv = {std::string(SAFESPOOL_TOOLS) + "/session_escaper", (dir_ / "run").string()};
+    ConsumerSpec c =
+        consumer({std::string(SAFESPOOL_TOOLS) + "/session_escaper", (dir_ / "run").string()});
     if (orphan) c.argv.push_back("orphan");
-    for (char** e = environ; *e; ++e) c.env.push_back(*e);
     return c;
   }
   pid_t escaper_pid() {
@@ -167,10 +180,7 @@ TEST_F(ContainmentTest, CleanJobsShareAJobCgroupThatIsRemovedWhenTheRunEnds) {
   {
     Launcher launcher(Containment::Cgroup);
     for (const char* name : {"cg1", "cg2"}) {
-      ConsumerSpec c;
-      c.argv = {"/bin/sh", "-c", "cat /proc/self/cgroup > '" + (dir_ / name).string() + "'"};
-      for (char** e = environ; *e; ++e) c.env.push_back(*e);
-      auto res = run_consumer(launcher, c, PayloadSource{}, opts_);
+      auto res = run_consumer(launcher, noting_cgroup(name), PayloadSource{}, opts_);
       EXPECT_TRUE(res.success()) << res.describe();
     }
     first = cgroup_of(dir_ / "cg1");
@@ -188,17 +198,12 @@ TEST_F(ContainmentTest, AJobThatLeavesAProcessBehindDoesNotPassItsCgroupOn) {
   auto dir = CgroupDir::find(why);
   if (!dir) GTEST_SKIP() << why;
   Launcher launcher(Containment::Cgroup);
-  ConsumerSpec c;
-  c.argv = {"/bin/sh", "-c",
-            "cat /proc/self/cgroup > '" + (dir_ / "cg1").string() +
-                "'; sleep 30 </dev/null >/dev/null 2>&1 & echo $! > '" +
-                (dir_ / "left.pid").string() + "'"};
-  for (char** e = environ; *e; ++e) c.env.push_back(*e);
+  ConsumerSpec c = noting_cgroup("cg1", "sleep 30 </dev/null >/dev/null 2>&1 & echo $! > '" +
+                                            (dir_ / "left.pid").string() + "'");
   EXPECT_TRUE(run_consumer(launcher, c, PayloadSource{}, opts_).success());
   pid_t left = std::atoi(slurp(dir_ / "left.pid").c_str());
   ASSERT_GT(left, 0);
-  c.argv = {"/bin/sh", "-c", "cat /proc/self/cgroup > '" + (dir_ / "cg2").string() + "'"};
-  EXPECT_TRUE(run_consumer(launcher, c, PayloadSource{}, opts_).success());
+  EXPECT_TRUE(run_consumer(launcher, noting_cgroup("cg2"), PayloadSource{}, opts_).success());
   EXPECT_NE(cgroup_of(dir_ / "cg1"), cgroup_of(dir_ / "cg2"))
       << "the next job joined a cgroup with a process of the last one in it";
   ::kill(left, SIGKILL);
@@ -209,19 +214,14 @@ TEST_F(ContainmentTest, AJobThatMadeACgroupBelowItsOwnDoesNotPassItOn) {
   auto dir = CgroupDir::find(why);
   if (!dir) GTEST_SKIP() << why;
   Launcher launcher(Containment::Cgroup);
-  ConsumerSpec c;
-  c.argv = {"/bin/sh", "-c",
-            "cat /proc/self/cgroup > '" + (dir_ / "cg1").string() +
-                "'; b=$(sed -n 's|^0::.*/||p' /proc/self/cgroup); mkdir '" + dir->path() +
-                "'/$b/below"};
-  for (char** e = environ; *e; ++e) c.env.push_back(*e);
+  ConsumerSpec c = noting_cgroup(
+      "cg1", "b=$(sed -n 's|^0::.*/||p' /proc/self/cgroup); mkdir '" + dir->path() + "'/$b/below");
   auto first = run_consumer(launcher, c, PayloadSource{}, opts_);
   EXPECT_TRUE(first.success()) << first.describe();
   std::string cg1 = cgroup_of(dir_ / "cg1");
   std::string job = dir->path() + cg1.substr(cg1.rfind('/'));
   ASSERT_TRUE(fs::is_directory(job + "/below")) << "the consumer could not make its cgroup";
-  c.argv = {"/bin/sh", "-c", "cat /proc/self/cgroup > '" + (dir_ / "cg2").string() + "'"};
-  EXPECT_TRUE(run_consumer(launcher, c, PayloadSource{}, opts_).success());
+  EXPECT_TRUE(run_consumer(launcher, noting_cgroup("cg2"), PayloadSource{}, opts_).success());
   EXPECT_NE(cg1, cgroup_of(dir_ / "cg2")) << "the next job joined a cgroup with a cgroup below";
   ::rmdir((job + "/below").c_str());
 }
@@ -229,10 +229,7 @@ TEST_F(ContainmentTest, AJobThatMadeACgroupBelowItsOwnDoesNotPassItOn) {
 TEST_F(ContainmentTest, SubreaperModeMakesNoCgroup) {
   Launcher launcher(Containment::Subreaper);
   EXPECT_EQ(launcher.mode(), Containment::Subreaper);
-  ConsumerSpec c;
-  c.argv = {"/bin/sh", "-c", "cat /proc/self/cgroup > '" + (dir_ / "cg").string() + "'"};
-  for (char** e = environ; *e; ++e) c.env.push_back(*e);
-  EXPECT_TRUE(run_consumer(launcher, c, PayloadSource{}, opts_).success());
+  EXPECT_TRUE(run_consumer(launcher, noting_cgroup("cg"), PayloadSource{}, opts_).success());
   EXPECT_EQ(slurp(dir_ / "cg").find("safespool-"), std::string::npos) << slurp(dir_ / "cg");
 }
 
