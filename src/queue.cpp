@@ -119,7 +119,7 @@ constexpr std::string_view kTempSuffix = ".tmp";
 
 bool is_temp_name(std::string_view name) {
   return name.size() > kTempPrefix.size() + kTempSuffix.size() && name.starts_with(kTempPrefix) &&
-         name.ends_with(kTempSuffix);
+         name.ends_with(kTempSuffix) && name.find('/') == std::string_view::npos;
 }
 
 std::string Queue::write(int in_fd, const std::string& what) const {
@@ -168,9 +168,7 @@ void Queue::remove_abandoned_temp_files(const std::vector<std::string>& names) c
   Fd jobs(::open(jobs_dir().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   // Old enough that the writer had time to lock it after creating it.
   for (const auto& name : names) {
-    if (!jobs || !is_temp_name(name) || name.find('/') != std::string::npos ||
-        !abandoned(jobs.get(), name.c_str(), 60))
-      continue;
+    if (!jobs || !is_temp_name(name) || !abandoned(jobs.get(), name.c_str(), 60)) continue;
     spdlog::info("removing jobs/{}, left by a queue-write or queue-import that died", name);
     if (::unlinkat(jobs.get(), name.c_str(), 0) != 0 && errno != ENOENT)
       spdlog::warn("cannot remove jobs/{}: {}", name, std::strerror(errno));

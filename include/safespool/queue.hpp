@@ -104,7 +104,7 @@ struct ScanResult {
 /// True for names of the form fspl-*.fspl.
 bool is_job_name(std::string_view name);
 /// True for the temporary names of files being written into jobs/
-/// (tmp-*.tmp).
+/// (tmp-*.tmp, a name within jobs/: no '/').
 bool is_temp_name(std::string_view name);
 
 /// A random (v4) UUID, lower-case hyphenated.
