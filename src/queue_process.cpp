@@ -136,7 +136,6 @@ JobOutcome Pass::run_one(Step& step, bool by_seq) {
   if (ahead) launcher_.meanwhile([this] { seq_->prepare(seq_->next() + 1); });
   JobRun run = start_job(job, jo, ctx);
   launcher_.meanwhile(nullptr);  // not taken when no consumer was started
-  if (run.running() && ahead && !seq_->prepared(seq_->next() + 1)) seq_->prepare(seq_->next() + 1);
   return run.wait();
 }
 

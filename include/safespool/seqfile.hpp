@@ -53,8 +53,6 @@ class SeqFile {
   /// changes PATH until then; a failure here only logs (set() does all
   /// the work again), and an unused PATH.temp is removed with the lock.
   void prepare(uint64_t value) noexcept;
-  /// Whether PATH.temp holding `value` was prepared and not used yet.
-  bool prepared(uint64_t value) const { return prepared_ && prepared_value_ == value; }
 
   SeqFile(SeqFile&&) = default;
   SeqFile& operator=(SeqFile&&) = default;
