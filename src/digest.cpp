@@ -115,20 +115,17 @@ void FileDigest::feed(uint64_t offset, std::span<const std::byte> data) {
   if (done_ || offset != at_ || data.empty()) return;
   // at_ moves only once the bytes are hashed or queued: after a failure
   // here, finish() reads them from the file instead of leaving a hole.
-  if (!worker_.joinable() && (no_worker_ || at_ + data.size() <= kHashInPlaceBytes)) {
-    sha_.update(data);
-    at_ += data.size();
-    return;
-  }
-  if (!worker_.joinable()) {
+  if (!worker_.joinable() && !no_worker_ && at_ + data.size() > kHashInPlaceBytes) {
     try {
       worker_ = std::thread([this] { hash_queued(); });
     } catch (const std::system_error&) {
       no_worker_ = true;
-      sha_.update(data);
-      at_ += data.size();
-      return;
     }
+  }
+  if (!worker_.joinable()) {
+    sha_.update(data);
+    at_ += data.size();
+    return;
   }
   changed_.wait(lock, [&] { return queued_ < kMaxQueuedBytes || failed_; });
   // Another feeder may have taken this turn while we waited.
