@@ -44,7 +44,7 @@ class SeqCursor : public JobCursor {
   const SeqFile& seq_;
   std::optional<ScanResult> plan_;  ///< sorted by seq, below seq_below_
   uint64_t seq_below_ = UINT64_MAX;
-  uint64_t window_ = kSeqWindow;
+  uint64_t window_;      ///< seqs ahead of nextseq a scan lists
   bool listed_ = false;  ///< the plan compared every file's identity
   int rescans_ = 0;
 };
