@@ -17,6 +17,8 @@
 #include <fstream>
 #include <random>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "safespool/error.hpp"
 #include "safespool/signals.hpp"
@@ -72,9 +74,11 @@ class MemReader : public Reader {
   size_t hang_at = SIZE_MAX;  ///< read() blocks here until cancel(), then returns 0
   size_t slow_until = 0;      ///< below this offset: 4 KiB reads, 200 us apart
   std::atomic<int> cancels{0}, reads{0};
+  std::vector<std::pair<size_t, std::thread::id>> readers;  ///< offset, thread of each read
 
   size_t read(std::span<std::byte> buf) override {
     ++reads;
+    readers.emplace_back(pos_, std::this_thread::get_id());
     if (pos_ == 0 && !gate.empty()) wait_for_gate();
     if (pos_ >= fail_at) throw FormatError("memory: corrupt block at " + std::to_string(pos_));
     if (pos_ >= hang_at) return hang();
@@ -460,6 +464,63 @@ TEST_F(HandoffTest, StallTimeoutWhenDecoderHangsNeverClosesCleanly) {
   EXPECT_EQ(res.bytes, 500000u);
   std::this_thread::sleep_for(100ms);
   EXPECT_FALSE(fs::exists(dir_ / "marker")) << "a cancelled read became EOF";
+}
+
+// Past its first MiB a payload is decoded on a thread of its own, a few
+// blocks ahead of the writes. Every way a stream ends must still hold.
+TEST_F(HandoffTest, LargePayloadIsDecodedAheadOnItsOwnThreadInOrder) {
+  std::string data = random_bytes(12 << 20);
+  MemReader r(data);
+  auto res = run_stream(probe(), r);
+  std::string rep = report();
+  EXPECT_TRUE(res.success()) << res.describe();
+  EXPECT_EQ(field(rep, "fnv"), fnv_hex(data)) << rep;
+  ASSERT_FALSE(r.readers.empty());
+  const auto first = r.readers.front().second;
+  for (auto [at, thread] : r.readers) {
+    if (at < (1u << 20)) {
+      EXPECT_EQ(thread, first) << "a read below 1 MiB moved, at " << at;
+    }
+  }
+  EXPECT_NE(r.readers.back().second, first) << "the decoder never got a thread of its own";
+}
+
+TEST_F(HandoffTest, SmallPayloadIsDecodedOnTheRelayThreadAlone) {
+  MemReader r(random_bytes(900000));
+  auto res = run_stream(probe(), r);
+  EXPECT_TRUE(res.success()) << res.describe();
+  for (auto [at, thread] : r.readers) EXPECT_EQ(thread, r.readers.front().second) << at;
+}
+
+TEST_F(HandoffTest, FailureAtFinishOfALargePayloadKillsConsumerBeforeEof) {
+  MemReader r(random_bytes(6 << 20));
+  r.fail_finish = true;
+  auto res = run_stream(shell("trap '' TERM; cat > /dev/null; echo eof > marker"), r);
+  EXPECT_EQ(res.kind, Kind::DecodeFailed) << res.describe();
+  EXPECT_EQ(res.message, "memory: zstd frame truncated");
+  std::this_thread::sleep_for(100ms);
+  EXPECT_FALSE(fs::exists(dir_ / "marker")) << "consumer saw EOF of a failed stream";
+}
+
+TEST_F(HandoffTest, DecoderHangingPastItsFirstMegabyteStallsAndNeverEnds) {
+  MemReader r(random_bytes(4 << 20));
+  r.hang_at = 3 << 20;  // on the decoder's own thread; read() returns 0 once cancelled
+  opts_.stall_timeout = 1000ms;
+  auto res = run_stream(shell("trap '' TERM; cat > /dev/null; echo eof > marker"), r);
+  EXPECT_EQ(res.kind, Kind::Stalled) << res.describe();
+  EXPECT_GE(r.cancels, 1);
+  EXPECT_EQ(res.bytes, 3u << 20);
+  std::this_thread::sleep_for(100ms);
+  EXPECT_FALSE(fs::exists(dir_ / "marker")) << "a cancelled read became EOF";
+}
+
+TEST_F(HandoffTest, ConsumerLeavingPastTheFirstMegabyteCancelsTheDecoder) {
+  MemReader r(random_bytes(32 << 20));
+  auto res = run_stream(probe({"--exit-after", std::to_string(3 << 20), "--status", "5"}), r);
+  EXPECT_EQ(res.kind, Kind::Exited) << res.describe();
+  EXPECT_EQ(res.status, 5);
+  EXPECT_LT(res.seconds, 10);
+  EXPECT_GE(r.cancels, 1) << "the reader was not cancelled";
 }
 
 TEST(HandoffResultTest, Describe) {
