@@ -80,10 +80,14 @@ std::string first_line(const std::string& path) {
 class DecodeAhead {
  public:
   static constexpr size_t kSlots = 4;
-  /// Starts the thread (throws std::system_error when it cannot); `buf`
-  /// must outlive this object.
-  DecodeAhead(Reader& reader, std::span<std::byte> buf)
-      : reader_(reader), slots_(make_slots(buf)), thread_([this] { decode(); }) {}
+  /// Starts the thread (throws std::system_error when it cannot). `buf`
+  /// and `stop` (the relay's stop flag) must outlive this object; the
+  /// relay thread checks `stop` at least once per `tick` while it waits.
+  DecodeAhead(Reader& reader, std::span<std::byte> buf, const std::atomic<bool>& stop,
+              std::chrono::milliseconds tick)
+      : reader_(reader), slots_(make_slots(buf)), stop_(stop), tick_(tick) {
+    thread_ = std::thread([this] { decode(); });  // last: it uses every member
+  }
 
   /// Stops the decoder: a read under way is cancelled (the payload is being
   /// abandoned; at its end the thread is already gone and nothing is).
@@ -103,12 +107,14 @@ class DecodeAhead {
   DecodeAhead& operator=(const DecodeAhead&) = delete;
 
   /// The next block, valid until the next call; empty at the end of the
-  /// stream. Rethrows what the decoder threw.
+  /// stream, and once the relay was asked to stop (which never ends the
+  /// payload cleanly). Rethrows what the decoder threw.
   std::span<const std::byte> next() {
     std::unique_lock lock(mu_);
     released_ = taken_;  // the previous block was written
     changed_.notify_all();
-    changed_.wait(lock, [&] { return taken_ < filled_ || ended_; });
+    // A stop is seen within a tick, however the decoder's read goes.
+    while (!(taken_ < filled_ || ended_ || stop_)) changed_.wait_for(lock, tick_);
     if (taken_ < filled_) {
       size_t slot = taken_++ % kSlots;
       return slots_[slot].first(sizes_[slot]);
@@ -124,7 +130,7 @@ class DecodeAhead {
       {
         std::unique_lock lock(mu_);
         changed_.wait(lock, [&] { return filled_ - released_ < kSlots || stopping_; });
-        if (stopping_) return;
+        if (stopping_ || stop_) return;  // no read starts after a stop
         slot = filled_ % kSlots;
         reading_ = true;
       }
@@ -155,6 +161,8 @@ class DecodeAhead {
 
   Reader& reader_;
   std::array<std::span<std::byte>, kSlots> slots_;
+  const std::atomic<bool>& stop_;
+  const std::chrono::milliseconds tick_;
   std::array<size_t, kSlots> sizes_{};
   std::mutex mu_;
   std::condition_variable changed_;
@@ -165,14 +173,16 @@ class DecodeAhead {
   bool ended_ = false;
   bool stopping_ = false;
   std::exception_ptr error_;
-  std::thread thread_;  ///< last: starts once the rest is set up
+  std::thread thread_;
 };
 
 /// A DecodeAhead, or none when no thread can be started: then the relay
 /// decodes and writes in turn, as it does for a small payload.
-std::unique_ptr<DecodeAhead> start_decode_ahead(Reader& reader, std::span<std::byte> buf) {
+std::unique_ptr<DecodeAhead> start_decode_ahead(Reader& reader, std::span<std::byte> buf,
+                                                const std::atomic<bool>& stop,
+                                                std::chrono::milliseconds tick) {
   try {
-    return std::make_unique<DecodeAhead>(reader, buf);
+    return std::make_unique<DecodeAhead>(reader, buf, stop, tick);
   } catch (const std::system_error& e) {
     spdlog::debug("no decoder thread ({}): decoding and writing in turn", e.what());
     return nullptr;
@@ -324,9 +334,9 @@ void Relay::pump() {
     auto block = ahead ? ahead->next() : whole.first(reader_.read(whole));
     if (block.empty()) return;
     if (!write_bounded(block.data(), block.size())) return;
-    const bool crossed = moved < kAheadAfterBytes && moved + block.size() >= kAheadAfterBytes;
+    const bool crossed = moved <= kAheadAfterBytes && moved + block.size() > kAheadAfterBytes;
     moved += block.size();
-    if (crossed) ahead = start_decode_ahead(reader_, whole);
+    if (crossed) ahead = start_decode_ahead(reader_, whole, stop_, tick_);
   }
 }
 

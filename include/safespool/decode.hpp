@@ -61,7 +61,9 @@ class Reader {
   /// checks passed, external decoder exited 0). Throws otherwise.
   virtual void finish() = 0;
   /// Thread-safe: makes a read() blocked in another thread return soon
-  /// (kills external decoders, aborts GPGME). Later reads may throw.
+  /// (kills external decoders, aborts GPGME), and every read() that starts
+  /// after it too: a cancel that comes just before a read is not lost.
+  /// Later reads may throw.
   virtual void cancel() {}
   /// Short description of this stage and those below it, e.g. "zstd < file".
   virtual std::string describe() const = 0;
