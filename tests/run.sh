@@ -99,7 +99,7 @@ stage_asan() {
 # OpenPGP batch). Only those: the whole unit suite under TSan takes three
 # minutes more here, which would push the whole check past 25 minutes on
 # two cores (see the numbers in docs/design/handoff.md, "Threads").
-readonly kTsanTests='^(Handoff|HandoffWatch|HandoffDeath|HandoffResult|Guard|GuardProtocol|Containment|Decode[A-Za-z]*|OpenPgpDamage|PolicyGpg|ScratchDir|Spawn|Digest)(Test)?\.'
+readonly kTsanTests='^(Handoff|HandoffWatch|HandoffDeath|HandoffResult|Relay|Guard|GuardProtocol|Containment|Decode[A-Za-z]*|OpenPgpDamage|PolicyGpg|ScratchDir|Spawn|Digest)(Test)?\.'
 stage_tsan() {
   [[ "${SAFESPOOL_SKIP_TSAN:-0}" == 1 ]] && { echo "skipped (SAFESPOOL_SKIP_TSAN=1)"; return 0; }
   # halt_on_error: a report fails the test that triggered it.
