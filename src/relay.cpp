@@ -107,13 +107,14 @@ class DecodeAhead {
   DecodeAhead& operator=(const DecodeAhead&) = delete;
 
   /// The next block, valid until the next call; empty at the end of the
-  /// stream, and once the relay was asked to stop (which never ends the
-  /// payload cleanly). Rethrows what the decoder threw.
+  /// stream, and after a stop when no block is ready (a stop never ends
+  /// the payload cleanly). Rethrows what the decoder threw.
   std::span<const std::byte> next() {
     std::unique_lock lock(mu_);
     released_ = taken_;  // the previous block was written
     changed_.notify_all();
-    // A stop is seen within a tick, however the decoder's read goes.
+    // Bounded: a stop is seen here within a tick. The decoder's read under
+    // way then ends when cancel() reaches it, which it promises to do.
     while (!(taken_ < filled_ || ended_ || stop_)) changed_.wait_for(lock, tick_);
     if (taken_ < filled_) {
       size_t slot = taken_++ % kSlots;
@@ -130,7 +131,9 @@ class DecodeAhead {
       {
         std::unique_lock lock(mu_);
         changed_.wait(lock, [&] { return filled_ - released_ < kSlots || stopping_; });
-        if (stopping_ || stop_) return;  // no read starts after a stop
+        // No read starts once a stop is seen; one that slipped past this
+        // check is reached by the cancel that came with the stop.
+        if (stopping_ || stop_) return;
         slot = filled_ % kSlots;
         reading_ = true;
       }

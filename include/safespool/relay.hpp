@@ -6,9 +6,9 @@
 // an external decoder), so it runs on its own thread; the hand-off's event
 // loop stays free to notice the consumer's exit, timeouts and interrupts.
 // Past a payload's first MiB the decoder gets a second thread and runs up
-// to a megabyte ahead of the writes, so it no longer waits while the relay
-// writes (the pipe's page copies are a fifth of a large zstd payload's
-// cost).
+// to a megabyte ahead of the writes, so decoding no longer waits for each
+// pipe write in turn (the pipe's page copies are a fifth of a large zstd
+// payload's cost).
 // The thread never sleeps inside a pipe write: the write end is O_NONBLOCK
 // and a full pipe is waited for with poll(POLLOUT) for at most one tick, so
 // a wake-up lost by the kernel (Linux bug 212295, triggered when the reader

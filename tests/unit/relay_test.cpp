@@ -75,15 +75,15 @@ TEST(RelayTest, PipeWriteFailingWhileTheDecoderHangsCancelsItAndFails) {
   Pipe p = make_pipe();
   int fl = ::fcntl(p.write.get(), F_GETFL);
   ASSERT_EQ(::fcntl(p.write.get(), F_SETFL, fl | O_NONBLOCK), 0);
-  Relay relay(r, std::move(p.write), 50ms);
-  std::promise<void> done;
+  std::promise<void> done;  // before the relay: its thread sets it, also on a failed test
   auto ended = done.get_future();
+  Relay relay(r, std::move(p.write), 50ms);
   relay.start([&] { done.set_value(); });
 
   // Past the first MiB the decoder has its own thread; it runs up to four
   // 256 KiB blocks ahead of the writes, here to its hang at 3 MiB, while
   // the relay waits for room in the full pipe.
-  read_exactly(p.read.get(), 5 << 19);
+  ASSERT_NO_FATAL_FAILURE(read_exactly(p.read.get(), 5 << 19));
   for (int i = 0; i < 1000 && !r.hanging; ++i) std::this_thread::sleep_for(10ms);
   ASSERT_TRUE(r.hanging) << "the decoder never reached its hang";
   // The relay's next write fails with ENOSPC: /dev/full in the pipe's place.
